@@ -1,0 +1,5 @@
+"""outreach: referral-source outreach for a psychotherapy practice."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,475 @@
+"""The ``outreach`` command line: Typer commands over the service functions, no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from outreach import __version__, contacts
+from outreach.config import Settings, check_config_files, load_config
+from outreach.errors import ConfigError, ContactNotFound, ImportProblems, OutreachError
+from outreach.store import Store, open_store
+
+MAX_PROBLEMS_SHOWN = 200
+PROGRESS_MIN_BYTES = 200_000
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="outreach",
+    help="Referral-source outreach for a psychotherapy practice: contacts, sequences, replies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check the configuration file.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+contacts_app = typer.Typer(
+    help="Import, list, show and export referral sources.", no_args_is_help=True
+)
+stage_app = typer.Typer(help="Move contacts between pipeline stages by hand.", no_args_is_help=True)
+referrals_app = typer.Typer(help="Record referrals received from sources.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(stage_app, name="stage")
+app.add_typer(referrals_app, name="referrals")
+
+
+@dataclass
+class Context:
+    """What every command shares: where the config is, loaded at first use."""
+
+    config_path: Path | None
+    _settings: Settings | None = None
+    _stores: list[Store] = field(default_factory=list)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_config(self.config_path)
+        return self._settings
+
+    def store(self) -> Store:
+        """The store, migrated to the newest schema (every command does this at start)."""
+        settings = self.settings()
+        problems = check_config_files(settings)
+        if problems:
+            raise ConfigError(problems)
+        store = open_store(settings.database_url)
+        self._stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self._stores:
+            store.close()
+
+
+def _context(ctx: typer.Context) -> Context:
+    state = ctx.find_root().obj
+    assert isinstance(state, Context)
+    return state
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"outreach {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file. Default: $OUTREACH_CONFIG, else ./config/outreach.toml, "
+            "else /etc/outreach/outreach.toml.",
+            dir_okay=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "warning",
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Referral-source outreach for a psychotherapy practice."""
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    state = Context(config_path=config)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _fail(lines: list[str], code: int = 2) -> NoReturn:
+    for line in lines:
+        err.print(line, markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn outreach's errors into plain lines on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        _fail(exc.problems)
+    except ImportProblems as exc:
+        shown = exc.problems[:MAX_PROBLEMS_SHOWN]
+        more = len(exc.problems) - len(shown)
+        _fail([*shown, *([f"... and {more} more problems"] if more else []), str(exc)])
+    except ContactNotFound as exc:
+        _fail([f"error: {exc}"], code=1)
+    except OutreachError as exc:
+        _fail([f"error: {exc}"])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context) -> None:
+    """Validate the config file; list every problem with its key path (exit 2 if any)."""
+    with _reported():
+        settings = _context(ctx).settings()
+        problems = check_config_files(settings)
+        if problems:
+            raise ConfigError(problems)
+    steps = sum(len(s.sequence) for s in settings.segments.values())
+    out.print(f"{settings.path}: valid", markup=False)
+    out.print(f"  practice: {settings.practice.name} ({settings.practice.timezone})", markup=False)
+    out.print(
+        f"  sender:   {settings.sender.from_name} <{settings.sender.from_address}>", markup=False
+    )
+    out.print(
+        f"  smtp:     {settings.smtp.host}:{settings.smtp.effective_port} "
+        f"({settings.smtp.security}); password {_secret_state(settings.smtp.password)}",
+        markup=False,
+    )
+    out.print(
+        f"  imap:     {settings.imap.host}:{settings.imap.effective_port} "
+        f"({settings.imap.security}); password {_secret_state(settings.imap.password)}; "
+        f"watching {', '.join(settings.imap.folders)}",
+        markup=False,
+    )
+    out.print(f"  storage:  {settings.database_label}", markup=False)
+    out.print(
+        f"  segments: {len(settings.segments)} ({', '.join(settings.segments)}), "
+        f"{steps} sequence steps",
+        markup=False,
+    )
+
+
+def _secret_state(secret: object) -> str:
+    return "set" if secret is not None else "not set"
+
+
+# --- db -------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Migrate the database to the newest schema (every command also does this at start)."""
+    with _reported():
+        settings = _context(ctx).settings()
+        problems = check_config_files(settings)
+        if problems:
+            raise ConfigError(problems)
+        store = Store(settings.database_url)
+        try:
+            before, after = store.upgrade()
+        finally:
+            store.close()
+    if before == after:
+        out.print(f"{store.label}: already at schema {after}", markup=False)
+    else:
+        out.print(f"{store.label}: schema {before or 'empty'} -> {after}", markup=False)
+
+
+# --- contacts -------------------------------------------------------------------------------
+
+
+@contacts_app.command("import")
+def contacts_import(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="A CSV file (UTF-8, with a header line).", dir_okay=False)
+    ],
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update", help="Update contacts that already exist instead of skipping them."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count, change nothing.")
+    ] = False,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            "--segment",
+            help="Segment for every row whose file has no segment column or an empty cell.",
+        ),
+    ] = None,
+) -> None:
+    """Import referral sources from CSV: all rows or none, every problem with line and column."""
+    with _reported():
+        state = _context(ctx)
+        settings = state.settings()
+        if segment is not None and segment not in settings.segments:
+            raise ConfigError(
+                [
+                    f"--segment: unknown segment {segment!r} (configured: "
+                    f"{', '.join(settings.segments)})"
+                ]
+            )
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError([f"Can't read {file}: {exc.strerror}."]) from None
+        store = state.store()
+        with _progress(len(data)) as progress:
+            summary = contacts.import_contacts(
+                store,
+                settings.the_pipeline,
+                list(settings.segments),
+                data,
+                source=file.name,
+                now=_now(),
+                update=update,
+                dry_run=dry_run,
+                default_segment=segment,
+                progress=progress,
+            )
+    verb = "would import" if dry_run else "imported"
+    out.print(
+        f"{summary.source}: {summary.rows} contacts read; {verb} {summary.created}", markup=False
+    )
+    for name, count in sorted(summary.by_segment.items()):
+        out.print(f"  {name}: {count} new", markup=False)
+    if update:
+        verb = "would update" if dry_run else "updated"
+        out.print(
+            f"  {verb} {summary.updated}, {summary.unchanged} already up to date", markup=False
+        )
+    elif summary.skipped_existing:
+        out.print(
+            f"  skipped {summary.skipped_existing} already in the store "
+            "(use --update to update them)",
+            markup=False,
+        )
+    if dry_run:
+        out.print("dry run: nothing was changed", markup=False)
+
+
+@contextmanager
+def _progress(size: int) -> Iterator[Callable[[int, int], None] | None]:
+    if size < PROGRESS_MIN_BYTES or not err.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("checking rows"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("import", total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+@contacts_app.command("list")
+def contacts_list(
+    ctx: typer.Context,
+    segment: Annotated[str | None, typer.Option("--segment", help="Only this segment.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Only this stage.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List contacts by segment and stage, as a table or JSON."""
+    with _reported():
+        state = _context(ctx)
+        settings = state.settings()
+        if stage is not None:
+            settings.the_pipeline.require(stage)
+        if segment is not None and segment not in settings.segments:
+            raise ConfigError(
+                [
+                    f"--segment: unknown segment {segment!r} (configured: "
+                    f"{', '.join(settings.segments)})"
+                ]
+            )
+        found = contacts.list_contacts(state.store(), segment=segment, stage=stage)
+    if as_json:
+        _print_json([c.to_json() for c in found])
+        return
+    table = Table(title=f"{len(found)} contacts", title_justify="left")
+    for column in ("email", "name", "organization", "segment", "stage"):
+        table.add_column(column)
+    for c in found:
+        table.add_row(
+            c.email,
+            c.name if c.name != c.email else "",
+            c.organization or "",
+            settings.segments[c.segment].label if c.segment in settings.segments else c.segment,
+            c.stage,
+        )
+    out.print(table)
+
+
+@contacts_app.command("show")
+def contacts_show(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Show one contact with its whole history of stage changes and referrals."""
+    with _reported():
+        history = contacts.show_contact(_context(ctx).store(), email)
+    if as_json:
+        _print_json(history.to_json())
+        return
+    c = history.contact
+    lines = [
+        f"{c.name} <{c.email}>",
+        f"  organization: {c.organization or '-'}",
+        f"  title:        {c.title or '-'}",
+        f"  segment:      {c.segment}",
+        f"  stage:        {c.stage}",
+        f"  timezone:     {c.timezone or '(practice)'}",
+        f"  tags:         {', '.join(c.tags) or '-'}",
+    ]
+    lines += [f"  {key}: {value}" for key, value in sorted(c.custom.items())]
+    lines.append("history:")
+    lines += [
+        f"  {ch.at:%Y-%m-%d %H:%M} UTC  {ch.from_stage or '(none)'} -> {ch.to_stage}  {ch.reason}"
+        for ch in history.stage_changes
+    ]
+    if history.referrals:
+        lines.append("referrals:")
+        lines += [f"  {r.received_on}  {r.note}" for r in history.referrals]
+    for line in lines:
+        out.print(line, markup=False)
+
+
+@contacts_app.command("export")
+def contacts_export(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Argument(help="Write here instead of standard output.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Export every contact as CSV that re-imports losslessly."""
+    with _reported():
+        store = _context(ctx).store()
+        if file is None:
+            contacts.export_contacts(store, sys.stdout)  # type: ignore[arg-type]
+            return
+        try:
+            with file.open("w", encoding="utf-8", newline="") as handle:
+                count = contacts.export_contacts(store, handle)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise ConfigError([f"Can't write {file}: {exc.strerror}."]) from None
+    err.print(f"exported {count} contacts to {file}", markup=False)
+
+
+# --- stage, referrals -----------------------------------------------------------------------
+
+
+@stage_app.command("set")
+def stage_set(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    stage: Annotated[str, typer.Argument(help="The new stage, e.g. engaged or do_not_contact.")],
+    note: Annotated[
+        str,
+        typer.Option(
+            "--note",
+            help="Why; kept in the contact's history. Never write anything about a client.",
+        ),
+    ] = "",
+) -> None:
+    """Move a contact to another stage by hand; the change and note go into its history."""
+    with _reported():
+        state = _context(ctx)
+        change = contacts.set_stage(
+            state.store(), state.settings().the_pipeline, email, stage, now=_now(), note=note
+        )
+    if change is None:
+        out.print(f"{email} is already {stage}", markup=False)
+    else:
+        out.print(f"{email}: {change.from_stage} -> {change.to_stage}", markup=False)
+
+
+@referrals_app.command("add")
+def referrals_add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The referral source's email address.")],
+    on: Annotated[
+        datetime | None,
+        typer.Option("--date", formats=["%Y-%m-%d"], help="When it arrived (default: today)."),
+    ] = None,
+    note: Annotated[
+        str,
+        typer.Option(
+            "--note",
+            help="A note for you, e.g. 'by phone'. NEVER "
+            "write a client's name or any detail about the client: "
+            "this is not a clinical record.",
+        ),
+    ] = "",
+) -> None:
+    """Record a referral from a source and move it to 'referring'.
+
+    Never write a client's name or any detail about the client here.
+    """
+    received: date = on.date() if on else _now().date()
+    with _reported():
+        state = _context(ctx)
+        change = contacts.add_referral(
+            state.store(),
+            state.settings().the_pipeline,
+            email,
+            received_on=received,
+            now=_now(),
+            note=note,
+        )
+    moved = f"; {change.from_stage} -> {change.to_stage}" if change else ""
+    out.print(f"{email}: referral on {received} recorded{moved}", markup=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

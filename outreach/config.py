@@ -1,0 +1,529 @@
+"""The configuration file: where it is found, what it may hold, and how its problems are told."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from outreach.errors import ConfigError
+from outreach.fields import check_timezone, has_control_characters, normalize_email
+from outreach.pipeline import BUILTIN_STAGES, ExtraStage, Pipeline
+
+ENV_PREFIX = "OUTREACH_"
+CONFIG_ENV = "OUTREACH_CONFIG"
+DEFAULT_LOCATIONS = (Path("config/outreach.toml"), Path("/etc/outreach/outreach.toml"))
+DEFAULT_DATABASE_FILE = "outreach.sqlite3"
+SECRET_KEYS = ("smtp_password", "imap_password")
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+_DOMAIN = r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
+Security = Literal["starttls", "tls", "none"]
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, because a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _single_line(cls, value: Any) -> Any:
+        if isinstance(value, str) and has_control_characters(value):
+            raise ValueError("must be a single line without control characters")
+        return value
+
+
+class Practice(Section):
+    """Who the practice is: the facts every message and template draws on."""
+
+    name: str = Field(min_length=1)
+    therapist: str = Field(min_length=1)
+    credentials: str = ""
+    ideal_client: str = Field(min_length=1)
+    method: str = ""
+    result: str = ""
+    postal_address: str = Field(min_length=1)
+    phone: str = ""
+    website: str = ""
+    timezone: str = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+
+class Sender(Section):
+    """The identity outreach mails come from, and where the therapist's notices go."""
+
+    from_name: str = Field(min_length=1)
+    from_address: str
+    message_id_domain: str = Field(
+        default="", pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
+    )
+    notify_address: str = ""
+
+    @field_validator("from_address", "notify_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return normalize_email(value) if value else value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Sender:
+        # Message-IDs default to the sender's domain; notices default to the sender.
+        domain = self.message_id_domain or self.from_address.rpartition("@")[2]
+        object.__setattr__(self, "message_id_domain", domain.lower())
+        object.__setattr__(self, "notify_address", self.notify_address or self.from_address)
+        return self
+
+
+class Server(Section):
+    """A mail server login; the password comes only from a credential or the environment."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr | None = None
+    security: Security
+    ca_file: Path | None = None
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the server is on this machine (only then may ``security = "none"``)."""
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+class Smtp(Server):
+    """Outgoing mail."""
+
+    security: Security = "starttls"
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, else the standard one for the security mode (RFC 8314)."""
+        return self.port or {"tls": 465, "starttls": 587, "none": 25}[self.security]
+
+
+class Imap(Server):
+    """The practice's inbox, watched for replies."""
+
+    security: Security = "tls"
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    sent_folder: str = "Sent"
+    save_sent: bool = False
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, else the standard one for the security mode (RFC 8314)."""
+        return self.port or {"tls": 993, "starttls": 143, "none": 143}[self.security]
+
+
+class Storage(Section):
+    """Where contacts and history live; empty ``url`` means a SQLite file in the state directory."""
+
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value:
+            try:
+                make_url(value)
+            except ArgumentError:
+                raise ValueError(
+                    "must be a database URL such as 'sqlite:///var/outreach.sqlite3' or "
+                    "'postgresql+psycopg://user@host/dbname'"
+                ) from None
+        return value
+
+
+class Sending(Section):
+    """Sending policy (windows, caps, pacing); its keys arrive with the outbound issue."""
+
+
+class SequenceStep(Section):
+    """One message of a segment's sequence."""
+
+    template: Name
+    delay_business_days: int = Field(ge=0, le=365)
+    thread: bool = True
+
+
+class Segment(BaseModel):
+    """A kind of referral source: its label, its sequence, and free profile fields for templates.
+
+    Profile fields (``needs = "..."``) are free, so a typo of a known key would pass as one;
+    to stop that, a free key close to a known one is an error, and profile values must be
+    text.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+
+    label: str = Field(min_length=1)
+    sequence: list[SequenceStep] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_fields(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        known = list(cls.model_fields)
+        problems = []
+        for key, value in data.items():
+            if key in known:
+                continue
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            if near:
+                problems.append(f"{key}: unknown key; did you mean {near[0]!r}?")
+            elif not isinstance(value, str):
+                problems.append(f"{key}: profile fields must be text")
+            elif has_control_characters(value.strip()):
+                problems.append(f"{key}: must be a single line without control characters")
+        if problems:
+            raise keyed_problems(problems)
+        return data
+
+    @property
+    def profile(self) -> dict[str, str]:
+        """The free fields templates use (``needs``, ``gains``, ``address_as``...)."""
+        return dict(self.model_extra or {})
+
+
+class ExtraStageConfig(Section):
+    """A stage the practice adds to the pipeline."""
+
+    name: Name
+    after: str
+
+
+class PipelineConfig(Section):
+    """Pipeline additions."""
+
+    extra_stages: list[ExtraStageConfig] = Field(default_factory=list)
+
+
+class Rule(Section):
+    """A reply-triggered workflow rule; its keys arrive with the inbound issue."""
+
+
+class Settings(BaseSettings):
+    """The whole configuration, validated. Built by ``load_config``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    practice: Practice
+    sender: Sender
+    smtp: Smtp
+    imap: Imap
+    storage: Storage = Storage()
+    sending: Sending = Sending()
+    pipeline: PipelineConfig = PipelineConfig()
+    segments: dict[Name, Segment] = Field(min_length=1)
+    rules: list[Rule] = Field(default_factory=list)
+
+    _path: Path = PrivateAttr(default=Path("outreach.toml"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _stages(self) -> Settings:
+        names = {s.name for s in self.pipeline.extra_stages}
+        problems = []
+        for i, stage in enumerate(self.pipeline.extra_stages):
+            if stage.name in BUILTIN_STAGES:
+                problems.append(f"pipeline.extra_stages[{i}].name: {stage.name!r} is built in")
+            if stage.after not in BUILTIN_STAGES and stage.after not in names:
+                problems.append(f"pipeline.extra_stages[{i}].after: unknown stage {stage.after!r}")
+        if problems:
+            raise keyed_problems(problems)
+        return self
+
+    @property
+    def path(self) -> Path:
+        """The config file this was loaded from; relative paths in it are relative to its folder."""
+        return self._path
+
+    @property
+    def the_pipeline(self) -> Pipeline:
+        """The built-in stages plus the configured extra ones, in report order."""
+        return Pipeline.with_extra(ExtraStage(s.name, s.after) for s in self.pipeline.extra_stages)
+
+    @property
+    def state_directory(self) -> Path:
+        """Home of the default SQLite file: ``$STATE_DIRECTORY``, else ``var/`` by the config."""
+        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        return Path(state) if state else self.path.parent / "var"
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the store, with a relative SQLite path made absolute."""
+        if not self.storage.url:
+            return f"sqlite:///{self.state_directory / DEFAULT_DATABASE_FILE}"
+        url = make_url(self.storage.url)
+        database = url.database or ""
+        relative = database not in ("", ":memory:") and not Path(database).is_absolute()
+        if url.get_backend_name() == "sqlite" and relative:
+            url = url.set(database=str(self.path.parent / database))
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def database_label(self) -> str:
+        """The store's URL for people to read: any password hidden."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+    """The config file to use: ``explicit``, else ``$OUTREACH_CONFIG``, else the default places."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    base = cwd or Path.cwd()
+    for candidate in DEFAULT_LOCATIONS:
+        path = candidate if candidate.is_absolute() else base / candidate
+        if path.is_file():
+            return path
+    looked = ", ".join(str(p) for p in DEFAULT_LOCATIONS)
+    raise ConfigError(
+        [
+            f"No config file found: give --config PATH or set ${CONFIG_ENV} "
+            f"(also looked in {looked}); start from config/outreach.example.toml."
+        ]
+    )
+
+
+def load_config(explicit: Path | None = None) -> Settings:
+    """Find, read and validate the configuration, or raise ConfigError listing every problem."""
+    path = find_config_file(explicit).absolute()
+    data = _read_toml(path)
+    problems = _misplaced_secrets(data)
+    _add_credentials(data)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        problems += describe_validation_errors(exc)
+    if problems:
+        raise ConfigError(problems)
+    settings._path = path
+    return _resolve_paths(settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError([f"Config file {path} does not exist."])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError([f"Config file {path} is a directory, not a file."]) from None
+    except OSError as exc:
+        raise ConfigError([f"Config file {path} can't be read: {exc.strerror}."]) from None
+    except UnicodeDecodeError as exc:
+        line = text_line_of_offset_bytes(path.read_bytes(), exc.start)
+        raise ConfigError([f"Config file {path} is not UTF-8 text (line {line})."]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"Config file {path} is not valid TOML: {exc}."]) from None
+
+
+def text_line_of_offset_bytes(data: bytes, offset: int) -> int:
+    """The 1-based line number holding byte ``offset`` of ``data``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _misplaced_secrets(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for section in ("smtp", "imap"):
+        table = data.get(section)
+        if isinstance(table, dict) and "password" in table:
+            problems.append(
+                f"{section}.password: passwords don't belong in the config file; put it in "
+                f"$CREDENTIALS_DIRECTORY/{section}_password (systemd LoadCredential=) or "
+                f"the environment variable {ENV_PREFIX}{section.upper()}__PASSWORD"
+            )
+            del table["password"]
+    return problems
+
+
+def _add_credentials(data: dict[str, Any]) -> None:
+    """Passwords from systemd credentials (``LoadCredential=smtp_password:...``).
+
+    They sit below the environment, so ``OUTREACH_SMTP__PASSWORD`` still wins.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return
+    for key in SECRET_KEYS:
+        file = Path(directory) / key
+        if file.is_file():
+            section = key.removesuffix("_password")
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):
+                table["password"] = file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def _resolve_paths(settings: Settings) -> Settings:
+    base = settings.path.parent
+    updates: dict[str, Any] = {}
+    for name in ("smtp", "imap"):
+        server: Server = getattr(settings, name)
+        if server.ca_file is not None and not server.ca_file.is_absolute():
+            updates[name] = server.model_copy(update={"ca_file": base / server.ca_file})
+    if not updates:
+        return settings
+    resolved = settings.model_copy(update=updates)
+    resolved._path = settings.path
+    return resolved
+
+
+def check_config_files(settings: Settings) -> list[str]:
+    """Problems with the files and folders the configuration points at (one sentence each)."""
+    problems = []
+    for name in ("smtp", "imap"):
+        ca_file = getattr(settings, name).ca_file
+        if ca_file is not None and not ca_file.is_file():
+            problems.append(f"{name}.ca_file: {ca_file} does not exist")
+    for name in ("smtp", "imap"):
+        server: Server = getattr(settings, name)
+        if server.security == "none" and not server.is_loopback:
+            problems.append(
+                f"{name}.security: 'none' sends the password in the clear; it is allowed "
+                f"only for a server on this machine (127.0.0.1, localhost), not {server.host!r}"
+            )
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        problem = check_writable_directory(Path(url.database).parent)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def check_writable_directory(directory: Path) -> str | None:
+    """None if outreach can create files in ``directory`` (made if missing), else why not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".outreach-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return (
+            f"The state directory {directory} is not writable ({reason}); fix its "
+            f"permissions, set $STATE_DIRECTORY, or set [storage] url."
+        )
+    return None
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+}
+
+
+KEYED = "keyed_problems"
+
+
+def keyed_problems(lines: list[str]) -> PydanticCustomError:
+    """An error from a table-level check whose lines each start with a key below that table."""
+    return PydanticCustomError(KEYED, "{text}", {"lines": lines, "text": "; ".join(lines)})
+
+
+def describe_validation_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, each starting with its key path, in words a therapist can act on."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        path = _key_path(error["loc"])
+        if error["type"] == KEYED:
+            # A table-level check names the keys below ``path`` itself.
+            lines += [f"{path}.{line}" if path else line for line in error["ctx"]["lines"]]
+        else:
+            lines.append(f"{path}: {_describe(error)}" if path else _describe(error))
+    return lines
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
+        return f"must be {op} {next(iter(ctx.values()))}"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']} (got {error['input']!r})"
+    if kind == "string_pattern_mismatch":
+        if error["loc"][-1] == "message_id_domain":
+            return f"{error['input']!r} is not a domain name"
+        return (
+            f"{error['input']!r} must start with a lower-case letter, then letters, digits, - or _"
+        )
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else error["msg"]
+    if kind == "too_short":
+        return "must have at least one entry"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return str(error["msg"])

@@ -1,0 +1,62 @@
+"""The exceptions outreach raises; every message names the key, line or id at fault.
+
+OutreachError
+ ├── ConfigError                 the configuration can't be used (problems listed one per line)
+ ├── StoreError                  the database can't be opened, migrated or written
+ ├── ImportProblems              a CSV file has problems; nothing was imported
+ ├── ContactNotFound (LookupError)
+ └── InvalidStage (ValueError)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class OutreachError(Exception):
+    """Root of every error outreach reports to a person."""
+
+
+class ConfigError(OutreachError):
+    """The configuration is missing, unreadable or invalid.
+
+    ``problems`` holds one line per problem, each starting with its key path
+    (``segments.teacher.sequence[1].delay_business_days: must be >= 0``) or, for
+    a file that can't be read at all, one plain sentence.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class StoreError(OutreachError):
+    """The contact store can't be opened, migrated or written."""
+
+
+class ImportProblems(OutreachError):
+    """A contacts file has problems; nothing was imported.
+
+    ``problems`` holds one line per problem, each naming its line and column.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s); nothing was imported")
+
+
+class ContactNotFound(OutreachError, LookupError):
+    """No contact has the given email address."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+        super().__init__(f"no contact with email {email!r}")
+
+
+class InvalidStage(OutreachError, ValueError):
+    """A stage name that the pipeline doesn't have."""
+
+    def __init__(self, stage: str, known: Sequence[str]) -> None:
+        self.stage = stage
+        super().__init__(f"unknown stage {stage!r}; known stages: {', '.join(known)}")

@@ -1,0 +1,53 @@
+"""Validation of the values that contacts and the configuration share: addresses and time zones."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
+
+# CR and LF would let a value smuggle extra headers into a message (header injection);
+# NUL breaks SMTP and most databases. Refuse them wherever a value enters outreach.
+_CONTROL = re.compile(r"[\r\n\x00]")
+
+
+def normalize_email(value: str) -> str:
+    """The address in normalized form, or ValueError saying what is wrong with it.
+
+    The domain is lower-cased and Unicode-normalized by email-validator; the local part
+    keeps its case (some servers care), and uniqueness is decided by ``email_key``.
+    ``test_environment`` lets through the ``.test`` domain reserved for testing
+    (RFC 2606), which the test suite's own mail servers use; deliverability (DNS) is
+    not checked, because outreach must work offline and a lookup is no proof anyway.
+    """
+    value = value.strip()
+    if not value:
+        raise ValueError("email address is empty")
+    if _CONTROL.search(value):
+        raise ValueError("email address contains a line break or NUL")
+    try:
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a valid email address: {exc}") from None
+
+
+def email_key(normalized: str) -> str:
+    """The case-insensitive identity of a normalized address (two contacts can't share one)."""
+    return normalized.casefold()
+
+
+@lru_cache(maxsize=1024)
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone (``America/Chicago``), else ValueError."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. 'America/New_York')") from None
+    return name
+
+
+def has_control_characters(value: str) -> bool:
+    """True if ``value`` holds CR, LF or NUL, which no single-line field may contain."""
+    return _CONTROL.search(value) is not None

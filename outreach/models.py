@@ -1,0 +1,104 @@
+"""The store's tables, as SQLAlchemy 2 declarative models (migrations live in ``migrations/``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, Dialect, ForeignKey, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+JsonValue = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite has no time zones of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Root of the store's tables."""
+
+
+class ContactRow(Base):
+    """A referral source and where the relationship stands."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # Case-folded address: two contacts can't differ only by case (unique index below).
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(200))
+    organization: Mapped[str | None] = mapped_column(String(300))
+    segment: Mapped[str] = mapped_column(String(64), index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    tags: Mapped[list[str]] = mapped_column(JsonValue, default=list)
+    custom: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
+    stage: Mapped[str] = mapped_column(String(64), index=True)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    history: Mapped[list[StageChangeRow]] = relationship(
+        back_populates="contact", order_by="StageChangeRow.id", cascade="all, delete-orphan"
+    )
+    referrals: Mapped[list[ReferralRow]] = relationship(
+        back_populates="contact", order_by="ReferralRow.id", cascade="all, delete-orphan"
+    )
+
+    def custom_fields(self) -> dict[str, Any]:
+        """The extra CSV columns kept for templates."""
+        return dict(self.custom or {})
+
+
+class StageChangeRow(Base):
+    """One recorded move between pipeline stages: when, from, to, and why."""
+
+    __tablename__ = "stage_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    from_stage: Mapped[str | None] = mapped_column(String(64))
+    to_stage: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+
+    contact: Mapped[ContactRow] = relationship(back_populates="history")
+
+    __table_args__ = (Index("ix_stage_changes_contact_at", "contact_id", "at"),)
+
+
+class ReferralRow(Base):
+    """A referral received from a source. The note must never identify a client."""
+
+    __tablename__ = "referrals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    received_on: Mapped[date] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    contact: Mapped[ContactRow] = relationship(back_populates="referrals")

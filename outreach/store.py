@@ -1,0 +1,101 @@
+"""Opening the database: engine settings per backend, and migrations to the newest schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Store:
+    """The contact store: one engine, sessions on demand, migrations to head."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.label = make_url(url).render_as_string(hide_password=True)
+        self.engine = _create_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose work commits at the end of the block, or rolls back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Migrate to the newest schema; returns (revision before, revision after)."""
+        try:
+            with self.engine.begin() as connection:
+                before = MigrationContext.configure(connection).get_current_revision()
+                config = _alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"can't migrate the database {self.label}: {exc.orig or exc}") from exc
+        return before, self.head_revision()
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str:
+        """The newest schema revision this version of outreach knows."""
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+
+def open_store(url: str) -> Store:
+    """A store at ``url``, migrated to the newest schema (as every command does at start)."""
+    store = Store(url)
+    try:
+        store.upgrade()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers (status, reports) run beside the daemon's writes; foreign keys
+        # are off by default in SQLite; synchronous=NORMAL is durable enough under WAL.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
