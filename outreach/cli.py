@@ -17,9 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from outreach import __version__, contacts
+from outreach import __version__, contacts, mailcheck
 from outreach.config import Settings, check_config_files, load_config
-from outreach.errors import ConfigError, ContactNotFound, ImportProblems, OutreachError
+from outreach.errors import (
+    ConfigError,
+    ContactNotFound,
+    ImportProblems,
+    MailServerUnusable,
+    OutreachError,
+)
 from outreach.store import Store, open_store
 
 MAX_PROBLEMS_SHOWN = 200
@@ -157,13 +163,34 @@ def _print_json(value: Any) -> None:
 
 
 @config_app.command("check")
-def config_check(ctx: typer.Context) -> None:
+def config_check(
+    ctx: typer.Context,
+    connect: Annotated[
+        bool,
+        typer.Option(
+            "--connect",
+            help="Also log in to the SMTP and IMAP servers and open the watched folders.",
+        ),
+    ] = False,
+) -> None:
     """Validate the config file; list every problem with its key path (exit 2 if any)."""
     with _reported():
         settings = _context(ctx).settings()
         problems = check_config_files(settings)
         if problems:
             raise ConfigError(problems)
+        logins = []
+        if connect:
+            for check, server in (
+                (mailcheck.check_smtp, settings.smtp),
+                (mailcheck.check_imap, settings.imap),
+            ):
+                try:
+                    logins.append(check(server))  # type: ignore[operator]
+                except MailServerUnusable as exc:
+                    problems.append(str(exc))
+            if problems:
+                raise ConfigError(problems)
     steps = sum(len(s.sequence) for s in settings.segments.values())
     out.print(f"{settings.path}: valid", markup=False)
     out.print(f"  practice: {settings.practice.name} ({settings.practice.timezone})", markup=False)

@@ -4,6 +4,7 @@ OutreachError
  ├── ConfigError                 the configuration can't be used (problems listed one per line)
  ├── StoreError                  the database can't be opened, migrated or written
  ├── ImportProblems              a CSV file has problems; nothing was imported
+ ├── MailServerUnusable (ConnectionError)
  ├── ContactNotFound (LookupError)
  └── InvalidStage (ValueError)
 """
@@ -60,3 +61,12 @@ class InvalidStage(OutreachError, ValueError):
     def __init__(self, stage: str, known: Sequence[str]) -> None:
         self.stage = stage
         super().__init__(f"unknown stage {stage!r}; known stages: {', '.join(known)}")
+
+
+class MailServerUnusable(OutreachError, ConnectionError):
+    """A configured mail server can't be reached, isn't trusted, or refuses our login."""
+
+    def __init__(self, server: str, problem: str) -> None:
+        self.server = server
+        self.problem = problem
+        super().__init__(f"{server}: {problem}")

@@ -1,0 +1,348 @@
+"""Real servers on 127.0.0.1 for the tests: Dovecot (IMAP, IMAPS, LMTP), aiosmtpd, PostgreSQL.
+
+Each ``start_*`` returns a handle with the ports and a ``stop()``; ``ServerMissing`` says
+the server's programs are not installed and how to install them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+INSTALL_HINT = "install it with: sudo ./scripts/install-system-deps"
+PASSWORD = "secret-pw-{n:02d}"
+USER = "user{n:02d}@example.test"
+USERS = 20
+
+
+class ServerMissing(RuntimeError):
+    """A server the tests need is not installed on this machine."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_banner(port: int, prefix: bytes, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                if s.recv(100).startswith(prefix):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing answered {prefix!r} on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (it is its own CA)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+         "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+# --- Dovecot ----------------------------------------------------------------------------------
+
+DOVECOT_CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = outreach-test-{imap}
+protocols = imap lmtp
+listen = 127.0.0.1
+log_path = {d}/dovecot.log
+default_internal_user = dovecot
+default_login_user = dovenull
+ssl = yes
+ssl_cert = <{d}/cert.pem
+ssl_key = <{d}/key.pem
+ssl_dh = </usr/share/dovecot/dh.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=vmail gid=vmail home={d}/mail/%u
+}}
+mail_location = maildir:{d}/mail/%u/Maildir
+first_valid_uid = 100
+mail_max_userip_connections = 200
+mail_fsync = never
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = create
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+protocol lmtp {{
+  postmaster_address = postmaster@example.test
+}}
+"""
+
+
+@dataclass
+class Dovecot:
+    """A running standalone Dovecot with a pool of users ``user01..20@example.test``."""
+
+    directory: Path
+    imap_port: int
+    imaps_port: int
+    lmtp_port: int
+    cert: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def conf(self) -> Path:
+        return self.directory / "dovecot.conf"
+
+    @staticmethod
+    def user(n: int) -> tuple[str, str]:
+        return USER.format(n=n), PASSWORD.format(n=n)
+
+    def deliver(self, recipient: str, message: bytes, sender: str = "sender@example.test") -> None:
+        """Deliver one message into ``recipient``'s INBOX over LMTP."""
+        with smtplib.LMTP(self.host, self.lmtp_port) as lmtp:
+            lmtp.sendmail(sender, [recipient], message)
+
+    def empty(self, user: str) -> None:
+        """Expunge every message of ``user`` (mailboxes are reused between tests)."""
+        subprocess.run(
+            ["doveadm", "-c", str(self.conf), "expunge", "-u", user, "mailbox", "*", "all"],
+            check=True, capture_output=True,
+        )
+
+    def stop(self) -> None:
+        pid_file = self.directory / "run" / "master.pid"
+        pid = int(pid_file.read_text()) if pid_file.exists() else None
+        subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True, check=False)
+        if pid is not None:
+            _wait_gone(pid)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_dovecot() -> Dovecot:
+    if shutil.which("dovecot") is None or not os.path.exists("/usr/lib/dovecot/lmtp"):
+        raise ServerMissing(f"Dovecot (dovecot-imapd, dovecot-lmtpd) is not installed; {INSTALL_HINT}")
+    for account in ("vmail", "dovecot", "dovenull"):
+        if subprocess.run(["id", account], capture_output=True, check=False).returncode:
+            raise ServerMissing(f"the system user {account!r} is missing; {INSTALL_HINT}")
+    # Not under pytest's 0700 tmp tree: Dovecot's unprivileged processes must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="outreach-dovecot-"))
+    directory.chmod(0o755)
+    cert, _key = make_certificate(directory)
+    (directory / "key.pem").chmod(0o600)
+    users = directory / "users"
+    users.write_text("".join(
+        f"{USER.format(n=n)}:{{PLAIN}}{PASSWORD.format(n=n)}\n" for n in range(1, USERS + 1)
+    ))
+    shutil.chown(users, group="dovecot")
+    users.chmod(0o640)
+    (directory / "mail").mkdir(exist_ok=True)
+    shutil.chown(directory / "mail", "vmail", "vmail")
+    server = Dovecot(directory, free_port(), free_port(), free_port(), cert)
+    server.conf.write_text(DOVECOT_CONF.format(
+        d=directory, imap=server.imap_port, imaps=server.imaps_port, lmtp=server.lmtp_port
+    ))
+    # Not capture_output: the daemon's children would hold the pipes open forever.
+    errors = directory / "start.err"
+    with errors.open("wb") as sink:
+        result = subprocess.run(["dovecot", "-c", str(server.conf)], stdin=subprocess.DEVNULL,
+                                stdout=sink, stderr=sink, check=False)
+    if result.returncode:
+        raise RuntimeError(f"dovecot failed to start: {errors.read_text(errors='replace')}")
+    wait_for_banner(server.imap_port, b"* OK")
+    return server
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# --- SMTP (aiosmtpd) ---------------------------------------------------------------------------
+
+
+@dataclass
+class Envelope:
+    """One message an SMTP server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> Any:
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class RecordingHandler:
+    """Records every message; optionally delivers it into Dovecot over LMTP, one per recipient."""
+
+    deliver_to: Dovecot | None = None
+    received: list[Envelope] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        data = envelope.original_content or envelope.content
+        self.received.append(Envelope(envelope.mail_from, list(envelope.rcpt_tos), data))
+        if self.deliver_to is not None:
+            for rcpt in envelope.rcpt_tos:
+                self.deliver_to.deliver(rcpt, data, sender=envelope.mail_from)
+        return "250 OK"
+
+
+@dataclass
+class SmtpServer:
+    """A running aiosmtpd on 127.0.0.1 with STARTTLS and AUTH (users as for Dovecot)."""
+
+    port: int
+    handler: RecordingHandler
+    controller: Any
+    host: str = "127.0.0.1"
+
+    @property
+    def received(self) -> list[Envelope]:
+        return self.handler.received
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_smtp(cert: Path, key: Path, deliver_to: Dovecot | None = None,
+               implicit_tls: bool = False) -> SmtpServer:
+    from aiosmtpd.controller import Controller  # noqa: PLC0415  (only the tests need it)
+    from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: PLC0415
+
+    accounts = {USER.format(n=n): PASSWORD.format(n=n) for n in range(1, USERS + 1)}
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword)
+              and accounts.get(auth_data.login.decode()) == auth_data.password.decode())
+        return AuthResult(success=ok)
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    handler = RecordingHandler(deliver_to=deliver_to)
+    port = free_port()
+    tls = {"ssl_context": context} if implicit_tls else {"tls_context": context}
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
+        auth_require_tls=not implicit_tls, **tls,
+    )
+    if implicit_tls:
+        # The controller's own readiness probe speaks plain SMTP; wait for the port instead.
+        controller.ready_timeout = 15.0
+    controller.start()
+    return SmtpServer(port, handler, controller)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+@dataclass
+class Postgres:
+    """A running PostgreSQL cluster on 127.0.0.1, trusting local connections."""
+
+    directory: Path
+    port: int
+    bin_dir: Path
+    _counter: int = 0
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        import psycopg  # noqa: PLC0415
+
+        self._counter += 1
+        name = f"test_{os.getpid()}_{self._counter}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.bin_dir / "pg_ctl"), "-D",
+             str(self.directory / "data"), "-m", "immediate", "-w", "stop"],
+            capture_output=True, check=False,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_postgres() -> Postgres:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise ServerMissing(f"PostgreSQL is not installed; {INSTALL_HINT}")
+    bin_dir = Path(found[-1]).parent
+    # Not under pytest's 0700 tmp tree: the postgres user must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="outreach-pg-"))
+    directory.chmod(0o755)
+    shutil.chown(directory, "postgres", "postgres")
+    data = directory / "data"
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U",
+         "postgres", "-E", "UTF8", "--locale=C.UTF-8"],
+        check=True, capture_output=True,
+    )
+    port = free_port()
+    subprocess.run(
+        [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"),
+         "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off "
+         "-c synchronous_commit=off -c full_page_writes=off", "start"],
+        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return Postgres(directory, port, bin_dir)
