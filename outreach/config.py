@@ -511,7 +511,10 @@ def _describe(error: Any) -> str:
             "less_than_equal": "<=",
             "less_than": "<",
         }[kind]
-        return f"must be {op} {next(iter(ctx.values()))}"
+        bound = next(iter(ctx.values()))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"must be {op} {bound}"
     if kind == "literal_error":
         return f"must be one of {ctx['expected']} (got {error['input']!r})"
     if kind == "string_pattern_mismatch":

@@ -1,0 +1,122 @@
+"""Shared fixtures: real servers on 127.0.0.1, a store on each backend, a config, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from typer.testing import CliRunner
+
+from outreach.cli import app
+from outreach.store import Store, open_store
+from tests.mailstack import (
+    Dovecot,
+    Postgres,
+    ServerMissing,
+    SmtpServer,
+    start_dovecot,
+    start_postgres,
+    start_smtp,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "config" / "outreach.example.toml"
+EXAMPLE_CONTACTS = ROOT / "config" / "contacts.example.csv"
+T = TypeVar("T")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _require(start: Callable[[], T]) -> T:
+    """Start a server; a missing one skips locally and fails in CI (CI=true)."""
+    try:
+        return start()
+    except ServerMissing as exc:
+        if IN_CI:
+            pytest.fail(f"{exc} (CI=true: a missing server is a failure, not a skip)")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own outreach settings."""
+    for name in list(os.environ):
+        if name.startswith("OUTREACH_") or name in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    server = _require(start_dovecot)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(dovecot: Dovecot) -> Iterator[SmtpServer]:
+    """aiosmtpd with STARTTLS and AUTH, delivering into Dovecot over LMTP."""
+    server = start_smtp(dovecot.cert, dovecot.directory / "key.pem", deliver_to=dovecot)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = _require(start_postgres)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new empty database on each backend the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = open_store(database_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """The shipped example config, copied to a fresh folder."""
+    path = tmp_path / "config" / "outreach.toml"
+    path.parent.mkdir()
+    shutil.copy(EXAMPLE_CONFIG, path)
+    return path
+
+
+@dataclass
+class Run:
+    """What one CLI invocation printed and returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def cli(config_file: Path) -> Callable[..., Run]:
+    """Run ``outreach --config <the test's config> ARGS...`` in-process."""
+    runner = CliRunner()
+
+    def run(*args: str, config: Path | None = config_file) -> Run:
+        argv = [*(["--config", str(config)] if config else []), *args]
+        result = runner.invoke(app, argv, catch_exceptions=False)
+        return Run(result.exit_code, result.stdout, result.stderr)
+
+    return run
