@@ -1,0 +1,232 @@
+"""Reading contacts CSV files: header spellings, every problem by line and column, round trips."""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outreach.contacts_csv import (
+    ContactRecord,
+    ParsedContacts,
+    custom_field_key,
+    parse_contacts,
+    split_tags,
+    write_contacts,
+)
+from outreach.pipeline import BUILTIN_STAGES
+
+SEGMENTS = ("psychiatrist", "teacher", "clergy")
+
+
+def parse(text: str | bytes, **kwargs: object) -> ParsedContacts:
+    data = text.encode() if isinstance(text, str) else text
+    return parse_contacts(data, segments=SEGMENTS, stages=BUILTIN_STAGES, **kwargs)  # type: ignore[arg-type]
+
+
+def only_problem(text: str | bytes, **kwargs: object) -> str:
+    parsed = parse(text, **kwargs)
+    assert len(parsed.problems) == 1, parsed.problems
+    return parsed.problems[0]
+
+
+class TestHeaders:
+    def test_plain_headers(self) -> None:
+        parsed = parse("email,first_name,last_name,segment\nA@X.example.com,Ann,Lee,teacher\n")
+        assert parsed.problems == []
+        (record,) = parsed.records
+        assert (record.email, record.first_name, record.last_name, record.segment) == (
+            "A@x.example.com", "Ann", "Lee", "teacher",
+        )
+
+    def test_outlook_export(self) -> None:
+        text = (
+            "Title,First Name,Middle Name,Last Name,Company,Job Title,E-mail Address,"
+            "Categories,Business Phone\n"
+            "Dr.,Alma,,Reyes,North Bay Psychiatry,Psychiatrist,alma@nb.example.com,"
+            "prescriber;met 2025,207-555-0100\n"
+        )
+        (record,) = parse(text, default_segment="psychiatrist").records
+        assert record.title == "Dr."
+        assert record.organization == "North Bay Psychiatry"
+        assert record.tags == ("prescriber", "met 2025")
+        assert record.custom == {"job_title": "Psychiatrist", "business_phone": "207-555-0100"}
+        assert "middle_name" not in record.custom  # empty cells are not kept
+
+    def test_google_contacts_export(self) -> None:
+        text = (
+            "First Name,Last Name,Name Prefix,Organization Name,Organization Title,"
+            "E-mail 1 - Value,Labels\n"
+            "Grace,Okafor,Pastor,St. Mark's,Senior Pastor,grace@stm.example.org,"
+            "clergy ::: * myContacts\n"
+        )
+        (record,) = parse(text, default_segment="clergy").records
+        assert (record.first_name, record.title, record.organization) == (
+            "Grace", "Pastor", "St. Mark's",
+        )
+        assert record.email == "grace@stm.example.org"
+        assert record.tags == ("clergy",)
+
+    def test_utf8_with_bom(self) -> None:
+        data = "\ufeffEmail,First Name,Segment\nzoe@x.example.com,Zoë,clergy\n".encode()
+        (record,) = parse(data).records
+        assert record.first_name == "Zoë"
+
+    def test_semicolon_separated(self) -> None:
+        (record,) = parse("email;segment;organization\nb@x.example.com;teacher;School, Inc\n").records
+        assert record.organization == "School, Inc"
+
+    def test_crlf_line_endings(self) -> None:
+        parsed = parse("email,segment\r\na@x.example.com,teacher\r\nb@x.example.com,clergy\r\n")
+        assert [r.line for r in parsed.records] == [2, 3]
+
+    def test_missing_required_column(self) -> None:
+        problem = only_problem("first_name,segment\nAnn,teacher\n")
+        assert problem.startswith("line 1: missing required column 'email' (accepted headers:")
+        assert "emailaddress" in problem
+
+    def test_missing_segment_column_suggests_the_option(self) -> None:
+        problem = only_problem("email\na@x.example.com\n")
+        assert "missing required column 'segment'" in problem and "--segment" in problem
+
+    def test_two_columns_for_one_field(self) -> None:
+        problem = only_problem("Email,E-mail Address,segment\na@x.example.com,b@x.example.com,teacher\n")
+        assert problem == (
+            "line 1, column 2 (E-mail Address): gives 'email' again, like column 1 (Email); "
+            "keep one of them"
+        )
+
+    def test_custom_field_keys(self) -> None:
+        assert custom_field_key("Years In Practice") == "years_in_practice"
+        assert custom_field_key("2nd Office") == "f_2nd_office"
+
+
+class TestRowProblems:
+    HEADER = "email,first_name,segment,timezone\n"
+
+    def test_bad_address(self) -> None:
+        problem = only_problem(self.HEADER + "ok@x.example.com,A,teacher,\nnot-an-address,B,teacher,\n")
+        assert problem.startswith("line 3, column 1 (email): 'not-an-address' is not a valid email")
+
+    def test_unknown_segment_suggests_a_near_one(self) -> None:
+        problem = only_problem(self.HEADER + "a@x.example.com,A,techer,\n")
+        assert problem == (
+            "line 2, column 3 (segment): unknown segment 'techer' "
+            "(configured: psychiatrist, teacher, clergy); did you mean 'teacher'?"
+        )
+
+    def test_unknown_timezone(self) -> None:
+        problem = only_problem(self.HEADER + "a@x.example.com,A,teacher,Europe/Atlantis\n")
+        assert problem.startswith("line 2, column 4 (timezone): 'Europe/Atlantis' is not an IANA")
+
+    def test_duplicate_within_the_file_ignores_case(self) -> None:
+        problem = only_problem(self.HEADER + "a@x.example.com,A,teacher,\nA@X.EXAMPLE.COM,B,clergy,\n")
+        assert problem == "line 3, column 1 (email): A@x.example.com is a duplicate of line 2"
+
+    def test_line_break_inside_a_field(self) -> None:
+        problem = only_problem(self.HEADER + 'a@x.example.com,"Ann\nBcc: evil@x.example.com",teacher,\n')
+        assert problem == (
+            "line 2, column 2 (first_name): contains a line break or NUL; a field must be one line"
+        )
+
+    def test_nul_inside_a_field(self) -> None:
+        problem = only_problem(self.HEADER + "a@x.example.com,An\x00n,teacher,\n")
+        assert "line 2, column 2 (first_name): contains a line break or NUL" in problem
+
+    def test_line_numbers_count_physical_lines(self) -> None:
+        """A quoted multi-line field shifts the lines after it; messages use the file's lines."""
+        text = self.HEADER + 'a@x.example.com,"A\nB",teacher,\nbad,C,teacher,\n'
+        problems = parse(text).problems
+        assert problems[1].startswith("line 4, column 1 (email)")
+
+    def test_undecodable_bytes(self) -> None:
+        data = self.HEADER.encode() + b"a@x.example.com,Ren\xe9,teacher,\n"
+        problem = only_problem(data)
+        assert problem == (
+            "line 2, column 2 (first_name): holds bytes that are not UTF-8 (0xE9); "
+            "save the file as UTF-8 CSV"
+        )
+
+    def test_wrong_number_of_fields(self) -> None:
+        problem = only_problem(self.HEADER + "a@x.example.com,A,teacher\n")
+        assert problem == "line 2: 3 fields, but the header has 4"
+
+    def test_unterminated_quote(self) -> None:
+        problem = only_problem(self.HEADER + 'a@x.example.com,"Ann,teacher,\n')
+        assert problem.startswith("line 2: malformed CSV")
+
+    def test_empty_email_with_other_data(self) -> None:
+        assert only_problem(self.HEADER + ",Ann,teacher,\n") == (
+            "line 2, column 1 (email): the email address is empty"
+        )
+
+    def test_blank_rows_are_skipped(self) -> None:
+        parsed = parse(self.HEADER + "\n,,,\na@x.example.com,A,teacher,\n")
+        assert parsed.problems == [] and [r.line for r in parsed.records] == [4]
+
+    def test_empty_file(self) -> None:
+        assert only_problem(b"").startswith("line 1: the file is empty")
+
+    def test_every_problem_is_reported(self) -> None:
+        text = self.HEADER + "bad,A,teacher,\nb@x.example.com,B,nope,\nc@x.example.com,C,clergy,Nowhere\n"
+        assert [p.split(",")[0] for p in parse(text).problems] == ["line 2", "line 3", "line 4"]
+
+    def test_default_segment_fills_empty_cells(self) -> None:
+        parsed = parse(self.HEADER + "a@x.example.com,A,,\n", default_segment="clergy")
+        assert parsed.records[0].segment == "clergy"
+
+    def test_unknown_stage(self) -> None:
+        problem = only_problem("email,segment,stage\na@x.example.com,teacher,enaged\n")
+        assert "unknown stage 'enaged'" in problem and "did you mean 'engaged'?" in problem
+
+
+class TestTags:
+    def test_separators(self) -> None:
+        assert split_tags("a; b,c ::: d") == ("a", "b", "c", "d")
+
+    def test_duplicates_and_system_labels_dropped(self) -> None:
+        assert split_tags("x ::: * starred ::: x") == ("x",)
+
+
+names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=";,:"),
+    max_size=20,
+).map(str.strip)
+records = st.builds(
+    ContactRecord,
+    line=st.just(0),
+    email=st.from_regex(r"[a-z][a-z0-9_]{0,10}@[a-z]{1,8}\.example\.com", fullmatch=True),
+    segment=st.sampled_from(SEGMENTS),
+    first_name=names.map(lambda s: s or None),
+    last_name=names.map(lambda s: s or None),
+    organization=names.map(lambda s: s or None),
+    timezone=st.sampled_from([None, "UTC", "America/Chicago"]),
+    tags=st.lists(names.filter(bool).filter(lambda t: not t.startswith("* ")), max_size=3,
+                  unique=True).map(tuple),
+    custom=st.dictionaries(st.sampled_from(["years", "office", "note"]), names.filter(bool),
+                           max_size=3),
+)
+
+
+@given(st.lists(records, max_size=8, unique_by=lambda r: r.email.casefold()))
+@settings(max_examples=60)
+def test_written_files_read_back_the_same(rows: list[ContactRecord]) -> None:
+    out = io.StringIO()
+    write_contacts(
+        [{**r.__dict__, "tags": list(r.tags), "custom": dict(r.custom)} for r in rows], out
+    )
+    parsed = parse(out.getvalue())
+    assert parsed.problems == []
+    fields = ("email", "segment", "first_name", "last_name", "organization", "timezone", "tags")
+    assert [tuple(getattr(r, f) for f in fields) for r in parsed.records] == [
+        tuple(getattr(r, f) for f in fields) for r in rows
+    ]
+    assert [dict(r.custom) for r in parsed.records] == [dict(r.custom) for r in rows]
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=200)
+def test_any_bytes_give_records_or_problems_never_an_exception(data: bytes) -> None:
+    parsed = parse(b"email,segment\n" + data)
+    assert all(p.startswith("line ") for p in parsed.problems)
