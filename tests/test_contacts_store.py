@@ -1,0 +1,193 @@
+"""Contact services on a real store, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from outreach import contacts
+from outreach.errors import ContactNotFound, ImportProblems, InvalidStage
+from outreach.models import ContactRow, StageChangeRow
+from outreach.pipeline import ExtraStage, Pipeline
+from outreach.store import Store, open_store
+
+PIPELINE = Pipeline.with_extra([ExtraStage("meeting", "engaged")])
+SEGMENTS = ["psychiatrist", "teacher", "clergy"]
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+T1 = datetime(2026, 3, 3, 9, 15, tzinfo=UTC)
+
+CSV = (
+    "email,first_name,last_name,title,organization,segment,timezone,tags,years\n"
+    "alma@nb.example.com,Alma,Reyes,Dr.,North Bay,psychiatrist,America/New_York,a; b,12\n"
+    "tom@lm.example.org,Tom,Beaulieu,Mr.,Lincoln Middle,teacher,,,\n"
+    "grace@stm.example.org,Grace,Okafor,Pastor,St. Mark's,clergy,America/Chicago,,20\n"
+)
+
+
+def do_import(store: Store, text: str, **kwargs: object) -> contacts.ImportSummary:
+    return contacts.import_contacts(
+        store, PIPELINE, SEGMENTS, text.encode(), source="test.csv", now=T0, **kwargs  # type: ignore[arg-type]
+    )
+
+
+def count(store: Store, model: type) -> int:
+    with store.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+class TestImport:
+    def test_imports_every_row_with_its_history(self, store: Store) -> None:
+        summary = do_import(store, CSV)
+        assert (summary.rows, summary.created) == (3, 3)
+        assert summary.by_segment == {"psychiatrist": 1, "teacher": 1, "clergy": 1}
+        history = contacts.show_contact(store, "alma@nb.example.com")
+        assert history.contact.tags == ["a", "b"]
+        assert history.contact.custom == {"years": "12"}
+        assert history.contact.created_at == T0
+        (change,) = history.stage_changes
+        assert (change.from_stage, change.to_stage, change.reason) == (
+            None, "new", "imported from test.csv line 2",
+        )
+
+    def test_one_bad_row_imports_nothing(self, store: Store) -> None:
+        bad = CSV + "nobody,,,,,teacher,,,\n"
+        with pytest.raises(ImportProblems) as caught:
+            do_import(store, bad)
+        assert caught.value.problems[0].startswith("line 5, column 1 (email)")
+        assert count(store, ContactRow) == 0 and count(store, StageChangeRow) == 0
+
+    def test_existing_addresses_are_skipped_whatever_their_case(self, store: Store) -> None:
+        do_import(store, CSV)
+        again = do_import(store, CSV.replace("alma@nb", "ALMA@nb"))
+        assert (again.created, again.skipped_existing) == (0, 3)
+        assert count(store, ContactRow) == 3
+
+    def test_update_changes_only_the_files_columns(self, store: Store) -> None:
+        do_import(store, CSV)
+        summary = do_import(
+            store,
+            "email,organization,segment,office\n"
+            "alma@nb.example.com,North Bay Psychiatry,psychiatrist,Suite 2\n"
+            "tom@lm.example.org,Lincoln Middle,teacher,\n"
+            "new@x.example.com,New Org,clergy,\n",
+            update=True,
+        )
+        assert (summary.created, summary.updated, summary.unchanged) == (1, 1, 1)
+        alma = contacts.show_contact(store, "alma@nb.example.com").contact
+        assert alma.organization == "North Bay Psychiatry"
+        assert alma.first_name == "Alma"  # not in the file: kept
+        assert alma.custom == {"years": "12", "office": "Suite 2"}
+
+    def test_update_records_a_stage_change(self, store: Store) -> None:
+        do_import(store, CSV)
+        do_import(store, "email,segment,stage\ntom@lm.example.org,teacher,engaged\n", update=True)
+        changes = contacts.show_contact(store, "tom@lm.example.org").stage_changes
+        assert [(c.from_stage, c.to_stage) for c in changes] == [(None, "new"), ("new", "engaged")]
+        assert changes[1].reason == "updated from test.csv line 2"
+
+    def test_dry_run_changes_nothing(self, store: Store) -> None:
+        summary = do_import(store, CSV, dry_run=True)
+        assert summary.created == 3 and summary.dry_run
+        assert count(store, ContactRow) == 0
+        do_import(store, CSV)
+        summary = do_import(store, CSV.replace("North Bay", "South Bay"), update=True, dry_run=True)
+        assert summary.updated == 1
+        assert contacts.show_contact(store, "alma@nb.example.com").contact.organization == "North Bay"
+
+    def test_a_large_file_imports_in_one_go(self, store: Store) -> None:
+        rows = "".join(f"p{i}@x{i % 50}.example.com,P{i},teacher\n" for i in range(3000))
+        summary = do_import(store, "email,first_name,segment\n" + rows)
+        assert summary.created == 3000
+        assert count(store, ContactRow) == 3000 and count(store, StageChangeRow) == 3000
+
+
+class TestListAndShow:
+    def test_list_filters_by_segment_and_stage(self, store: Store) -> None:
+        do_import(store, CSV)
+        contacts.set_stage(store, PIPELINE, "tom@lm.example.org", "engaged", now=T1)
+        assert [c.email for c in contacts.list_contacts(store, segment="teacher")] == [
+            "tom@lm.example.org"
+        ]
+        assert [c.email for c in contacts.list_contacts(store, stage="new")] == [
+            "grace@stm.example.org", "alma@nb.example.com",
+        ]
+        assert contacts.count_by_segment_and_stage(store) == {
+            ("psychiatrist", "new"): 1, ("clergy", "new"): 1, ("teacher", "engaged"): 1,
+        }
+
+    def test_unknown_address(self, store: Store) -> None:
+        with pytest.raises(ContactNotFound, match="nobody@x.example.com"):
+            contacts.show_contact(store, "nobody@x.example.com")
+
+    def test_lookup_ignores_case(self, store: Store) -> None:
+        do_import(store, CSV)
+        assert contacts.show_contact(store, "Grace@STM.example.org").contact.first_name == "Grace"
+
+
+class TestStagesAndReferrals:
+    def test_manual_change_keeps_the_note(self, store: Store) -> None:
+        do_import(store, CSV)
+        change = contacts.set_stage(store, PIPELINE, "alma@nb.example.com", "meeting",
+                                    now=T1, note="lunch on Friday")
+        assert change is not None and change.reason == "set by hand: lunch on Friday"
+        history = contacts.show_contact(store, "alma@nb.example.com")
+        assert history.contact.stage == "meeting"
+        assert history.stage_changes[-1].at == T1
+
+    def test_setting_the_same_stage_records_nothing(self, store: Store) -> None:
+        do_import(store, CSV)
+        assert contacts.set_stage(store, PIPELINE, "alma@nb.example.com", "new", now=T1) is None
+        assert len(contacts.show_contact(store, "alma@nb.example.com").stage_changes) == 1
+
+    def test_unknown_stage_is_refused(self, store: Store) -> None:
+        do_import(store, CSV)
+        with pytest.raises(InvalidStage):
+            contacts.set_stage(store, PIPELINE, "alma@nb.example.com", "friends", now=T1)
+
+    def test_referral_moves_to_referring_once(self, store: Store) -> None:
+        do_import(store, CSV)
+        first = contacts.add_referral(store, PIPELINE, "grace@stm.example.org",
+                                      received_on=date(2026, 3, 1), now=T1, note="by phone")
+        second = contacts.add_referral(store, PIPELINE, "grace@stm.example.org",
+                                       received_on=date(2026, 3, 3), now=T1)
+        assert first is not None and first.to_stage == "referring"
+        assert second is None
+        history = contacts.show_contact(store, "grace@stm.example.org")
+        assert [r.received_on for r in history.referrals] == [date(2026, 3, 1), date(2026, 3, 3)]
+        assert history.referrals[0].note == "by phone"
+
+
+class TestExport:
+    def test_export_reimports_losslessly(self, store: Store, tmp_path: object) -> None:
+        do_import(store, CSV)
+        contacts.set_stage(store, PIPELINE, "tom@lm.example.org", "meeting", now=T1)
+        out = io.StringIO()
+        assert contacts.export_contacts(store, out) == 3  # type: ignore[arg-type]
+        other = open_store(f"sqlite:///{tmp_path}/copy.sqlite3")
+        try:
+            contacts.import_contacts(other, PIPELINE, SEGMENTS, out.getvalue().encode(),
+                                     source="export.csv", now=T1)
+
+            def essence(store: Store) -> list[dict[str, object]]:
+                keep = ("email", "first_name", "last_name", "title", "organization", "segment",
+                        "timezone", "tags", "custom", "stage")
+                return [{k: c.to_json()[k] for k in keep} for c in contacts.list_contacts(store)]
+
+            assert essence(other) == essence(store)
+        finally:
+            other.close()
+
+
+class TestMigrations:
+    def test_upgrade_is_idempotent(self, store: Store) -> None:
+        assert store.current_revision() == Store.head_revision()
+        before, after = store.upgrade()
+        assert before == after == Store.head_revision()
+
+    def test_timestamps_come_back_in_utc(self, store: Store) -> None:
+        do_import(store, CSV)
+        created = contacts.show_contact(store, "alma@nb.example.com").contact.created_at
+        assert created == T0 and created.tzinfo is not None and created.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
