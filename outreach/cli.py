@@ -214,6 +214,8 @@ def config_check(
         f"{steps} sequence steps",
         markup=False,
     )
+    for line in logins:
+        out.print(f"  ok: {line}", markup=False)
 
 
 def _secret_state(secret: object) -> str:

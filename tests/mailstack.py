@@ -269,7 +269,7 @@ def start_smtp(cert: Path, key: Path, deliver_to: Dovecot | None = None,
                       auth_data: Any) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword)
               and accounts.get(auth_data.login.decode()) == auth_data.password.decode())
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))
