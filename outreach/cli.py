@@ -364,8 +364,10 @@ def contacts_list(
     if as_json:
         _print_json([c.to_json() for c in found])
         return
-    table = Table(title=f"{len(found)} contacts", title_justify="left")
-    for column in ("email", "name", "organization", "segment", "stage"):
+    noun = "contact" if len(found) == 1 else "contacts"
+    table = Table(title=f"{len(found)} {noun}", title_justify="left")
+    table.add_column("email", overflow="fold")  # an address is never cut short
+    for column in ("name", "organization", "segment", "stage"):
         table.add_column(column)
     for c in found:
         table.add_row(

@@ -179,13 +179,24 @@ def _existing(session: Session, emails: Sequence[str]) -> dict[str, ContactRow]:
     return found
 
 
+def _ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[start : start + _KEY_CHUNK]
+        query = select(ContactRow.email_key, ContactRow.id).where(ContactRow.email_key.in_(chunk))
+        found.update(dict(session.execute(query).tuples()))
+    return found
+
+
 def _insert_new(
     session: Session, records: Sequence[ContactRecord], now: datetime, source: str
 ) -> None:
     if not records:
         return
-    ids = session.scalars(
-        insert(ContactRow).returning(ContactRow.id, sort_by_parameter_order=True),
+    # Core executemany, then one look-up of the new ids: an ORM bulk INSERT ... RETURNING
+    # in parameter order costs quadratic time in SQLAlchemy on large files.
+    session.execute(
+        insert(ContactRow.__table__),
         [
             {
                 "email": r.email,
@@ -204,9 +215,11 @@ def _insert_new(
             }
             for r in records
         ],
-    ).all()
+    )
+    ids_by_key = _ids(session, [email_key(r.email) for r in records])
+    ids = [ids_by_key[email_key(r.email)] for r in records]
     session.execute(
-        insert(StageChangeRow),
+        insert(StageChangeRow.__table__),
         [
             {
                 "contact_id": contact_id,
