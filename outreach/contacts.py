@@ -184,7 +184,7 @@ def _ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
     for start in range(0, len(keys), _KEY_CHUNK):
         chunk = keys[start : start + _KEY_CHUNK]
         query = select(ContactRow.email_key, ContactRow.id).where(ContactRow.email_key.in_(chunk))
-        found.update(dict(session.execute(query).tuples()))
+        found.update((row[0], row[1]) for row in session.execute(query))
     return found
 
 
