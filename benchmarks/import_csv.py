@@ -34,15 +34,35 @@ def make_csv(rows: int) -> bytes:
     rng = random.Random(7)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["E-mail Address", "First Name", "Last Name", "Title", "Company",
-                     "Segment", "Time Zone", "Categories", "Years In Practice", "Office"])
+    writer.writerow(
+        [
+            "E-mail Address",
+            "First Name",
+            "Last Name",
+            "Title",
+            "Company",
+            "Segment",
+            "Time Zone",
+            "Categories",
+            "Years In Practice",
+            "Office",
+        ]
+    )
     for i in range(rows):
-        writer.writerow([
-            f"source{i}@clinic{i % 5000}.example.com", f"First{i}", f"Last{i}",
-            rng.choice(["Dr.", "Ms.", "Mr.", "Pastor", ""]), f"Clinic {i % 5000}",
-            rng.choice(SEGMENTS), rng.choice(ZONES), rng.choice(["", "met 2025", "a; b"]),
-            str(rng.randint(1, 40)), f"Suite {rng.randint(1, 400)}",
-        ])
+        writer.writerow(
+            [
+                f"source{i}@clinic{i % 5000}.example.com",
+                f"First{i}",
+                f"Last{i}",
+                rng.choice(["Dr.", "Ms.", "Mr.", "Pastor", ""]),
+                f"Clinic {i % 5000}",
+                rng.choice(SEGMENTS),
+                rng.choice(ZONES),
+                rng.choice(["", "met 2025", "a; b"]),
+                str(rng.randint(1, 40)),
+                f"Suite {rng.randint(1, 400)}",
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -50,8 +70,14 @@ def ours(data: bytes, url: str) -> float:
     store = open_store(url)
     try:
         start = time.perf_counter()
-        summary = import_contacts(store, Pipeline.with_extra([]), SEGMENTS, data,
-                                  source="bench.csv", now=datetime.now(UTC))
+        summary = import_contacts(
+            store,
+            Pipeline.with_extra([]),
+            SEGMENTS,
+            data,
+            source="bench.csv",
+            now=datetime.now(UTC),
+        )
         elapsed = time.perf_counter() - start
     finally:
         store.close()
@@ -64,8 +90,10 @@ def baseline(data: bytes, path: Path) -> float:
     rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))[1:]
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("CREATE TABLE c (email TEXT UNIQUE, first TEXT, last TEXT, title TEXT, org TEXT,"
-               " segment TEXT, tz TEXT, tags TEXT, years TEXT, office TEXT)")
+    db.execute(
+        "CREATE TABLE c (email TEXT UNIQUE, first TEXT, last TEXT, title TEXT, org TEXT,"
+        " segment TEXT, tz TEXT, tags TEXT, years TEXT, office TEXT)"
+    )
     with db:
         db.executemany("INSERT INTO c VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
     db.close()
@@ -86,14 +114,20 @@ def main() -> None:
             raw_times.append(baseline(data, Path(tmp) / f"raw{run}.sqlite3"))
             our_times.append(ours(data, f"sqlite:///{tmp}/ours{run}.sqlite3"))
     raw, mine = statistics.median(raw_times), statistics.median(our_times)
-    print(f"baseline  csv.reader + executemany, no validation: {raw:6.2f} s "
-          f"({args.rows / raw:,.0f} rows/s)")
-    print(f"outreach  contacts import into SQLite:             {mine:6.2f} s "
-          f"({args.rows / mine:,.0f} rows/s), {mine / raw:.1f}x the baseline")
+    print(
+        f"baseline  csv.reader + executemany, no validation: {raw:6.2f} s "
+        f"({args.rows / raw:,.0f} rows/s)"
+    )
+    print(
+        f"outreach  contacts import into SQLite:             {mine:6.2f} s "
+        f"({args.rows / mine:,.0f} rows/s), {mine / raw:.1f}x the baseline"
+    )
     if args.postgres:
         pg = ours(data, args.postgres)
-        print(f"outreach  contacts import into PostgreSQL:         {pg:6.2f} s "
-              f"({args.rows / pg:,.0f} rows/s)")
+        print(
+            f"outreach  contacts import into PostgreSQL:         {pg:6.2f} s "
+            f"({args.rows / pg:,.0f} rows/s)"
+        )
     sys.exit(0)
 
 

@@ -181,12 +181,13 @@ def config_check(
             raise ConfigError(problems)
         logins = []
         if connect:
-            for check, server in (
-                (mailcheck.check_smtp, settings.smtp),
-                (mailcheck.check_imap, settings.imap),
-            ):
+            checks: list[Callable[[], str]] = [
+                lambda: mailcheck.check_smtp(settings.smtp),
+                lambda: mailcheck.check_imap(settings.imap),
+            ]
+            for check in checks:
                 try:
-                    logins.append(check(server))  # type: ignore[operator]
+                    logins.append(check())
                 except MailServerUnusable as exc:
                     problems.append(str(exc))
             if problems:
@@ -426,11 +427,11 @@ def contacts_export(
     with _reported():
         store = _context(ctx).store()
         if file is None:
-            contacts.export_contacts(store, sys.stdout)  # type: ignore[arg-type]
+            contacts.export_contacts(store, sys.stdout)
             return
         try:
             with file.open("w", encoding="utf-8", newline="") as handle:
-                count = contacts.export_contacts(store, handle)  # type: ignore[arg-type]
+                count = contacts.export_contacts(store, handle)
         except OSError as exc:
             raise ConfigError([f"Can't write {file}: {exc.strerror}."]) from None
     err.print(f"exported {count} contacts to {file}", markup=False)

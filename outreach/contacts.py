@@ -5,11 +5,10 @@ The CLI calls these and holds no logic of its own; tests call them directly.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -68,7 +67,8 @@ class Contact:
         return " ".join(p for p in (self.first_name, self.last_name) if p) or self.email
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        result: dict[str, Any] = _jsonable(asdict(self))
+        return result
 
 
 @dataclass(frozen=True)
@@ -193,10 +193,10 @@ def _insert_new(
 ) -> None:
     if not records:
         return
-    # Core executemany, then one look-up of the new ids: an ORM bulk INSERT ... RETURNING
-    # in parameter order costs quadratic time in SQLAlchemy on large files.
+    # A bulk INSERT without RETURNING, then one look-up of the new ids: RETURNING in
+    # parameter order costs quadratic time in SQLAlchemy on large files.
     session.execute(
-        insert(ContactRow.__table__),
+        insert(ContactRow),
         [
             {
                 "email": r.email,
@@ -219,7 +219,7 @@ def _insert_new(
     ids_by_key = _ids(session, [email_key(r.email) for r in records])
     ids = [ids_by_key[email_key(r.email)] for r in records]
     session.execute(
-        insert(StageChangeRow.__table__),
+        insert(StageChangeRow),
         [
             {
                 "contact_id": contact_id,
@@ -350,7 +350,7 @@ def add_referral(
         return _apply_stage(row, pipeline, REFERRING, now, f"referral received {received_on}")
 
 
-def export_contacts(store: Store, out: io.TextIOBase) -> int:
+def export_contacts(store: Store, out: TextIO) -> int:
     """Write every contact as CSV that ``import_contacts`` reads back unchanged."""
     return write_contacts((c.to_json() for c in _iter_contacts(store)), out)
 

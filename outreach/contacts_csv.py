@@ -25,7 +25,7 @@ import io
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from outreach.fields import check_timezone, has_control_characters, normalize_email
 
@@ -352,7 +352,7 @@ def _one_of(value: str, known: Collection[str], what: str) -> str:
 EXPORT_COLUMNS = STANDARD_FIELDS
 
 
-def write_contacts(records: Iterable[Mapping[str, object]], out: io.TextIOBase) -> int:
+def write_contacts(records: Iterable[Mapping[str, Any]], out: TextIO) -> int:
     """Write contacts as CSV that ``parse_contacts`` reads back to the same values.
 
     Each record maps the standard fields (tags as a sequence) plus ``custom``; custom
@@ -361,7 +361,7 @@ def write_contacts(records: Iterable[Mapping[str, object]], out: io.TextIOBase) 
     rows = list(records)
     custom_keys: dict[str, None] = {}
     for row in rows:
-        for key in row.get("custom") or {}:  # type: ignore[attr-defined]
+        for key in row.get("custom") or {}:
             custom_keys[key] = None
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*EXPORT_COLUMNS, *custom_keys])
@@ -371,8 +371,8 @@ def write_contacts(records: Iterable[Mapping[str, object]], out: io.TextIOBase) 
         for name in EXPORT_COLUMNS:
             value = row.get(name)
             if name == "tags":
-                value = "; ".join(value or ())  # type: ignore[call-overload]
+                value = "; ".join(value or ())
             cells.append("" if value is None else str(value))
-        cells += [str(custom.get(key, "")) for key in custom_keys]  # type: ignore[attr-defined]
+        cells += [str(custom.get(key, "")) for key in custom_keys]
         writer.writerow(cells)
     return len(rows)

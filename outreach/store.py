@@ -45,7 +45,8 @@ class Store:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
-            raise StoreError(f"can't migrate the database {self.label}: {exc.orig or exc}") from exc
+            cause = getattr(exc, "orig", None) or exc
+            raise StoreError(f"can't migrate the database {self.label}: {cause}") from exc
         return before, self.head_revision()
 
     def current_revision(self) -> str | None:

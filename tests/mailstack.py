@@ -56,11 +56,26 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1 (it is its own CA)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-         "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -151,7 +166,8 @@ class Dovecot:
         """Expunge every message of ``user`` (mailboxes are reused between tests)."""
         subprocess.run(
             ["doveadm", "-c", str(self.conf), "expunge", "-u", user, "mailbox", "*", "all"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
 
     def stop(self) -> None:
@@ -165,7 +181,9 @@ class Dovecot:
 
 def start_dovecot() -> Dovecot:
     if shutil.which("dovecot") is None or not os.path.exists("/usr/lib/dovecot/lmtp"):
-        raise ServerMissing(f"Dovecot (dovecot-imapd, dovecot-lmtpd) is not installed; {INSTALL_HINT}")
+        raise ServerMissing(
+            f"Dovecot (dovecot-imapd, dovecot-lmtpd) is not installed; {INSTALL_HINT}"
+        )
     for account in ("vmail", "dovecot", "dovenull"):
         if subprocess.run(["id", account], capture_output=True, check=False).returncode:
             raise ServerMissing(f"the system user {account!r} is missing; {INSTALL_HINT}")
@@ -175,22 +193,31 @@ def start_dovecot() -> Dovecot:
     cert, _key = make_certificate(directory)
     (directory / "key.pem").chmod(0o600)
     users = directory / "users"
-    users.write_text("".join(
-        f"{USER.format(n=n)}:{{PLAIN}}{PASSWORD.format(n=n)}\n" for n in range(1, USERS + 1)
-    ))
+    users.write_text(
+        "".join(
+            f"{USER.format(n=n)}:{{PLAIN}}{PASSWORD.format(n=n)}\n" for n in range(1, USERS + 1)
+        )
+    )
     shutil.chown(users, group="dovecot")
     users.chmod(0o640)
     (directory / "mail").mkdir(exist_ok=True)
     shutil.chown(directory / "mail", "vmail", "vmail")
     server = Dovecot(directory, free_port(), free_port(), free_port(), cert)
-    server.conf.write_text(DOVECOT_CONF.format(
-        d=directory, imap=server.imap_port, imaps=server.imaps_port, lmtp=server.lmtp_port
-    ))
+    server.conf.write_text(
+        DOVECOT_CONF.format(
+            d=directory, imap=server.imap_port, imaps=server.imaps_port, lmtp=server.lmtp_port
+        )
+    )
     # Not capture_output: the daemon's children would hold the pipes open forever.
     errors = directory / "start.err"
     with errors.open("wb") as sink:
-        result = subprocess.run(["dovecot", "-c", str(server.conf)], stdin=subprocess.DEVNULL,
-                                stdout=sink, stderr=sink, check=False)
+        result = subprocess.run(
+            ["dovecot", "-c", str(server.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            check=False,
+        )
     if result.returncode:
         raise RuntimeError(f"dovecot failed to start: {errors.read_text(errors='replace')}")
     wait_for_banner(server.imap_port, b"* OK")
@@ -232,7 +259,7 @@ class RecordingHandler:
     deliver_to: Dovecot | None = None
     received: list[Envelope] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data = envelope.original_content or envelope.content
         self.received.append(Envelope(envelope.mail_from, list(envelope.rcpt_tos), data))
         if self.deliver_to is not None:
@@ -258,17 +285,21 @@ class SmtpServer:
         self.controller.stop()
 
 
-def start_smtp(cert: Path, key: Path, deliver_to: Dovecot | None = None,
-               implicit_tls: bool = False) -> SmtpServer:
-    from aiosmtpd.controller import Controller  # noqa: PLC0415  (only the tests need it)
-    from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: PLC0415
+def start_smtp(
+    cert: Path, key: Path, deliver_to: Dovecot | None = None, implicit_tls: bool = False
+) -> SmtpServer:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
 
     accounts = {USER.format(n=n): PASSWORD.format(n=n) for n in range(1, USERS + 1)}
 
-    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                      auth_data: Any) -> AuthResult:
-        ok = (isinstance(auth_data, LoginPassword)
-              and accounts.get(auth_data.login.decode()) == auth_data.password.decode())
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and accounts.get(auth_data.login.decode()) == auth_data.password.decode()
+        )
         return AuthResult(success=ok, handled=False)
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -277,8 +308,12 @@ def start_smtp(cert: Path, key: Path, deliver_to: Dovecot | None = None,
     port = free_port()
     tls = {"ssl_context": context} if implicit_tls else {"tls_context": context}
     controller = Controller(
-        handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
-        auth_require_tls=not implicit_tls, **tls,
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=not implicit_tls,
+        **tls,
     )
     if implicit_tls:
         # The controller's own readiness probe speaks plain SMTP; wait for the port instead.
@@ -304,20 +339,33 @@ class Postgres:
 
     def create_database(self) -> str:
         """A new empty database; returns its SQLAlchemy URL."""
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         self._counter += 1
         name = f"test_{os.getpid()}_{self._counter}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def stop(self) -> None:
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(self.bin_dir / "pg_ctl"), "-D",
-             str(self.directory / "data"), "-m", "immediate", "-w", "stop"],
-            capture_output=True, check=False,
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            check=False,
         )
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -334,15 +382,39 @@ def start_postgres() -> Postgres:
     data = directory / "data"
     as_postgres = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
-        [*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U",
-         "postgres", "-E", "UTF8", "--locale=C.UTF-8"],
-        check=True, capture_output=True,
+        [
+            *as_postgres,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
     )
     port = free_port()
     subprocess.run(
-        [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"),
-         "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off "
-         "-c synchronous_commit=off -c full_page_writes=off", "start"],
-        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            *as_postgres,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(directory / "log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off",
+            "start",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return Postgres(directory, port, bin_dir)

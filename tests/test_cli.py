@@ -36,8 +36,9 @@ class TestImport:
         self, cli: Callable[..., Run], tmp_path: Path
     ) -> None:
         bad = tmp_path / "bad.csv"
-        bad.write_text("email,segment\nok@x.example.com,teacher\nbroken,teacher\n"
-                       "b@x.example.com,pastor\n")
+        bad.write_text(
+            "email,segment\nok@x.example.com,teacher\nbroken,teacher\nb@x.example.com,pastor\n"
+        )
         run = cli("contacts", "import", str(bad))
         assert run.exit_code == 2
         lines = run.stderr.strip().splitlines()
@@ -115,16 +116,20 @@ class TestStagesReferrals:
         assert run.exit_code == 0 and "new -> referring" in run.stdout
         shown = json.loads(imported("contacts", "show", email, "--json").stdout)
         assert shown["referrals"] == [
-            {"received_on": "2026-03-01", "note": "by phone",
-             "recorded_at": shown["referrals"][0]["recorded_at"]}
+            {
+                "received_on": "2026-03-01",
+                "note": "by phone",
+                "recorded_at": shown["referrals"][0]["recorded_at"],
+            }
         ]
 
     def test_referral_help_warns_about_client_details(self, cli: Callable[..., Run]) -> None:
         assert "Never write a client's name" in cli("referrals", "add", "--help").stdout
 
     def test_bad_date(self, imported: Callable[..., Run]) -> None:
-        run = imported("referrals", "add", "grace.okafor@stmarkschurch.example.org",
-                       "--date", "yesterday")
+        run = imported(
+            "referrals", "add", "grace.okafor@stmarkschurch.example.org", "--date", "yesterday"
+        )
         assert run.exit_code == 2
 
 
@@ -160,7 +165,10 @@ class TestDb:
         assert "already at schema 0001" in cli("db", "upgrade").stdout
 
     def test_postgres_from_the_environment(
-        self, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+        self,
+        cli: Callable[..., Run],
+        monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest,
     ) -> None:
         url = request.getfixturevalue("postgres").create_database()
         monkeypatch.setenv("OUTREACH_STORAGE__URL", url)
@@ -180,7 +188,7 @@ def _commands(app: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]
 
 class TestDocumentation:
     def test_every_command_has_help_and_is_in_the_readme(self, cli: Callable[..., Run]) -> None:
-        from outreach.cli import app  # noqa: PLC0415
+        from outreach.cli import app
 
         readme = (ROOT / "README.md").read_text()
         commands = _commands(app)
@@ -194,6 +202,11 @@ class TestDocumentation:
 
     def test_python_dash_m_works(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
-        result = subprocess.run([sys.executable, "-m", "outreach", "--version"],
-                                capture_output=True, text=True, env=env, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "outreach", "--version"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         assert result.returncode == 0 and result.stdout.startswith("outreach ")

@@ -43,8 +43,11 @@ class TestExample:
 
 class TestProblems:
     def test_negative_delay_is_named_by_its_key_path(self, config_file: Path) -> None:
-        edit(config_file, '{ template = "follow_up_1", delay_business_days = 5 }',
-             '{ template = "follow_up_1", delay_business_days = -1 }')
+        edit(
+            config_file,
+            '{ template = "follow_up_1", delay_business_days = 5 }',
+            '{ template = "follow_up_1", delay_business_days = -1 }',
+        )
         assert problems_of(config_file) == [
             "segments.teacher.sequence[1].delay_business_days: must be >= 0"
         ]
@@ -59,7 +62,9 @@ class TestProblems:
         assert run.exit_code == 2
         lines = run.stderr.strip().splitlines()
         assert "smtp.security: must be one of 'starttls', 'tls' or 'none' (got 'ssl')" in lines
-        assert any(line.startswith("practice.timezone: 'Mars/Olympus' is not an IANA") for line in lines)
+        assert any(
+            line.startswith("practice.timezone: 'Mars/Olympus' is not an IANA") for line in lines
+        )
         assert "smtp.timeout: must be > 0" in lines
         assert "Traceback" not in run.output
 
@@ -89,13 +94,15 @@ class TestProblems:
         assert problem.startswith("segments.Clergy Folk")
 
     def test_missing_required_key(self, config_file: Path) -> None:
-        edit(config_file, 'postal_address = "120 Harbor Street, Suite 4, Portland, ME 04101"',
-             "")
+        edit(config_file, 'postal_address = "120 Harbor Street, Suite 4, Portland, ME 04101"', "")
         assert problems_of(config_file) == ["practice.postal_address: required key is missing"]
 
     def test_bad_sender_address(self, config_file: Path) -> None:
-        edit(config_file, 'from_address = "maya@calmharbor.example.com"',
-             'from_address = "maya@@calmharbor"')
+        edit(
+            config_file,
+            'from_address = "maya@calmharbor.example.com"',
+            'from_address = "maya@@calmharbor"',
+        )
         (problem,) = problems_of(config_file)
         assert problem.startswith("sender.from_address: 'maya@@calmharbor' is not a valid email")
 
@@ -123,7 +130,10 @@ class TestProblems:
         assert "is not UTF-8 text (line 2)" in problem
 
     def test_unwritable_state_directory(
-        self, config_file: Path, tmp_path: Path, cli: Callable[..., Run],
+        self,
+        config_file: Path,
+        tmp_path: Path,
+        cli: Callable[..., Run],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         blocker = tmp_path / "a-file"
@@ -149,7 +159,10 @@ class TestDiscovery:
         assert cli("config", "check", config=None).exit_code == 0
 
     def test_option_beats_env_variable(
-        self, config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        self,
+        config_file: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
         cli: Callable[..., Run],
     ) -> None:
         monkeypatch.setenv("OUTREACH_CONFIG", str(tmp_path / "missing.toml"))

@@ -37,7 +37,10 @@ class TestHeaders:
         assert parsed.problems == []
         (record,) = parsed.records
         assert (record.email, record.first_name, record.last_name, record.segment) == (
-            "A@x.example.com", "Ann", "Lee", "teacher",
+            "A@x.example.com",
+            "Ann",
+            "Lee",
+            "teacher",
         )
 
     def test_outlook_export(self) -> None:
@@ -63,7 +66,9 @@ class TestHeaders:
         )
         (record,) = parse(text, default_segment="clergy").records
         assert (record.first_name, record.title, record.organization) == (
-            "Grace", "Pastor", "St. Mark's",
+            "Grace",
+            "Pastor",
+            "St. Mark's",
         )
         assert record.email == "grace@stm.example.org"
         assert record.tags == ("clergy",)
@@ -74,7 +79,9 @@ class TestHeaders:
         assert record.first_name == "Zoë"
 
     def test_semicolon_separated(self) -> None:
-        (record,) = parse("email;segment;organization\nb@x.example.com;teacher;School, Inc\n").records
+        (record,) = parse(
+            "email;segment;organization\nb@x.example.com;teacher;School, Inc\n"
+        ).records
         assert record.organization == "School, Inc"
 
     def test_crlf_line_endings(self) -> None:
@@ -91,7 +98,9 @@ class TestHeaders:
         assert "missing required column 'segment'" in problem and "--segment" in problem
 
     def test_two_columns_for_one_field(self) -> None:
-        problem = only_problem("Email,E-mail Address,segment\na@x.example.com,b@x.example.com,teacher\n")
+        problem = only_problem(
+            "Email,E-mail Address,segment\na@x.example.com,b@x.example.com,teacher\n"
+        )
         assert problem == (
             "line 1, column 2 (E-mail Address): gives 'email' again, like column 1 (Email); "
             "keep one of them"
@@ -106,7 +115,9 @@ class TestRowProblems:
     HEADER = "email,first_name,segment,timezone\n"
 
     def test_bad_address(self) -> None:
-        problem = only_problem(self.HEADER + "ok@x.example.com,A,teacher,\nnot-an-address,B,teacher,\n")
+        problem = only_problem(
+            self.HEADER + "ok@x.example.com,A,teacher,\nnot-an-address,B,teacher,\n"
+        )
         assert problem.startswith("line 3, column 1 (email): 'not-an-address' is not a valid email")
 
     def test_unknown_segment_suggests_a_near_one(self) -> None:
@@ -121,11 +132,15 @@ class TestRowProblems:
         assert problem.startswith("line 2, column 4 (timezone): 'Europe/Atlantis' is not an IANA")
 
     def test_duplicate_within_the_file_ignores_case(self) -> None:
-        problem = only_problem(self.HEADER + "a@x.example.com,A,teacher,\nA@X.EXAMPLE.COM,B,clergy,\n")
+        problem = only_problem(
+            self.HEADER + "a@x.example.com,A,teacher,\nA@X.EXAMPLE.COM,B,clergy,\n"
+        )
         assert problem == "line 3, column 1 (email): A@x.example.com is a duplicate of line 2"
 
     def test_line_break_inside_a_field(self) -> None:
-        problem = only_problem(self.HEADER + 'a@x.example.com,"Ann\nBcc: evil@x.example.com",teacher,\n')
+        problem = only_problem(
+            self.HEADER + 'a@x.example.com,"Ann\nBcc: evil@x.example.com",teacher,\n'
+        )
         assert problem == (
             "line 2, column 2 (first_name): contains a line break or NUL; a field must be one line"
         )
@@ -169,7 +184,10 @@ class TestRowProblems:
         assert only_problem(b"").startswith("line 1: the file is empty")
 
     def test_every_problem_is_reported(self) -> None:
-        text = self.HEADER + "bad,A,teacher,\nb@x.example.com,B,nope,\nc@x.example.com,C,clergy,Nowhere\n"
+        text = (
+            self.HEADER
+            + "bad,A,teacher,\nb@x.example.com,B,nope,\nc@x.example.com,C,clergy,Nowhere\n"
+        )
         assert [p.split(",")[0] for p in parse(text).problems] == ["line 2", "line 3", "line 4"]
 
     def test_default_segment_fills_empty_cells(self) -> None:
@@ -202,10 +220,12 @@ records = st.builds(
     last_name=names.map(lambda s: s or None),
     organization=names.map(lambda s: s or None),
     timezone=st.sampled_from([None, "UTC", "America/Chicago"]),
-    tags=st.lists(names.filter(bool).filter(lambda t: not t.startswith("* ")), max_size=3,
-                  unique=True).map(tuple),
-    custom=st.dictionaries(st.sampled_from(["years", "office", "note"]), names.filter(bool),
-                           max_size=3),
+    tags=st.lists(
+        names.filter(bool).filter(lambda t: not t.startswith("* ")), max_size=3, unique=True
+    ).map(tuple),
+    custom=st.dictionaries(
+        st.sampled_from(["years", "office", "note"]), names.filter(bool), max_size=3
+    ),
 )
 
 

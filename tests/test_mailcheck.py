@@ -1,4 +1,4 @@
-"""`config check --connect` against real servers: Dovecot (IMAP, IMAPS) and aiosmtpd (STARTTLS, TLS)."""
+"""`config check --connect` on real servers: Dovecot (IMAP, IMAPS), aiosmtpd (STARTTLS, TLS)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ def mail_config(
     """The example config pointed at the test servers, passwords in the environment."""
     user, password = dovecot.user(1)
     text = config_file.read_text()
-    text = text.replace('host = "smtp.example.com"\nport = 587',
-                        f'host = "127.0.0.1"\nport = {smtp_server.port}')
-    text = text.replace('host = "imap.example.com"\nport = 993',
-                        f'host = "127.0.0.1"\nport = {dovecot.imaps_port}')
+    text = text.replace(
+        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_server.port}'
+    )
+    text = text.replace(
+        'host = "imap.example.com"\nport = 993', f'host = "127.0.0.1"\nport = {dovecot.imaps_port}'
+    )
     text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"')
     text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"')
     config_file.write_text(text)
@@ -51,8 +53,9 @@ class TestConnect:
     def test_imap_starttls_on_the_plain_port(
         self, mail_config: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        settings = settings_with(mail_config, monkeypatch, IMAP__SECURITY="starttls",
-                                 IMAP__PORT=str(dovecot.imap_port))
+        settings = settings_with(
+            mail_config, monkeypatch, IMAP__SECURITY="starttls", IMAP__PORT=str(dovecot.imap_port)
+        )
         assert "starttls, logged in" in check_imap(settings.imap)
 
     def test_smtp_implicit_tls(
@@ -60,8 +63,9 @@ class TestConnect:
     ) -> None:
         server = start_smtp(dovecot.cert, dovecot.directory / "key.pem", implicit_tls=True)
         try:
-            settings = settings_with(mail_config, monkeypatch, SMTP__SECURITY="tls",
-                                     SMTP__PORT=str(server.port))
+            settings = settings_with(
+                mail_config, monkeypatch, SMTP__SECURITY="tls", SMTP__PORT=str(server.port)
+            )
             assert "tls, logged in as user01@example.test" in check_smtp(settings.smtp)
         finally:
             server.stop()
@@ -86,7 +90,7 @@ class TestConnect:
         settings = load_config(mail_config)
         with pytest.raises(MailServerUnusable, match="TLS certificate is not trusted"):
             check_imap(settings.imap)
-        with pytest.raises(MailServerUnusable, match="set smtp.ca_file"):
+        with pytest.raises(MailServerUnusable, match=r"set smtp\.ca_file"):
             check_smtp(settings.smtp)
 
     def test_nothing_listening(self, mail_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +117,7 @@ class TestMailStack:
         self, dovecot: Dovecot, smtp_server: SmtpServer
     ) -> None:
         """The harness later issues build on: sent by SMTP, it appears in the IMAP INBOX."""
-        import smtplib  # noqa: PLC0415
+        import smtplib
 
         user, password = dovecot.user(2)
         dovecot.empty(user)

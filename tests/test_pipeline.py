@@ -18,8 +18,15 @@ class TestPipeline:
     def test_builtin_stages_follow_the_design(self) -> None:
         """The funnel comes first, then the exits, as DESIGN.md lists them."""
         assert Pipeline.with_extra([]).stages == (
-            "new", "contacted", "no_response", "replied", "engaged", "referring",
-            "unsubscribed", "bounced", "do_not_contact",
+            "new",
+            "contacted",
+            "no_response",
+            "replied",
+            "engaged",
+            "referring",
+            "unsubscribed",
+            "bounced",
+            "do_not_contact",
         )
 
     def test_extra_stage_sits_after_the_one_it_names(self) -> None:
@@ -46,7 +53,10 @@ class TestChangeStage:
         change = change_stage(Pipeline(BUILTIN_STAGES), "new", "engaged", at=AT, reason="call")
         assert change is not None
         assert (change.from_stage, change.to_stage, change.reason, change.at) == (
-            "new", "engaged", "call", AT,
+            "new",
+            "engaged",
+            "call",
+            AT,
         )
 
     def test_no_change_when_already_there(self) -> None:
