@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +39,7 @@ class Store:
 
     def upgrade(self) -> tuple[str | None, str]:
         """Migrate to the newest schema; returns (revision before, revision after)."""
+        before: str | None = None
         try:
             with self.engine.begin() as connection:
                 before = MigrationContext.configure(connection).get_current_revision()
@@ -46,7 +48,14 @@ class Store:
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc
-            raise StoreError(f"can't migrate the database {self.label}: {cause}") from exc
+            raise StoreError(f"can't open the database {self.label}: {cause}") from exc
+        except CommandError as exc:
+            # Typically a database written by a newer outreach: never guess at its schema.
+            raise StoreError(
+                f"the database {self.label} has schema {before!r}, which this version of "
+                f"outreach does not know (newest known: {self.head_revision()}); "
+                f"upgrade outreach ({exc})"
+            ) from exc
         return before, self.head_revision()
 
     def current_revision(self) -> str | None:

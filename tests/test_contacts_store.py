@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from outreach import contacts
-from outreach.errors import ContactNotFound, ImportProblems, InvalidStage
+from outreach.errors import ContactNotFound, ImportProblems, InvalidStage, StoreError
 from outreach.models import ContactRow, StageChangeRow
 from outreach.pipeline import ExtraStage, Pipeline
 from outreach.store import Store, open_store
@@ -227,3 +227,18 @@ class TestMigrations:
             and created.tzinfo is not None
             and created.utcoffset().total_seconds() == 0
         )  # type: ignore[union-attr]
+
+    def test_a_newer_schema_is_refused_clearly(self, store: Store) -> None:
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+        with pytest.raises(StoreError, match="has schema '9999', which this version"):
+            store.upgrade()
+
+    def test_an_unreachable_database_is_one_sentence(self) -> None:
+        with pytest.raises(StoreError, match=r"can't open the database .*:\*\*\*@127\.0\.0\.1"):
+            open_store("postgresql+psycopg://me:pw-secret@127.0.0.1:1/none")
+
+    def test_the_password_of_a_database_url_is_never_shown(self) -> None:
+        with pytest.raises(StoreError) as caught:
+            open_store("postgresql+psycopg://me:pw-secret@127.0.0.1:1/none")
+        assert "pw-secret" not in str(caught.value)
