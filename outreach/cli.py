@@ -64,17 +64,18 @@ class Context:
     _stores: list[Store] = field(default_factory=list)
 
     def settings(self) -> Settings:
+        """The configuration, with the files and folders it names checked too."""
         if self._settings is None:
-            self._settings = load_config(self.config_path)
+            settings = load_config(self.config_path)
+            problems = check_config_files(settings)
+            if problems:
+                raise ConfigError(problems)
+            self._settings = settings
         return self._settings
 
     def store(self) -> Store:
         """The store, migrated to the newest schema (every command does this at start)."""
-        settings = self.settings()
-        problems = check_config_files(settings)
-        if problems:
-            raise ConfigError(problems)
-        store = open_store(settings.database_url)
+        store = open_store(self.settings().database_url)
         self._stores.append(store)
         return store
 
@@ -176,10 +177,7 @@ def config_check(
     """Validate the config file; list every problem with its key path (exit 2 if any)."""
     with _reported():
         settings = _context(ctx).settings()
-        problems = check_config_files(settings)
-        if problems:
-            raise ConfigError(problems)
-        logins = []
+        logins, problems = [], []
         if connect:
             checks: list[Callable[[], str]] = [
                 lambda: mailcheck.check_smtp(settings.smtp),
@@ -230,11 +228,7 @@ def _secret_state(secret: object) -> str:
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate the database to the newest schema (every command also does this at start)."""
     with _reported():
-        settings = _context(ctx).settings()
-        problems = check_config_files(settings)
-        if problems:
-            raise ConfigError(problems)
-        store = Store(settings.database_url)
+        store = Store(_context(ctx).settings().database_url)
         try:
             before, after = store.upgrade()
         finally:
