@@ -7,6 +7,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Mapping
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -158,8 +159,66 @@ class Storage(Section):
         return value
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Blackout(Section):
+    """Dates (inclusive) when nothing is sent and no business day is counted."""
+
+    start: date
+    end: date
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Blackout:
+        if self.end < self.start:
+            raise keyed_problems([f"end: {self.end} is before start {self.start}"])
+        return self
+
+
 class Sending(Section):
-    """Sending policy (windows, caps, pacing); its keys arrive with the outbound issue."""
+    """Sending policy: when, how fast, and how politely outreach sends."""
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1
+    )
+    start_time: time = time(9, 0)
+    end_time: time = time(16, 30)
+    max_per_hour: int = Field(default=20, ge=0)
+    max_per_day: int = Field(default=80, ge=0)
+    min_gap_seconds: float = Field(default=90.0, ge=0)
+    jitter_seconds: float = Field(default=60.0, ge=0)
+    per_organization_per_day: int = Field(default=1, ge=0)
+    holidays_country: str = "US"
+    holidays_subdivision: str = ""
+    blackouts: list[Blackout] = Field(default_factory=list)
+    no_response_after_business_days: int = Field(default=10, ge=0)
+    retry_max_attempts: int = Field(default=6, ge=1)
+    retry_first_minutes: float = Field(default=10.0, gt=0)
+    retry_max_minutes: float = Field(default=720.0, gt=0)
+    unsubscribe_url: str = Field(default="", pattern=r"^$|^https://\S+$")
+
+    @model_validator(mode="after")
+    def _window(self) -> Sending:
+        if self.end_time <= self.start_time:
+            raise keyed_problems([f"end_time: {self.end_time} must be after start_time"])
+        if self.holidays_country:
+            import holidays  # noqa: PLC0415  (its country tables load slowly)
+
+            try:
+                holidays.country_holidays(
+                    self.holidays_country, subdiv=self.holidays_subdivision or None
+                )
+            except NotImplementedError as exc:
+                raise keyed_problems([f"holidays_country: {exc}"]) from None
+        return self
+
+
+class Templates(Section):
+    """Where message templates live: ``<dir>/<segment>/<name>.txt.j2``, then ``_default/``."""
+
+    dir: Path = Path("../templates")
 
 
 class SequenceStep(Section):
@@ -182,6 +241,7 @@ class Segment(BaseModel):
 
     label: str = Field(min_length=1)
     sequence: list[SequenceStep] = Field(default_factory=list)
+    blackouts: list[Blackout] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +303,7 @@ class Settings(BaseSettings):
     imap: Imap
     storage: Storage = Storage()
     sending: Sending = Sending()
+    templates: Templates = Templates()
     pipeline: PipelineConfig = PipelineConfig()
     segments: dict[Name, Segment] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
@@ -406,6 +467,8 @@ def _resolve_paths(settings: Settings) -> Settings:
         server: Server = getattr(settings, name)
         if server.ca_file is not None and not server.ca_file.is_absolute():
             updates[name] = server.model_copy(update={"ca_file": base / server.ca_file})
+    if not settings.templates.dir.is_absolute():
+        updates["templates"] = Templates(dir=base / settings.templates.dir)
     if not updates:
         return settings
     resolved = settings.model_copy(update=updates)

@@ -5,6 +5,7 @@ OutreachError
  ├── StoreError                  the database can't be opened, migrated or written
  ├── ImportProblems              a CSV file has problems; nothing was imported
  ├── MailServerUnusable (ConnectionError)
+ ├── TemplateProblem
  ├── ContactNotFound (LookupError)
  └── InvalidStage (ValueError)
 """
@@ -70,3 +71,14 @@ class MailServerUnusable(OutreachError, ConnectionError):
         self.server = server
         self.problem = problem
         super().__init__(f"{server}: {problem}")
+
+
+class TemplateProblem(OutreachError):
+    """A template can't be rendered: names its file, line and what is wrong."""
+
+    def __init__(self, template: str, problem: str, *, line: int | None = None) -> None:
+        self.template = template
+        self.line = line
+        self.problem = problem
+        where = f"{template}, line {line}" if line else template
+        super().__init__(f"{where}: {problem}")
