@@ -160,7 +160,10 @@ class Storage(Section):
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
 
 
 class Blackout(Section):
@@ -180,9 +183,7 @@ class Blackout(Section):
 class Sending(Section):
     """Sending policy: when, how fast, and how politely outreach sends."""
 
-    days: list[Weekday] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1
-    )
+    days: list[Weekday] = Field(default_factory=_weekdays, min_length=1)
     start_time: time = time(9, 0)
     end_time: time = time(16, 30)
     max_per_hour: int = Field(default=20, ge=0)

@@ -212,6 +212,7 @@ def _insert_new(
                 "stage": r.stage or NEW,
                 "created_at": now,
                 "updated_at": now,
+                "next_check_at": now,
             }
             for r in records
         ],

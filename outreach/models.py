@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Dialect, ForeignKey, Index, String, Text
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -56,6 +66,9 @@ class ContactRow(Base):
     custom: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
     stage: Mapped[str] = mapped_column(String(64), index=True)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the dispatcher should next look at this contact: an index, so a pass reads only
+    # the contacts that may be due, however many are not.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -102,3 +115,52 @@ class ReferralRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     contact: Mapped[ContactRow] = relationship(back_populates="referrals")
+
+
+class OutboxRow(Base):
+    """The delivery ledger: one row per (contact, sequence step), never two.
+
+    Its Message-ID is fixed and committed before the SMTP transaction starts, so a crash
+    can always be reconciled against what the server or the Sent folder holds.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column()
+    template: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+    contact: Mapped[ContactRow] = relationship()
+
+    __table_args__ = (UniqueConstraint("contact_id", "step_index", name="uq_outbox_contact_step"),)
+
+
+class SuppressionRow(Base):
+    """An address that must never be emailed again (hard bounce, opt-out, by hand)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StateRow(Base):
+    """Small facts the daemon keeps across restarts (e.g. why sending is paused)."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

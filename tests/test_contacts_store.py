@@ -228,6 +228,29 @@ class TestMigrations:
             and created.utcoffset().total_seconds() == 0
         )  # type: ignore[union-attr]
 
+    def test_upgrade_from_the_first_schema_keeps_contacts(self, database_url: str) -> None:
+        from alembic import command
+
+        from outreach.store import _alembic_config
+
+        store = Store(database_url)
+        try:
+            with store.engine.begin() as connection:
+                config = _alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "0001")
+                connection.exec_driver_sql(
+                    "INSERT INTO contacts (email, email_key, segment, tags, custom, stage,"
+                    " created_at, updated_at) VALUES ('a@x.example.com', 'a@x.example.com',"
+                    " 'teacher', '[]', '{}', 'new', '2026-01-05 10:00:00', '2026-01-05 10:00:00')"
+                )
+            assert store.upgrade() == ("0001", Store.head_revision())
+            with store.session() as session:
+                row = session.scalars(select(ContactRow)).one()
+                assert row.next_check_at == row.created_at
+        finally:
+            store.close()
+
     def test_a_newer_schema_is_refused_clearly(self, store: Store) -> None:
         with store.engine.begin() as connection:
             connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
