@@ -89,24 +89,34 @@ class SmtpTransport:
             hostname=smtp.host,
             port=smtp.effective_port,
             use_tls=smtp.security == "tls",
-            start_tls=smtp.security == "starttls",
+            start_tls=False,  # done below, so a failed handshake can't leak the socket
             tls_context=tls_context(smtp.ca_file) if smtp.security != "none" else None,
             timeout=smtp.timeout,
         )
+        raw = None
         try:
             await client.connect()
+            if smtp.security == "starttls":
+                raw = client.transport
+                await client.starttls()
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            client.close()  # a half-open TLS transport would otherwise linger
+            client.close()
+            if raw is not None:
+                raw.close()  # asyncio leaves the plain transport open when TLS fails
             raise MailServerUnusable(name, connect_problem(exc, "smtp")) from None
         if smtp.username:
-            password = smtp.password.get_secret_value() if smtp.password else ""
             try:
-                await client.login(smtp.username, password)
+                await client.login(smtp.username, smtp_password(smtp))
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                client.close()
+                refused = f"login refused for {smtp.username} ({exc.code} {exc.message})"
+                raise MailServerUnusable(name, refused) from None
             except aiosmtplib.SMTPException as exc:
                 client.close()
-                raise MailServerUnusable(
-                    name, f"login refused for {smtp.username} ({exc})"
-                ) from None
+                raise MailServerUnusable(name, f"login failed for {smtp.username}: {exc}") from None
+            except MailServerUnusable:
+                client.close()
+                raise
         self._client = client
 
     async def send(self, message: OutboundMessage) -> Delivery:
