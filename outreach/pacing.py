@@ -115,7 +115,7 @@ def _first_fit(
 def _respect_gap(at: datetime, gap: timedelta, log: SendLog) -> datetime | None:
     if not gap:
         return None
-    i = bisect.bisect_left(log.times, at - gap)
+    i = bisect.bisect_right(log.times, at - gap)  # the first send closer than ``gap`` before
     if i < len(log.times) and log.times[i] < at + gap:
         return log.times[i] + gap
     return None

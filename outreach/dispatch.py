@@ -1,0 +1,584 @@
+"""One dispatch pass: find what is due, pace it, claim it in the ledger, send it, record it.
+
+The order of each send is what makes "never twice" hold: the ledger row (with its Message-ID)
+is committed in state ``sending`` before the SMTP transaction starts and updated after it. A
+row found in ``sending`` at the start of a pass was interrupted (crash, kill): it is never
+resent blindly, but looked up in the Sent folder when copies are kept there, else marked
+``unknown`` for the therapist to resolve (``outreach outbox resolve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from outreach.business_days import BusinessCalendar, SendingWindow, make_calendar
+from outreach.compose import (
+    OutboundMessage,
+    build_message,
+    new_message_id,
+    template_context,
+    thread_for,
+)
+from outreach.config import Settings
+from outreach.delivery import Delivery, Outcome, SmtpTransport
+from outreach.errors import MailServerUnusable, TemplateProblem
+from outreach.fields import email_key
+from outreach.models import ContactRow, OutboxRow, StageChangeRow, StateRow, SuppressionRow
+from outreach.pacing import DueSend, Policy, SendLog, schedule
+from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
+from outreach.sent_folder import SentFolder
+from outreach.sequencing import ACTIVE_STAGES, StepRecord, finished_at, next_step
+from outreach.store import Store
+from outreach.templates import TemplateSet
+
+log = logging.getLogger(__name__)
+
+SENDING_PAUSED = "sending_paused"
+WAITING = ("retry", "queued")
+HISTORY_WINDOW = timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A step that may be sent now or later."""
+
+    contact_id: int
+    email: str
+    organization: str | None
+    segment: str
+    step_index: int
+    due_at: datetime
+    zone: ZoneInfo
+    calendar: BusinessCalendar
+    outbox_id: int | None = None  # an existing retry/queued row, resent with its Message-ID
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.contact_id, self.step_index)
+
+
+@dataclass(frozen=True)
+class SendLine:
+    """One line of a pass's report."""
+
+    email: str
+    step: int  # 1-based
+    subject: str
+    message_id: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass
+class DispatchReport:
+    """What one pass did (or, with ``dry_run``, would do)."""
+
+    sent: list[SendLine] = field(default_factory=list)
+    retrying: list[SendLine] = field(default_factory=list)
+    failed: list[SendLine] = field(default_factory=list)
+    unknown: list[SendLine] = field(default_factory=list)
+    reconciled: list[SendLine] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    paused: str | None = None
+    dry_run: bool = False
+
+
+class Dispatcher:
+    """Due steps, pacing and delivery for one practice's configuration."""
+
+    def __init__(self, store: Store, settings: Settings, templates: TemplateSet) -> None:
+        self.store = store
+        self.settings = settings
+        self.templates = templates
+        sending = settings.sending
+        self.practice_zone = ZoneInfo(settings.practice.timezone)
+        self.base_calendar = make_calendar(
+            sending.days,
+            sending.holidays_country,
+            sending.holidays_subdivision,
+            [(b.start, b.end) for b in sending.blackouts],
+        )
+        self.policy = Policy(
+            window=SendingWindow(sending.start_time, sending.end_time),
+            practice_zone=self.practice_zone,
+            max_per_hour=sending.max_per_hour,
+            max_per_day=sending.max_per_day,
+            min_gap=timedelta(seconds=sending.min_gap_seconds),
+            jitter=timedelta(seconds=sending.jitter_seconds),
+            per_organization_per_day=sending.per_organization_per_day,
+        )
+        self.sent_folder = SentFolder(settings.imap) if settings.imap.save_sent else None
+
+    # --- reading what is due ----------------------------------------------------------------
+
+    def calendar_for(self, segment: str) -> BusinessCalendar:
+        blackouts = self.settings.segments[segment].blackouts
+        return self.base_calendar.with_blackouts([(b.start, b.end) for b in blackouts])
+
+    def zone_for(self, timezone: str | None) -> ZoneInfo:
+        return ZoneInfo(timezone) if timezone else self.practice_zone
+
+    def due_candidates(
+        self, session: Session, now: datetime, *, write: bool
+    ) -> tuple[list[Candidate], list[str]]:
+        """Steps due by ``now``; with ``write``, also moves finished sequences to no_response
+        and pushes each contact's next check to when its next step falls due."""
+        finished: list[str] = []
+        rows = session.scalars(
+            select(ContactRow).where(
+                ContactRow.next_check_at <= now, ContactRow.stage.in_(ACTIVE_STAGES)
+            )
+        ).all()
+        ledger = self._ledger(session, [r.id for r in rows])
+        suppressed = self._suppressed(session, [r.email_key for r in rows])
+        candidates = []
+        for row in rows:
+            candidate, check_at = self._examine(row, ledger.get(row.id, []), suppressed, now)
+            if candidate is not None:
+                candidates.append(candidate)
+            elif write and check_at is not None and check_at <= now and row.stage == CONTACTED:
+                self._move(row, NO_RESPONSE, now, "sequence finished without a reply")
+                row.next_check_at = None
+                finished.append(row.email)
+            elif write:
+                row.next_check_at = check_at
+        candidates += self._waiting_rows(session, now)
+        return candidates, finished
+
+    def _examine(
+        self,
+        row: ContactRow,
+        records: Sequence[StepRecord],
+        suppressed: set[str],
+        now: datetime,
+    ) -> tuple[Candidate | None, datetime | None]:
+        segment = self.settings.segments.get(row.segment)
+        if segment is None:
+            return None, None  # a segment removed from the config: nothing to send
+        zone = self.zone_for(row.timezone)
+        calendar = self.calendar_for(row.segment)
+        step = next_step(
+            stage=row.stage,
+            suppressed=row.email_key in suppressed,
+            enrolled_at=row.created_at,
+            delays=[s.delay_business_days for s in segment.sequence],
+            records=records,
+            calendar=calendar,
+            zone=zone,
+            paused_until=row.paused_until,
+        )
+        if step is None:
+            done = finished_at(
+                stage=row.stage,
+                steps=len(segment.sequence),
+                records=records,
+                after_business_days=self.settings.sending.no_response_after_business_days,
+                calendar=calendar,
+                zone=zone,
+            )
+            return None, done
+        if step.due_at > now:
+            return None, step.due_at
+        candidate = Candidate(
+            contact_id=row.id,
+            email=row.email,
+            organization=row.organization,
+            segment=row.segment,
+            step_index=step.step_index,
+            due_at=step.due_at,
+            zone=zone,
+            calendar=calendar,
+        )
+        return candidate, row.next_check_at
+
+    def _waiting_rows(self, session: Session, now: datetime) -> list[Candidate]:
+        query = (
+            select(OutboxRow, ContactRow)
+            .join(ContactRow, OutboxRow.contact_id == ContactRow.id)
+            .where(
+                OutboxRow.state.in_(WAITING),
+                or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
+                ContactRow.stage.in_(ACTIVE_STAGES),
+            )
+        )
+        return [
+            Candidate(
+                contact_id=contact.id,
+                email=contact.email,
+                organization=contact.organization,
+                segment=contact.segment,
+                step_index=row.step_index,
+                due_at=row.next_attempt_at or now,
+                zone=self.zone_for(contact.timezone),
+                calendar=self.calendar_for(contact.segment),
+                outbox_id=row.id,
+            )
+            for row, contact in session.execute(query)
+            if contact.segment in self.settings.segments
+        ]
+
+    @staticmethod
+    def _ledger(session: Session, contact_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
+        found: dict[int, list[StepRecord]] = {}
+        for start in range(0, len(contact_ids), 500):
+            chunk = contact_ids[start : start + 500]
+            query = select(
+                OutboxRow.contact_id, OutboxRow.step_index, OutboxRow.state, OutboxRow.sent_at
+            ).where(OutboxRow.contact_id.in_(chunk))
+            for contact_id, index, state, sent_at in session.execute(query):
+                found.setdefault(contact_id, []).append(StepRecord(index, state, sent_at))
+        return found
+
+    @staticmethod
+    def _suppressed(session: Session, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            found.update(
+                session.scalars(
+                    select(SuppressionRow.email_key).where(SuppressionRow.email_key.in_(chunk))
+                )
+            )
+        return found
+
+    def send_log(self, session: Session, now: datetime) -> SendLog:
+        """Recent sends (and sends in flight), which pacing keeps its distance from."""
+        query = (
+            select(
+                OutboxRow.sent_at, OutboxRow.updated_at, OutboxRow.state, ContactRow.organization
+            )
+            .join(ContactRow, OutboxRow.contact_id == ContactRow.id)
+            .where(
+                or_(
+                    OutboxRow.sent_at >= now - HISTORY_WINDOW,
+                    OutboxRow.state.in_(("sending", "unknown")),
+                )
+            )
+        )
+        sends = [
+            (sent_at or updated, org) for sent_at, updated, _state, org in session.execute(query)
+        ]
+        return SendLog.of(sends, self.practice_zone)
+
+    def due_dues(self, candidates: Sequence[Candidate]) -> list[DueSend]:
+        return [DueSend(c.key, c.due_at, c.zone, c.calendar, c.organization) for c in candidates]
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    async def run_pass(self, now: datetime, *, dry_run: bool = False) -> DispatchReport:
+        """Reconcile interrupted sends, then send every step that is due and allowed now."""
+        report = DispatchReport(dry_run=dry_run)
+        report.paused = self.paused_reason()
+        if report.paused:
+            return report
+        if not dry_run:
+            await self._reconcile(now, report)
+        with self.store.session() as session:
+            candidates, report.finished = self.due_candidates(session, now, write=not dry_run)
+            by_key = {c.key: c for c in candidates}
+            plan = schedule(
+                self.due_dues(candidates),
+                self.policy,
+                self.send_log(session, now),
+                start=now,
+                until=now,
+            )
+            if dry_run:
+                session.rollback()
+        ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
+        if not ready:
+            return report
+        if dry_run:
+            for c in ready:
+                report.sent.append(SendLine(c.email, c.step_index + 1, "", "", now, "dry run"))
+            return report
+        async with SmtpTransport(self.settings.smtp) as transport:
+            try:
+                await transport.connect()
+            except MailServerUnusable as exc:
+                report.problems.append(str(exc))
+                return report
+            for candidate in ready:
+                if not await self._send_one(transport, candidate, now, report):
+                    break
+        return report
+
+    async def _send_one(
+        self, transport: SmtpTransport, candidate: Candidate, now: datetime, report: DispatchReport
+    ) -> bool:
+        """Claim, send and record one step; False when the pass must stop (sending paused)."""
+        claimed = self._claim(candidate, now, report)
+        if claimed is None:
+            return True
+        outbox_id, message = claimed
+        delivery = await transport.send(message)
+        line = SendLine(
+            candidate.email,
+            candidate.step_index + 1,
+            message.subject,
+            message.message_id,
+            now,
+            delivery.detail,
+        )
+        self._record(outbox_id, delivery, now, report, line)
+        if delivery.outcome is Outcome.SENT and self.sent_folder is not None:
+            try:
+                await asyncio.to_thread(self.sent_folder.append, message.data, now)
+            except Exception as exc:
+                report.problems.append(f"{candidate.email}: sent, but not filed in Sent ({exc})")
+        return delivery.outcome is not Outcome.POLICY
+
+    def _claim(
+        self, candidate: Candidate, now: datetime, report: DispatchReport
+    ) -> tuple[int, OutboundMessage] | None:
+        """The ledger row for this send, committed as ``sending`` with its Message-ID."""
+        try:
+            with self.store.session() as session:
+                contact = session.get(ContactRow, candidate.contact_id)
+                if contact is None or not self._may_send(session, contact, now):
+                    return None
+                earlier = self._thread_rows(session, contact.id, candidate.step_index)
+                if candidate.outbox_id is not None:
+                    row = session.get(OutboxRow, candidate.outbox_id)
+                    if row is None or row.state not in WAITING:
+                        return None
+                    message_id = row.message_id
+                else:
+                    message_id = new_message_id(self.settings.sender.message_id_domain)
+                message = self.compose(contact, candidate.step_index, earlier, message_id, now)
+                if candidate.outbox_id is not None:
+                    claimed = session.execute(
+                        update(OutboxRow)
+                        .where(OutboxRow.id == candidate.outbox_id, OutboxRow.state.in_(WAITING))
+                        .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=now)
+                    )
+                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                        return None
+                    return candidate.outbox_id, message
+                row = OutboxRow(
+                    contact_id=contact.id,
+                    step_index=candidate.step_index,
+                    template=self.settings.segments[contact.segment]
+                    .sequence[candidate.step_index]
+                    .template,
+                    message_id=message_id,
+                    subject=message.subject,
+                    state="sending",
+                    attempts=1,
+                    last_error="",
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                return row.id, message
+        except TemplateProblem as exc:
+            report.problems.append(f"{candidate.email}: not sent: {exc}")
+        except IntegrityError:
+            pass  # another pass claimed this step first: it is theirs to send
+        return None
+
+    def _may_send(self, session: Session, contact: ContactRow, now: datetime) -> bool:
+        # Checked again right before each send: a reply or opt-out may have just arrived.
+        if contact.stage not in ACTIVE_STAGES:
+            return False
+        if contact.paused_until is not None and contact.paused_until > now:
+            return False
+        suppressed = session.scalar(
+            select(SuppressionRow.id).where(SuppressionRow.email_key == contact.email_key)
+        )
+        return suppressed is None
+
+    @staticmethod
+    def _thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
+        query = (
+            select(OutboxRow.message_id, OutboxRow.subject)
+            .where(
+                OutboxRow.contact_id == contact_id,
+                OutboxRow.step_index < before,
+                OutboxRow.state == "sent",
+            )
+            .order_by(OutboxRow.step_index)
+        )
+        return [(m, s) for m, s in session.execute(query)]
+
+    def compose(
+        self,
+        contact: ContactRow,
+        step_index: int,
+        earlier: Sequence[tuple[str, str]],
+        message_id: str,
+        now: datetime,
+    ) -> OutboundMessage:
+        """The exact message a step sends this contact (also what ``preview`` prints)."""
+        step = self.settings.segments[contact.segment].sequence[step_index]
+        context = template_context(
+            self.settings,
+            contact.segment,
+            _contact_fields(contact),
+            step_number=step_index + 1,
+            template=step.template,
+        )
+        threaded = step.thread and bool(earlier)
+        rendered = self.templates.render(
+            contact.segment, step.template, context, needs_subject=not threaded
+        )
+        thread = thread_for(rendered.subject, step.thread, earlier)
+        name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+        return build_message(
+            self.settings,
+            rendered,
+            to_name=name,
+            to_address=contact.email,
+            message_id=message_id,
+            thread=thread,
+            date=now,
+        )
+
+    def _record(
+        self,
+        outbox_id: int,
+        delivery: Delivery,
+        now: datetime,
+        report: DispatchReport,
+        line: SendLine,
+    ) -> None:
+        sending = self.settings.sending
+        with self.store.session() as session:
+            row = session.get(OutboxRow, outbox_id)
+            assert row is not None
+            contact = row.contact
+            row.updated_at = now
+            row.last_error = delivery.detail
+            outcome = delivery.outcome
+            if outcome is Outcome.SENT:
+                self._mark_sent(row, contact, now)
+                report.sent.append(line)
+            elif outcome is Outcome.RETRY and row.attempts < sending.retry_max_attempts:
+                minutes = min(
+                    sending.retry_first_minutes * 2 ** (row.attempts - 1), sending.retry_max_minutes
+                )
+                row.state = "retry"
+                row.next_attempt_at = now + timedelta(minutes=minutes)
+                report.retrying.append(line)
+            elif outcome is Outcome.POLICY:
+                row.state = "retry"
+                row.attempts -= 1  # not this message's fault
+                row.next_attempt_at = None
+                reason = (
+                    f"{now:%Y-%m-%d %H:%M} UTC: the server refused on policy grounds "
+                    f"({delivery.detail}); check the practice's SMTP login, SPF/DKIM and "
+                    "reputation, then run `outreach sending resume`"
+                )
+                self._set_state(session, SENDING_PAUSED, reason, now)
+                report.paused = reason
+                log.critical("sending paused: %s", reason)
+            elif outcome is Outcome.UNKNOWN:
+                row.state = "unknown"
+                report.unknown.append(line)
+            else:  # permanent failure, or retries used up
+                row.state = "failed"
+                report.failed.append(line)
+                if outcome is Outcome.FAILED:
+                    self._bounce(session, contact, now, f"hard bounce at send: {delivery.detail}")
+
+    def _mark_sent(self, row: OutboxRow, contact: ContactRow, now: datetime) -> None:
+        row.state = "sent"
+        row.sent_at = now
+        row.next_attempt_at = None
+        contact.next_check_at = now  # compute the next step on the next pass
+        if contact.stage == NEW:
+            self._move(contact, CONTACTED, now, f"step {row.step_index + 1} sent {row.message_id}")
+
+    def _bounce(self, session: Session, contact: ContactRow, now: datetime, reason: str) -> None:
+        self._move(contact, BOUNCED, now, reason)
+        suppress(session, contact.email_key, reason, now)
+
+    @staticmethod
+    def _move(contact: ContactRow, stage: str, now: datetime, reason: str) -> None:
+        if contact.stage == stage:
+            return
+        contact.history.append(
+            StageChangeRow(at=now, from_stage=contact.stage, to_stage=stage, reason=reason)
+        )
+        contact.stage = stage
+        contact.updated_at = now
+
+    # --- interrupted sends, pause -----------------------------------------------------------
+
+    async def _reconcile(self, now: datetime, report: DispatchReport) -> None:
+        with self.store.session() as session:
+            orphans = session.execute(
+                select(OutboxRow.id, OutboxRow.message_id).where(OutboxRow.state == "sending")
+            ).all()
+        for outbox_id, message_id in orphans:
+            found: bool | None = None
+            if self.sent_folder is not None:
+                try:
+                    found = await asyncio.to_thread(self.sent_folder.contains, message_id)
+                except Exception as exc:
+                    report.problems.append(f"can't search Sent for {message_id}: {exc}")
+                    continue
+            with self.store.session() as session:
+                row = session.get(OutboxRow, outbox_id)
+                if row is None or row.state != "sending":
+                    continue
+                contact = row.contact
+                line = SendLine(contact.email, row.step_index + 1, row.subject, message_id, now)
+                if found:
+                    self._mark_sent(row, contact, row.updated_at)
+                    row.last_error = "interrupted; found in the Sent folder"
+                    report.reconciled.append(line)
+                else:
+                    row.state = "unknown"
+                    row.last_error = (
+                        "interrupted during sending; not found in Sent"
+                        if found is False
+                        else "interrupted during sending; no Sent copies to check"
+                    )
+                    report.unknown.append(line)
+
+    def paused_reason(self) -> str | None:
+        with self.store.session() as session:
+            row = session.get(StateRow, SENDING_PAUSED)
+            return row.value if row else None
+
+    @staticmethod
+    def _set_state(session: Session, key: str, value: str, now: datetime) -> None:
+        row = session.get(StateRow, key)
+        if row is None:
+            session.add(StateRow(key=key, value=value, updated_at=now))
+        else:
+            row.value, row.updated_at = value, now
+
+
+def suppress(session: Session, key: str, reason: str, now: datetime) -> None:
+    """Add an address to the suppression list (once)."""
+    if session.scalar(select(SuppressionRow.id).where(SuppressionRow.email_key == key)) is None:
+        session.add(SuppressionRow(email_key=key, reason=reason, created_at=now))
+
+
+def _contact_fields(contact: ContactRow) -> dict[str, object]:
+    return {
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "title": contact.title,
+        "organization": contact.organization,
+        "timezone": contact.timezone,
+        "tags": contact.tags,
+        "custom": contact.custom,
+    }
+
+
+__all__ = ["Candidate", "DispatchReport", "Dispatcher", "SendLine", "email_key", "suppress"]
