@@ -258,9 +258,28 @@ class RecordingHandler:
 
     deliver_to: Dovecot | None = None
     received: list[Envelope] = field(default_factory=list)
+    #: Replies to give instead of accepting, one per message: "451 4.3.0 ...", "550 5.1.1 ...",
+    #: or "DISCONNECT" (take the message, then drop the connection before answering).
+    data_replies: list[str] = field(default_factory=list)
+    rcpt_replies: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if self.rcpt_replies:
+            return self.rcpt_replies.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data = envelope.original_content or envelope.content
+        if self.data_replies:
+            reply = self.data_replies.pop(0)
+            if reply != "DISCONNECT":
+                return reply
+            self.received.append(Envelope(envelope.mail_from, list(envelope.rcpt_tos), data))
+            server.transport.close()
+            return "250 OK"
         self.received.append(Envelope(envelope.mail_from, list(envelope.rcpt_tos), data))
         if self.deliver_to is not None:
             for rcpt in envelope.rcpt_tos:
@@ -282,7 +301,8 @@ class SmtpServer:
         return self.handler.received
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller.server is not None:  # stopping twice is harmless
+            self.controller.stop()
 
 
 def start_smtp(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -233,7 +234,7 @@ class TestPacing:
         for d, at in plan:
             assert at >= d.due_at
             assert WINDOW.contains(at, NY, PLAIN)
-        for a, b in zip(times, times[1:], strict=False):
+        for a, b in itertools.pairwise(times):
             assert b - a >= timedelta(seconds=gap_s)
         if per_hour:
             for t in times:

@@ -1,0 +1,339 @@
+"""Sending on real servers: aiosmtpd (faults injected per test) and Dovecot for the Sent folder."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from outreach.config import Settings, load_config
+from outreach.dispatch import Dispatcher, DispatchReport
+from outreach.outbound import list_outbox, resolve_outbox, resume_sending
+from outreach.store import Store, open_store
+from outreach.templates import TemplateSet
+from tests.conftest import ROOT, Run
+from tests.mailstack import Dovecot, SmtpServer, start_smtp
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
+CSV = (
+    "email,first_name,last_name,organization,segment\n"
+    "alma@nb.example.com,Alma,Reyes,North Bay,psychiatrist\n"
+    "tom@lm.example.org,Tom,Beaulieu,Lincoln Middle,teacher\n"
+)
+
+
+@pytest.fixture
+def smtp_sink(dovecot: Dovecot) -> Iterator[SmtpServer]:
+    server = start_smtp(dovecot.cert, dovecot.directory / "key.pem")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def outbound_config(
+    config_file: Path, dovecot: Dovecot, smtp_sink: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The example config on the test servers, with a relaxed policy: always open, no pacing."""
+    user, password = dovecot.user(3)
+    dovecot.empty(user)
+    text = config_file.read_text()
+    text = text.replace(
+        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_sink.port}'
+    )
+    text = text.replace(
+        'host = "imap.example.com"\nport = 993', f'host = "127.0.0.1"\nport = {dovecot.imaps_port}'
+    )
+    text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"')
+    text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"')
+    text = text.replace('dir = "../templates"', f'dir = "{ROOT / "templates"}"')
+    config_file.write_text(text)
+    for key, value in {
+        "SMTP__PASSWORD": password,
+        "IMAP__PASSWORD": password,
+        "SENDING__DAYS": '["mon","tue","wed","thu","fri","sat","sun"]',
+        "SENDING__START_TIME": "00:00",
+        "SENDING__END_TIME": "23:59:59",
+        "SENDING__MIN_GAP_SECONDS": "0",
+        "SENDING__JITTER_SECONDS": "0",
+        "SENDING__MAX_PER_HOUR": "0",
+        "SENDING__MAX_PER_DAY": "0",
+        "SENDING__PER_ORGANIZATION_PER_DAY": "0",
+        "SENDING__HOLIDAYS_COUNTRY": "",
+        "SENDING__BLACKOUTS": "[]",
+        "SEGMENTS__TEACHER__BLACKOUTS": "[]",
+    }.items():
+        monkeypatch.setenv(f"OUTREACH_{key}", value)
+    return config_file
+
+
+class World:
+    """A configured practice with two imported contacts, driven pass by pass."""
+
+    def __init__(self, config: Path, now: datetime = T0) -> None:
+        from outreach.contacts import import_contacts
+
+        self.settings: Settings = load_config(config)
+        self.store: Store = open_store(self.settings.database_url)
+        self.dispatcher = Dispatcher(
+            self.store, self.settings, TemplateSet(self.settings.templates.dir)
+        )
+        import_contacts(
+            self.store,
+            self.settings.the_pipeline,
+            list(self.settings.segments),
+            CSV.encode(),
+            source="t.csv",
+            now=now,
+        )
+
+    def run(self, now: datetime) -> DispatchReport:
+        return asyncio.run(self.dispatcher.run_pass(now))
+
+    def states(self) -> list[tuple[str, int, str]]:
+        return sorted((e.email, e.step, e.state) for e in list_outbox(self.store))
+
+
+@pytest.fixture
+def world(outbound_config: Path) -> Iterator[World]:
+    w = World(outbound_config)
+    yield w
+    w.store.close()
+
+
+def messages(server: SmtpServer) -> list[email.message.Message]:
+    return [email.message_from_bytes(e.data) for e in server.received]
+
+
+class TestSequence:
+    def test_intro_goes_out_once_with_the_right_headers(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        report = world.run(T0)
+        assert sorted(line.email for line in report.sent) == [
+            "alma@nb.example.com",
+            "tom@lm.example.org",
+        ]
+        assert world.run(T0 + timedelta(minutes=1)).sent == []  # nothing twice
+        alma = next(m for m in messages(smtp_sink) if m["To"].endswith("<alma@nb.example.com>"))
+        assert alma["Subject"] == "Therapy that gives the medication a chance to work"
+        assert alma["Message-ID"].endswith("@calmharbor.example.com>")
+        assert alma["List-Unsubscribe"] == (
+            "<mailto:maya@calmharbor.example.com?subject=unsubscribe>"
+        )
+        body = alma.get_payload(decode=True).decode()
+        assert "Dear Dr. Reyes," in body
+        assert "120 Harbor Street" in body and "unsubscribe" in body
+        assert smtp_sink.received[0].mail_from == "maya@calmharbor.example.com"
+        from outreach.contacts import show_contact
+
+        history = show_contact(world.store, "alma@nb.example.com")
+        assert history.contact.stage == "contacted"
+        assert history.stage_changes[-1].reason.startswith("step 1 sent <")
+
+    def test_follow_ups_thread_after_business_days(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        world.run(T0)
+        assert world.run(T0 + timedelta(days=3)).sent == []  # 4 business days not yet over
+        report = world.run(T0 + timedelta(days=4, minutes=1))
+        assert [line.email for line in report.sent] == ["alma@nb.example.com"]
+        intro, follow_up = [
+            m for m in messages(smtp_sink) if m["To"].endswith("<alma@nb.example.com>")
+        ]
+        assert follow_up["Subject"] == "Re: " + intro["Subject"]
+        assert follow_up["In-Reply-To"] == intro["Message-ID"]
+        assert follow_up["References"] == intro["Message-ID"]
+
+    def test_a_reply_stops_the_sequence(self, world: World) -> None:
+        from outreach.contacts import set_stage
+
+        world.run(T0)
+        set_stage(
+            world.store,
+            world.settings.the_pipeline,
+            "alma@nb.example.com",
+            "replied",
+            now=T0 + timedelta(days=1),
+        )
+        later = world.run(T0 + timedelta(days=30)).sent
+        assert [line.email for line in later] == ["tom@lm.example.org"]
+
+    def test_no_response_after_the_last_step(self, world: World) -> None:
+        sent = []
+        for day in range(0, 60):
+            report = world.run(T0 + timedelta(days=day))
+            sent += [line.email for line in report.sent]
+            if report.finished:
+                break
+        assert sent.count("tom@lm.example.org") == 2  # the teacher sequence has two steps
+        assert report.finished == ["tom@lm.example.org"]
+
+    def test_suppressed_address_gets_nothing(self, world: World) -> None:
+        from outreach.dispatch import suppress
+
+        with world.store.session() as session:
+            suppress(session, "tom@lm.example.org", "asked by phone", T0)
+        assert [line.email for line in world.run(T0).sent] == ["alma@nb.example.com"]
+
+
+class TestFaults:
+    def test_temporary_failure_is_retried_later(self, world: World, smtp_sink: SmtpServer) -> None:
+        smtp_sink.handler.data_replies += ["451 4.3.0 try again later"]
+        first = world.run(T0)
+        assert len(first.retrying) == 1 and len(first.sent) == 1
+        assert world.run(T0 + timedelta(minutes=5)).sent == []  # backoff: 10 minutes first
+        again = world.run(T0 + timedelta(minutes=11))
+        assert len(again.sent) == 1
+        assert [s for _, _, s in world.states()] == ["sent", "sent"]
+        ids = [m["Message-ID"] for m in messages(smtp_sink)]
+        assert len(ids) == len(set(ids)) == 2
+
+    def test_permanent_failure_bounces_and_suppresses(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        from outreach.contacts import show_contact
+
+        smtp_sink.handler.rcpt_replies += ["550 5.1.1 no such user"]
+        report = world.run(T0)
+        assert len(report.failed) == 1
+        bounced = report.failed[0].email
+        assert show_contact(world.store, bounced).contact.stage == "bounced"
+        later = world.run(T0 + timedelta(days=30)).sent
+        assert bounced not in [line.email for line in later]
+
+    def test_policy_rejection_pauses_all_sending(self, world: World, smtp_sink: SmtpServer) -> None:
+        smtp_sink.handler.data_replies += ["554 5.7.1 message rejected as spam"]
+        report = world.run(T0)
+        assert report.paused is not None and "5.7.1" in report.paused
+        assert report.sent == []  # the pass stopped at once
+        assert world.run(T0 + timedelta(minutes=5)).paused is not None
+        assert resume_sending(world.store) is not None
+        assert len(world.run(T0 + timedelta(minutes=6)).sent) == 2
+
+    def test_connection_lost_during_data_is_unknown_never_resent(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        smtp_sink.handler.data_replies += ["DISCONNECT"]
+        report = world.run(T0)
+        assert len(report.unknown) == 1
+        for minutes in (1, 60, 600):
+            world.run(T0 + timedelta(minutes=minutes))
+        assert len(smtp_sink.received) == 2  # the lost one was received once, never again
+        unknown = [e for e in list_outbox(world.store) if e.state == "unknown"]
+        assert len(unknown) == 1
+        resolve_outbox(world.dispatcher, unknown[0].id, sent=False, now=T0)
+        world.run(T0 + timedelta(minutes=700))
+        assert len(smtp_sink.received) == 3
+        assert [m["Message-ID"] for m in messages(smtp_sink)].count(unknown[0].message_id) == 2
+
+    def test_server_down_sends_and_claims_nothing(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        smtp_sink.stop()
+        report = world.run(T0)
+        assert report.sent == [] and "connection refused" in report.problems[0]
+        assert list_outbox(world.store) == []
+
+
+class TestSentFolder:
+    def test_sent_copies_are_filed_and_reconcile_an_interrupted_send(
+        self,
+        outbound_config: Path,
+        dovecot: Dovecot,
+        smtp_sink: SmtpServer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("OUTREACH_IMAP__SAVE_SENT", "true")
+        world = World(outbound_config)
+        try:
+            assert len(world.run(T0).sent) == 2
+            user, password = dovecot.user(3)
+            with IMAPClient("127.0.0.1", port=dovecot.imap_port, ssl=False) as imap:
+                imap.login(user, password)
+                imap.select_folder("Sent", readonly=True)
+                assert len(imap.search("ALL")) == 2
+            # Simulate a crash after the send: the row is left in 'sending'.
+            with world.store.session() as session:
+                from outreach.models import OutboxRow
+
+                row = session.query(OutboxRow).first()
+                assert row is not None
+                row.state = "sending"
+            report = world.run(T0 + timedelta(minutes=1))
+            assert len(report.reconciled) == 1
+            assert sorted(s for _, _, s in world.states()) == ["sent", "sent"]
+        finally:
+            world.store.close()
+
+
+class TestCommands:
+    def test_send_due_and_plan_from_the_cli(
+        self, outbound_config: Path, cli: Callable[..., Run], smtp_sink: SmtpServer
+    ) -> None:
+        assert (
+            cli("contacts", "import", str(ROOT / "config" / "contacts.example.csv")).exit_code == 0
+        )
+        planned = json.loads(
+            cli("plan", "--days", "30", "--now", "2026-11-30T08:00", "--json").stdout
+        )
+        assert {p["email"] for p in planned if p["step"] == 1} == {
+            "alma.reyes@northbaypsych.example.com",
+            "jonah.whitfield@northbaypsych.example.com",
+            "priya.natarajan@lincolnmiddle.example.org",
+            "tom.beaulieu@lincolnmiddle.example.org",
+            "grace.okafor@stmarkschurch.example.org",
+        }
+        dry = cli("send-due", "--dry-run", "--now", "2026-11-30T09:00")
+        assert dry.exit_code == 0 and "would send step 1" in dry.stdout
+        assert smtp_sink.received == []
+        run = cli("send-due", "--once", "--now", "2026-11-30T09:00")
+        assert run.exit_code == 0, run.output
+        assert run.stdout.count("sent step 1") == 5
+        assert len(smtp_sink.received) == 5
+        preview = cli("preview", "grace.okafor@stmarkschurch.example.org", "--step", "2")
+        assert (
+            "Subject: Re: When a congregant needs more than a few conversations" in preview.stdout
+        )
+        assert "In-Reply-To: <" in preview.stdout
+
+    def test_templates_check_names_file_line_variable_and_contact(
+        self,
+        outbound_config: Path,
+        cli: Callable[..., Run],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        import shutil
+
+        templates = tmp_path / "templates"
+        shutil.copytree(ROOT / "templates", templates)
+        monkeypatch.setenv("OUTREACH_TEMPLATES__DIR", str(templates))
+        (tmp_path / "c.csv").write_text("email,segment,last_name\nx@y.example.com,teacher,Ng\n")
+        assert cli("contacts", "import", str(tmp_path / "c.csv")).exit_code == 0
+        run = cli("templates", "check")
+        assert run.exit_code == 2
+        assert (
+            "_partials/greeting.txt.j2, line 1: undefined variable 'first_name' "
+            "(segment teacher, step 1, contact x@y.example.com)"
+        ) in run.stderr
+        send = cli("send-due", "--once")
+        assert send.exit_code == 2 and "nothing is sent" in send.stderr
+
+        (templates / "clergy" / "intro.txt.j2").write_text("Subject: Hi\n\n{{ practice.nme }\n")
+        run = cli("templates", "check")
+        assert "clergy/intro.txt.j2, line 3:" in run.stderr
+
+        (templates / "clergy" / "intro.txt.j2").write_text("Subject: Hi\n\nNo footer here.\n")
+        assert "leaves out the footer" in cli("templates", "check").stderr
+
+        (templates / "clergy" / "intro.txt.j2").unlink()
+        (templates / "_default" / "intro.txt.j2").unlink()
+        assert "no template 'intro' for segment 'clergy'" in cli("templates", "check").stderr
