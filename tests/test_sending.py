@@ -18,7 +18,7 @@ from outreach.outbound import list_outbox, resolve_outbox, resume_sending
 from outreach.store import Store, open_store
 from outreach.templates import TemplateSet
 from tests.conftest import ROOT, Run
-from tests.mailstack import Dovecot, SmtpServer, start_smtp
+from tests.mailstack import Dovecot, SmtpServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -28,50 +28,6 @@ CSV = (
     "alma@nb.example.com,Alma,Reyes,North Bay,psychiatrist\n"
     "tom@lm.example.org,Tom,Beaulieu,Lincoln Middle,teacher\n"
 )
-
-
-@pytest.fixture
-def smtp_sink(dovecot: Dovecot) -> Iterator[SmtpServer]:
-    server = start_smtp(dovecot.cert, dovecot.directory / "key.pem")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def outbound_config(
-    config_file: Path, dovecot: Dovecot, smtp_sink: SmtpServer, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """The example config on the test servers, with a relaxed policy: always open, no pacing."""
-    user, password = dovecot.user(3)
-    dovecot.empty(user)
-    text = config_file.read_text()
-    text = text.replace(
-        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_sink.port}'
-    )
-    text = text.replace(
-        'host = "imap.example.com"\nport = 993', f'host = "127.0.0.1"\nport = {dovecot.imaps_port}'
-    )
-    text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"')
-    text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"')
-    text = text.replace('dir = "../templates"', f'dir = "{ROOT / "templates"}"')
-    config_file.write_text(text)
-    for key, value in {
-        "SMTP__PASSWORD": password,
-        "IMAP__PASSWORD": password,
-        "SENDING__DAYS": '["mon","tue","wed","thu","fri","sat","sun"]',
-        "SENDING__START_TIME": "00:00",
-        "SENDING__END_TIME": "23:59:59",
-        "SENDING__MIN_GAP_SECONDS": "0",
-        "SENDING__JITTER_SECONDS": "0",
-        "SENDING__MAX_PER_HOUR": "0",
-        "SENDING__MAX_PER_DAY": "0",
-        "SENDING__PER_ORGANIZATION_PER_DAY": "0",
-        "SENDING__HOLIDAYS_COUNTRY": "",
-        "SENDING__BLACKOUTS": "[]",
-        "SEGMENTS__TEACHER__BLACKOUTS": "[]",
-    }.items():
-        monkeypatch.setenv(f"OUTREACH_{key}", value)
-    return config_file
 
 
 class World:
