@@ -255,21 +255,26 @@ def _update_row(
         changed = True
     if "stage" in record.columns and record.stage:
         reason = f"updated from {source} line {record.line}"
-        changed = _apply_stage(row, pipeline, record.stage, now, reason) is not None or changed
+        changed = move_contact(row, pipeline, record.stage, now, reason) is not None or changed
     if changed:
         row.updated_at = now
     return changed
 
 
-def _apply_stage(
+def move_contact(
     row: ContactRow, pipeline: Pipeline, target: str, now: datetime, reason: str
 ) -> StageChange | None:
+    """Move a stored contact to ``target`` and record why; None when it was already there."""
     change = change_stage(pipeline, row.stage, target, at=now, reason=reason)
     if change is not None:
         row.stage = change.to_stage
         row.updated_at = now
-        row.history.append(
+        session = Session.object_session(row)
+        assert session is not None
+        # Added by id, not through ``row.history``, which would load the whole history first.
+        session.add(
             StageChangeRow(
+                contact_id=row.id,
                 at=change.at,
                 from_stage=change.from_stage,
                 to_stage=change.to_stage,
@@ -328,7 +333,7 @@ def set_stage(
     reason = f"set by hand: {note}" if note.strip() else "set by hand"
     with store.session() as session:
         row = _find(session, email, load_history=True)
-        return _apply_stage(row, pipeline, stage, now, reason)
+        return move_contact(row, pipeline, stage, now, reason)
 
 
 def add_referral(
@@ -348,7 +353,7 @@ def add_referral(
         row = _find(session, email, load_history=True)
         row.referrals.append(ReferralRow(received_on=received_on, note=note, recorded_at=now))
         row.updated_at = now
-        return _apply_stage(row, pipeline, REFERRING, now, f"referral received {received_on}")
+        return move_contact(row, pipeline, REFERRING, now, f"referral received {received_on}")
 
 
 def export_contacts(store: Store, out: TextIO) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,10 +29,11 @@ from outreach.compose import (
     thread_for,
 )
 from outreach.config import Settings
+from outreach.contacts import move_contact
 from outreach.delivery import Delivery, Outcome, SmtpTransport
 from outreach.errors import MailServerUnusable, TemplateProblem
 from outreach.fields import email_key
-from outreach.models import ContactRow, OutboxRow, StageChangeRow, StateRow, SuppressionRow
+from outreach.models import ContactRow, OutboxRow, StateRow, SuppressionRow
 from outreach.pacing import DueSend, Policy, SendLog, schedule
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
 from outreach.sent_folder import SentFolder
@@ -64,6 +65,15 @@ class Candidate:
     @property
     def key(self) -> tuple[int, int]:
         return (self.contact_id, self.step_index)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A step with its ledger row and the exact message it will send."""
+
+    outbox_id: int
+    candidate: Candidate
+    message: OutboundMessage
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,7 @@ class Dispatcher:
             per_organization_per_day=sending.per_organization_per_day,
         )
         self.sent_folder = SentFolder(settings.imap) if settings.imap.save_sent else None
+        self.pipeline = settings.the_pipeline
 
     # --- reading what is due ----------------------------------------------------------------
 
@@ -308,19 +319,18 @@ class Dispatcher:
             except MailServerUnusable as exc:
                 report.problems.append(str(exc))
                 return report
-            for candidate in ready:
-                if not await self._send_one(transport, candidate, now, report):
+            for claim in self._claim(ready, now, report):
+                if not await self._send_one(transport, claim, now, report):
                     break
         return report
 
     async def _send_one(
-        self, transport: SmtpTransport, candidate: Candidate, now: datetime, report: DispatchReport
+        self, transport: SmtpTransport, claim: Claim, now: datetime, report: DispatchReport
     ) -> bool:
-        """Claim, send and record one step; False when the pass must stop (sending paused)."""
-        claimed = self._claim(candidate, now, report)
-        if claimed is None:
-            return True
-        outbox_id, message = claimed
+        """Send and record one claimed step; False when the pass must stop (sending paused)."""
+        outbox_id, candidate, message = claim.outbox_id, claim.candidate, claim.message
+        if not self._start(outbox_id, now):
+            return True  # replied, opted out or paused since the claim: not sent
         delivery = await transport.send(message)
         line = SendLine(
             candidate.email,
@@ -339,54 +349,86 @@ class Dispatcher:
         return delivery.outcome is not Outcome.POLICY
 
     def _claim(
-        self, candidate: Candidate, now: datetime, report: DispatchReport
-    ) -> tuple[int, OutboundMessage] | None:
-        """The ledger row for this send, committed as ``sending`` with its Message-ID."""
+        self, ready: Sequence[Candidate], now: datetime, report: DispatchReport
+    ) -> list[Claim]:
+        """Ledger rows for this pass's sends, each with its Message-ID, in one transaction.
+
+        New rows are ``queued``: nothing has been handed to SMTP yet, so a crash before
+        ``_start`` leaves them to be sent by the next pass with the same Message-ID.
+        """
+        claimed: list[tuple[OutboxRow, Candidate, OutboundMessage]] = []
         try:
             with self.store.session() as session:
-                contact = session.get(ContactRow, candidate.contact_id)
-                if contact is None or not self._may_send(session, contact, now):
-                    return None
-                earlier = self._thread_rows(session, contact.id, candidate.step_index)
-                if candidate.outbox_id is not None:
-                    row = session.get(OutboxRow, candidate.outbox_id)
-                    if row is None or row.state not in WAITING:
-                        return None
-                    message_id = row.message_id
-                else:
-                    message_id = new_message_id(self.settings.sender.message_id_domain)
-                message = self.compose(contact, candidate.step_index, earlier, message_id, now)
-                if candidate.outbox_id is not None:
-                    claimed = session.execute(
-                        update(OutboxRow)
-                        .where(OutboxRow.id == candidate.outbox_id, OutboxRow.state.in_(WAITING))
-                        .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=now)
-                    )
-                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                        return None
-                    return candidate.outbox_id, message
-                row = OutboxRow(
-                    contact_id=contact.id,
-                    step_index=candidate.step_index,
-                    template=self.settings.segments[contact.segment]
-                    .sequence[candidate.step_index]
-                    .template,
-                    message_id=message_id,
-                    subject=message.subject,
-                    state="sending",
-                    attempts=1,
-                    last_error="",
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(row)
+                for candidate in ready:
+                    contact = session.get(ContactRow, candidate.contact_id)
+                    if contact is None or not self._may_send(session, contact, now):
+                        continue
+                    try:
+                        pair = self._row_for(session, contact, candidate, now)
+                    except TemplateProblem as exc:
+                        report.problems.append(f"{candidate.email}: not sent: {exc}")
+                        continue
+                    if pair is not None:
+                        claimed.append((pair[0], candidate, pair[1]))
                 session.flush()
-                return row.id, message
-        except TemplateProblem as exc:
-            report.problems.append(f"{candidate.email}: not sent: {exc}")
+                return [Claim(row.id, candidate, message) for row, candidate, message in claimed]
         except IntegrityError:
-            pass  # another pass claimed this step first: it is theirs to send
-        return None
+            report.problems.append("another dispatch pass claimed these steps first")
+            return []
+
+    def _row_for(
+        self, session: Session, contact: ContactRow, candidate: Candidate, now: datetime
+    ) -> tuple[OutboxRow, OutboundMessage] | None:
+        earlier = (
+            self._thread_rows(session, contact.id, candidate.step_index)
+            if candidate.step_index
+            else []
+        )
+        if candidate.outbox_id is not None:
+            row = session.get(OutboxRow, candidate.outbox_id)
+            if row is None or row.state not in WAITING:
+                return None
+            return row, self.compose(contact, candidate.step_index, earlier, row.message_id, now)
+        message_id = new_message_id(self.settings.sender.message_id_domain)
+        message = self.compose(contact, candidate.step_index, earlier, message_id, now)
+        step = self.settings.segments[contact.segment].sequence[candidate.step_index]
+        row = OutboxRow(
+            contact_id=contact.id,
+            step_index=candidate.step_index,
+            template=step.template,
+            message_id=message_id,
+            subject=message.subject,
+            state="queued",
+            attempts=0,
+            last_error="",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        return row, message
+
+    def _start(self, outbox_id: int, now: datetime) -> bool:
+        """Mark a row ``sending`` right before its SMTP transaction, committed, if the contact
+        may still be written to (checked in the same statement: stage, pause, suppression)."""
+        may_send = exists(
+            select(ContactRow.id).where(
+                ContactRow.id == OutboxRow.contact_id,
+                ContactRow.stage.in_(ACTIVE_STAGES),
+                or_(ContactRow.paused_until.is_(None), ContactRow.paused_until <= now),
+                ~exists(
+                    select(SuppressionRow.id).where(
+                        SuppressionRow.email_key == ContactRow.email_key
+                    )
+                ),
+            )
+        )
+        with self.store.engine.begin() as connection:
+            result = connection.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == outbox_id, OutboxRow.state.in_(WAITING), may_send)
+                .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=now)
+            )
+            return result.rowcount == 1
 
     def _may_send(self, session: Session, contact: ContactRow, now: datetime) -> bool:
         # Checked again right before each send: a reply or opt-out may have just arrived.
@@ -504,15 +546,8 @@ class Dispatcher:
         self._move(contact, BOUNCED, now, reason)
         suppress(session, contact.email_key, reason, now)
 
-    @staticmethod
-    def _move(contact: ContactRow, stage: str, now: datetime, reason: str) -> None:
-        if contact.stage == stage:
-            return
-        contact.history.append(
-            StageChangeRow(at=now, from_stage=contact.stage, to_stage=stage, reason=reason)
-        )
-        contact.stage = stage
-        contact.updated_at = now
+    def _move(self, contact: ContactRow, stage: str, now: datetime, reason: str) -> None:
+        move_contact(contact, self.pipeline, stage, now, reason)
 
     # --- interrupted sends, pause -----------------------------------------------------------
 
