@@ -36,12 +36,19 @@ from outreach.store import open_store  # noqa: E402
 from outreach.templates import TemplateSet  # noqa: E402
 
 RELAXED = {
-    "SMTP__SECURITY": "none", "SMTP__USERNAME": "", "SENDING__MIN_GAP_SECONDS": "0",
+    "SMTP__SECURITY": "none",
+    "SMTP__USERNAME": "",
+    "SENDING__MIN_GAP_SECONDS": "0",
     "SENDING__DAYS": '["mon","tue","wed","thu","fri","sat","sun"]',
-    "SENDING__START_TIME": "00:00", "SENDING__END_TIME": "23:59:59",
-    "SENDING__JITTER_SECONDS": "0", "SENDING__MAX_PER_HOUR": "0", "SENDING__MAX_PER_DAY": "0",
-    "SENDING__PER_ORGANIZATION_PER_DAY": "0", "SENDING__HOLIDAYS_COUNTRY": "",
-    "SENDING__BLACKOUTS": "[]", "SEGMENTS__TEACHER__BLACKOUTS": "[]",
+    "SENDING__START_TIME": "00:00",
+    "SENDING__END_TIME": "23:59:59",
+    "SENDING__JITTER_SECONDS": "0",
+    "SENDING__MAX_PER_HOUR": "0",
+    "SENDING__MAX_PER_DAY": "0",
+    "SENDING__PER_ORGANIZATION_PER_DAY": "0",
+    "SENDING__HOLIDAYS_COUNTRY": "",
+    "SENDING__BLACKOUTS": "[]",
+    "SEGMENTS__TEACHER__BLACKOUTS": "[]",
 }
 
 
@@ -53,9 +60,18 @@ def free_port() -> int:
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
     sink = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
-         "-c", "aiosmtpd.handlers.Sink"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(200):
         try:
@@ -68,13 +84,22 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
 
 async def baseline(contacts: int, port: int) -> float:
     env = SandboxedEnvironment(undefined=StrictUndefined)
-    template = env.from_string((ROOT / "templates" / "_default" / "intro.txt.j2").read_text()
-                               .replace('{% include "_partials/greeting.txt.j2" %}',
-                                        "Dear {{ contact.first_name }},")
-                               .replace('{% include "_partials/footer.txt.j2" %}', "--"))
-    context = {"practice": {"therapist": "T", "name": "P", "ideal_client": "adults",
-                            "method": "CBT", "result": "calm"},
-               "segment": {"needs": "help", "gains": "calm"}}
+    template = env.from_string(
+        (ROOT / "templates" / "_default" / "intro.txt.j2")
+        .read_text()
+        .replace('{% include "_partials/greeting.txt.j2" %}', "Dear {{ contact.first_name }},")
+        .replace('{% include "_partials/footer.txt.j2" %}', "--")
+    )
+    context = {
+        "practice": {
+            "therapist": "T",
+            "name": "P",
+            "ideal_client": "adults",
+            "method": "CBT",
+            "result": "calm",
+        },
+        "segment": {"needs": "help", "gains": "calm"},
+    }
     start = time.perf_counter()
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as smtp:
         for i in range(contacts):
@@ -100,9 +125,14 @@ def ours(contacts: int, port: int, work: Path) -> float:
     store = open_store(settings.database_url)
     now = datetime.now(UTC)
     rows = "".join(f"p{i}@org{i}.example.com,P{i},Q{i},psychiatrist\n" for i in range(contacts))
-    import_contacts(store, settings.the_pipeline, list(settings.segments),
-                    ("email,first_name,last_name,segment\n" + rows).encode(),
-                    source="bench.csv", now=now)
+    import_contacts(
+        store,
+        settings.the_pipeline,
+        list(settings.segments),
+        ("email,first_name,last_name,segment\n" + rows).encode(),
+        source="bench.csv",
+        now=now,
+    )
     dispatcher = Dispatcher(store, settings, TemplateSet(settings.templates.dir))
     start = time.perf_counter()
     report = asyncio.run(dispatcher.run_pass(now + timedelta(seconds=1)))
@@ -124,10 +154,14 @@ def main() -> None:
         sink.terminate()
         shutil.rmtree(work, ignore_errors=True)
     print(f"{contacts:,} messages to an aiosmtpd sink in another process")
-    print(f"baseline  Jinja2 render + aiosmtplib, one connection, no ledger: "
-          f"{contacts / raw:7.0f} msg/s ({raw:.2f} s)")
-    print(f"outreach  send-due pass (render, ledger claim, send, record):    "
-          f"{contacts / mine:7.0f} msg/s ({mine:.2f} s), {raw / mine:.0%} of the baseline")
+    print(
+        f"baseline  Jinja2 render + aiosmtplib, one connection, no ledger: "
+        f"{contacts / raw:7.0f} msg/s ({raw:.2f} s)"
+    )
+    print(
+        f"outreach  send-due pass (render, ledger claim, send, record):    "
+        f"{contacts / mine:7.0f} msg/s ({mine:.2f} s), {raw / mine:.0%} of the baseline"
+    )
 
 
 if __name__ == "__main__":

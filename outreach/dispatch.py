@@ -146,9 +146,10 @@ class Dispatcher:
         and pushes each contact's next check to when its next step falls due."""
         finished: list[str] = []
         rows = session.scalars(
-            select(ContactRow).where(
-                ContactRow.next_check_at <= now, ContactRow.stage.in_(ACTIVE_STAGES)
-            )
+            # Only the next_check_at index: a stage condition here lets SQLite's planner
+            # scan every "new" contact instead. Rows that left the active stages are read
+            # once more and get no next check (see _examine).
+            select(ContactRow).where(ContactRow.next_check_at <= now)
         ).all()
         ledger = self._ledger(session, [r.id for r in rows])
         suppressed = self._suppressed(session, [r.email_key for r in rows])
@@ -174,8 +175,8 @@ class Dispatcher:
         now: datetime,
     ) -> tuple[Candidate | None, datetime | None]:
         segment = self.settings.segments.get(row.segment)
-        if segment is None:
-            return None, None  # a segment removed from the config: nothing to send
+        if segment is None or row.stage not in ACTIVE_STAGES:
+            return None, None  # removed segment, or the sequence has stopped: no more checks
         zone = self.zone_for(row.timezone)
         calendar = self.calendar_for(row.segment)
         step = next_step(
