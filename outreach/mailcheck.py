@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError
 
-from outreach.config import Imap, Server, Smtp
+from outreach.config import Imap, Smtp
 from outreach.delivery import SmtpTransport
 from outreach.errors import MailServerUnusable
-from outreach.secure import connect_problem, tls_context
+from outreach.sent_folder import close_imap, open_imap
 
 
 def check_smtp(smtp: Smtp) -> str:
@@ -34,24 +33,8 @@ async def _check_smtp(smtp: Smtp) -> str:
 def check_imap(imap: Imap) -> str:
     """Connect, secure, log in and open each watched folder read-only; returns what succeeded."""
     name = f"imap {imap.host}:{imap.effective_port}"
-    context = tls_context(imap.ca_file) if imap.security != "none" else None
+    client = open_imap(imap)
     try:
-        client = IMAPClient(
-            imap.host,
-            port=imap.effective_port,
-            ssl=imap.security == "tls",
-            ssl_context=context,
-            timeout=imap.timeout,
-        )
-        if imap.security == "starttls":
-            client.starttls(context)
-    except (IMAPClientError, OSError) as exc:
-        raise MailServerUnusable(name, connect_problem(exc, "imap")) from None
-    try:
-        try:
-            client.login(imap.username, _password(imap, "imap"))
-        except LoginError as exc:
-            raise MailServerUnusable(name, f"login refused for {imap.username} ({exc})") from None
         folders = [*imap.folders, *([imap.sent_folder] if imap.save_sent else [])]
         for folder in folders:
             try:
@@ -62,17 +45,4 @@ def check_imap(imap: Imap) -> str:
                 ) from None
         return f"{name}: {imap.security}, logged in as {imap.username}; {', '.join(folders)} found"
     finally:
-        try:
-            client.logout()
-        except (IMAPClientError, OSError):
-            client.shutdown()
-
-
-def _password(server: Server, section: str) -> str:
-    if server.password is None:
-        raise MailServerUnusable(
-            f"{section} {server.host}",
-            f"no password: put it in $CREDENTIALS_DIRECTORY/{section}_password or set "
-            f"OUTREACH_{section.upper()}__PASSWORD",
-        )
-    return server.password.get_secret_value()
+        close_imap(client)

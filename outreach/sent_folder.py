@@ -10,20 +10,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from outreach.config import Imap
-from outreach.secure import tls_context
+from outreach.errors import MailServerUnusable
+from outreach.secure import connect_problem, tls_context
 
 
-class SentFolder:
-    """One short IMAP session per call: these are rare, and a long one would go stale."""
-
-    def __init__(self, imap: Imap) -> None:
-        self.settings = imap
-
-    def _client(self) -> IMAPClient:
-        imap = self.settings
-        context = tls_context(imap.ca_file) if imap.security != "none" else None
+def open_imap(imap: Imap) -> IMAPClient:
+    """A logged-in IMAP session (TLS verified), or MailServerUnusable saying why not."""
+    name = f"imap {imap.host}:{imap.effective_port}"
+    if imap.password is None:
+        raise MailServerUnusable(
+            f"imap {imap.host}",
+            "no password: put it in $CREDENTIALS_DIRECTORY/imap_password or set "
+            "OUTREACH_IMAP__PASSWORD",
+        )
+    context = tls_context(imap.ca_file) if imap.security != "none" else None
+    try:
         client = IMAPClient(
             imap.host,
             port=imap.effective_port,
@@ -33,23 +37,43 @@ class SentFolder:
         )
         if imap.security == "starttls":
             client.starttls(context)
-        password = imap.password.get_secret_value() if imap.password else ""
-        client.login(imap.username, password)
-        return client
+    except (IMAPClientError, OSError) as exc:
+        raise MailServerUnusable(name, connect_problem(exc, "imap")) from None
+    try:
+        client.login(imap.username, imap.password.get_secret_value())
+    except LoginError as exc:
+        close_imap(client)
+        raise MailServerUnusable(name, f"login refused for {imap.username} ({exc})") from None
+    return client
+
+
+def close_imap(client: IMAPClient) -> None:
+    """Log out, or just drop the connection when the server is gone."""
+    try:
+        client.logout()
+    except (IMAPClientError, OSError):
+        client.shutdown()
+
+
+class SentFolder:
+    """One short IMAP session per call: these are rare, and a long one would go stale."""
+
+    def __init__(self, imap: Imap) -> None:
+        self.settings = imap
 
     def append(self, data: bytes, when: datetime) -> None:
         """File a copy of a sent message, marked as read."""
-        client = self._client()
+        client = open_imap(self.settings)
         try:
             client.append(self.settings.sent_folder, data, flags=[b"\\Seen"], msg_time=when)
         finally:
-            client.logout()
+            close_imap(client)
 
     def contains(self, message_id: str) -> bool:
         """Whether the Sent folder holds a message with this Message-ID."""
-        client = self._client()
+        client = open_imap(self.settings)
         try:
             client.select_folder(self.settings.sent_folder, readonly=True)
             return bool(client.search(["HEADER", "Message-ID", message_id]))
         finally:
-            client.logout()
+            close_imap(client)
