@@ -9,6 +9,7 @@ enhanced status codes RFC 3463 (5.7.x: security or policy, i.e. the practice's o
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import ssl
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ class SmtpTransport:
         if self._client is not None:
             self._client.close()
             self._client = None
+            await asyncio.sleep(0)  # let the loop finish closing the socket
 
     async def close(self) -> None:
         """QUIT politely, or just close when the server is gone."""
@@ -168,3 +170,4 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError):
             self._client.close()
         self._client = None
+        await asyncio.sleep(0)  # let the loop finish closing the socket before it ends
