@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,10 +29,9 @@ from outreach.compose import (
     thread_for,
 )
 from outreach.config import Settings
-from outreach.contacts import move_contact
+from outreach.contacts import Contact, move_contact
 from outreach.delivery import Delivery, Outcome, SmtpTransport
 from outreach.errors import MailServerUnusable, TemplateProblem
-from outreach.fields import email_key
 from outreach.models import ContactRow, OutboxRow, StateRow, SuppressionRow
 from outreach.pacing import DueSend, Policy, SendLog, schedule
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
@@ -605,16 +604,8 @@ def suppress(session: Session, key: str, reason: str, now: datetime) -> None:
 
 
 def _contact_fields(contact: ContactRow) -> dict[str, object]:
-    return {
-        "email": contact.email,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "title": contact.title,
-        "organization": contact.organization,
-        "timezone": contact.timezone,
-        "tags": contact.tags,
-        "custom": contact.custom,
-    }
+    """A stored contact as the template context builder takes it."""
+    return asdict(Contact.from_row(contact))
 
 
-__all__ = ["Candidate", "DispatchReport", "Dispatcher", "SendLine", "email_key", "suppress"]
+__all__ = ["Candidate", "Claim", "DispatchReport", "Dispatcher", "SendLine", "suppress"]

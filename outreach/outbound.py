@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from outreach.compose import new_message_id, template_context
 from outreach.config import Settings
@@ -270,6 +269,3 @@ def resume_sending(store: Store) -> str | None:
         reason = row.value
         session.delete(row)
         return reason
-
-
-__all__ = ["Session"]
