@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +33,7 @@ from outreach.config import Settings
 from outreach.contacts import Contact, move_contact
 from outreach.delivery import Delivery, Outcome, SmtpTransport
 from outreach.errors import MailServerUnusable, TemplateProblem
-from outreach.models import ContactRow, OutboxRow, StateRow, SuppressionRow
+from outreach.models import ContactRow, OutboxRow, StageChangeRow, StateRow, SuppressionRow
 from outreach.pacing import DueSend, Policy, SendLog, schedule
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
 from outreach.sent_folder import SentFolder
@@ -319,19 +320,28 @@ class Dispatcher:
             except MailServerUnusable as exc:
                 report.problems.append(str(exc))
                 return report
-            for claim in self._claim(ready, now, report):
-                if not await self._send_one(transport, claim, now, report):
-                    break
+            unrecorded: Claim | None = None  # sent, recorded with the next start
+            try:
+                for claim in self._claim(ready, now, report):
+                    started = self._advance(unrecorded, claim, now)
+                    unrecorded = None
+                    if not started:
+                        continue  # replied, opted out or paused since the claim: not sent
+                    delivery = await transport.send(claim.message)
+                    if delivery.outcome is Outcome.SENT:
+                        unrecorded = claim
+                    if not await self._after_send(claim, delivery, now, report):
+                        break
+            finally:
+                self._advance(unrecorded, None, now)
         return report
 
-    async def _send_one(
-        self, transport: SmtpTransport, claim: Claim, now: datetime, report: DispatchReport
+    async def _after_send(
+        self, claim: Claim, delivery: Delivery, now: datetime, report: DispatchReport
     ) -> bool:
-        """Send and record one claimed step; False when the pass must stop (sending paused)."""
-        outbox_id, candidate, message = claim.outbox_id, claim.candidate, claim.message
-        if not self._start(outbox_id, now):
-            return True  # replied, opted out or paused since the claim: not sent
-        delivery = await transport.send(message)
+        """Report one send (a failure is recorded here; a success with the next start);
+        False when the pass must stop (sending paused)."""
+        candidate, message = claim.candidate, claim.message
         line = SendLine(
             candidate.email,
             candidate.step_index + 1,
@@ -340,13 +350,16 @@ class Dispatcher:
             now,
             delivery.detail,
         )
-        self._record(outbox_id, delivery, now, report, line)
-        if delivery.outcome is Outcome.SENT and self.sent_folder is not None:
+        if delivery.outcome is not Outcome.SENT:
+            self._record(claim.outbox_id, delivery, now, report, line)
+            return delivery.outcome is not Outcome.POLICY
+        report.sent.append(line)
+        if self.sent_folder is not None:
             try:
                 await asyncio.to_thread(self.sent_folder.append, message.data, now)
             except Exception as exc:
                 report.problems.append(f"{candidate.email}: sent, but not filed in Sent ({exc})")
-        return delivery.outcome is not Outcome.POLICY
+        return True
 
     def _claim(
         self, ready: Sequence[Candidate], now: datetime, report: DispatchReport
@@ -407,9 +420,10 @@ class Dispatcher:
         session.add(row)
         return row, message
 
-    def _start(self, outbox_id: int, now: datetime) -> bool:
-        """Mark a row ``sending`` right before its SMTP transaction, committed, if the contact
-        may still be written to (checked in the same statement: stage, pause, suppression)."""
+    def _advance(self, sent: Claim | None, start: Claim | None, now: datetime) -> bool:
+        """One transaction per message: record the previous message as sent, and mark the next
+        ``sending`` right before its SMTP transaction if its contact may still be written to
+        (stage, pause and suppression checked in the same statement). True if it may go."""
         may_send = exists(
             select(ContactRow.id).where(
                 ContactRow.id == OutboxRow.contact_id,
@@ -423,9 +437,13 @@ class Dispatcher:
             )
         )
         with self.store.engine.begin() as connection:
+            if sent is not None:
+                self._record_sent(connection, sent, now)
+            if start is None:
+                return False
             result = connection.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id == outbox_id, OutboxRow.state.in_(WAITING), may_send)
+                .where(OutboxRow.id == start.outbox_id, OutboxRow.state.in_(WAITING), may_send)
                 .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=now)
             )
             return result.rowcount == 1
@@ -533,6 +551,35 @@ class Dispatcher:
                 report.failed.append(line)
                 if outcome is Outcome.FAILED:
                     self._bounce(session, contact, now, f"hard bounce at send: {delivery.detail}")
+
+    @staticmethod
+    def _record_sent(connection: Connection, claim: Claim, now: datetime) -> None:
+        """The common case, in plain statements: it runs once per message."""
+        contact_id = claim.candidate.contact_id
+        connection.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == claim.outbox_id)
+            .values(state="sent", sent_at=now, next_attempt_at=None, updated_at=now)
+        )
+        connection.execute(
+            update(ContactRow).where(ContactRow.id == contact_id).values(next_check_at=now)
+        )
+        first_send = connection.execute(
+            update(ContactRow)
+            .where(ContactRow.id == contact_id, ContactRow.stage == NEW)
+            .values(stage=CONTACTED, updated_at=now)
+        )
+        if first_send.rowcount == 1:
+            step = claim.candidate.step_index + 1
+            connection.execute(
+                insert(StageChangeRow).values(
+                    contact_id=contact_id,
+                    at=now,
+                    from_stage=NEW,
+                    to_stage=CONTACTED,
+                    reason=f"step {step} sent {claim.message.message_id}",
+                )
+            )
 
     def _mark_sent(self, row: OutboxRow, contact: ContactRow, now: datetime) -> None:
         row.state = "sent"
