@@ -14,6 +14,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any
 
 from outreach.config import Segment, Settings
@@ -93,15 +94,17 @@ def build_message(
     """The full message (headers and body) for one send."""
     message = EmailMessage(policy=SMTP)
     sender = settings.sender
-    message["From"] = Address(sender.from_name, addr_spec=sender.from_address)
+    message["From"] = _shared_header(
+        "From", str(Address(sender.from_name, addr_spec=sender.from_address))
+    )
     message["To"] = Address(to_name, addr_spec=to_address) if to_name else to_address
-    message["Subject"] = thread.subject
-    message["Date"] = format_datetime(date)
+    message["Subject"] = _shared_header("Subject", thread.subject)
+    message["Date"] = _shared_header("Date", format_datetime(date))
     message["Message-ID"] = message_id
     if thread.in_reply_to:
         message["In-Reply-To"] = thread.in_reply_to
         message["References"] = " ".join(thread.references)
-    message["List-Unsubscribe"] = _list_unsubscribe(settings, to_address)
+    message["List-Unsubscribe"] = _shared_header("List-Unsubscribe", _list_unsubscribe(settings))
     if settings.sending.unsubscribe_url:
         # RFC 8058 one-click: the https URL answers a POST with this body.
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -115,7 +118,20 @@ def build_message(
     )
 
 
-def _list_unsubscribe(settings: Settings, to_address: str) -> str:
+@lru_cache(maxsize=512)
+def _shared_header(name: str, value: str) -> Any:
+    """A parsed header shared by many messages of a pass (same sender, subject, date).
+
+    The SMTP policy takes an already-parsed header as it is, so a batch parses each
+    repeated value once; header objects are immutable. The policy's CR/LF guard sits in
+    assignment, which a parsed header skips, so it is applied here (header injection).
+    """
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} header may not contain a line break: {value!r}")
+    return SMTP.header_factory(name, value)
+
+
+def _list_unsubscribe(settings: Settings) -> str:
     # RFC 2369: angle-bracketed URIs, mailto first; replies go to the watched inbox.
     uris = [f"<mailto:{settings.sender.from_address}?subject=unsubscribe>"]
     if settings.sending.unsubscribe_url:
