@@ -51,11 +51,9 @@ class TestHeaders:
     @pytest.mark.parametrize("field", ["subject", "to_name", "message_id"])
     def test_header_injection_is_impossible(self, config_file: Path, field: str) -> None:
         evil = "Hello\r\nBcc: everyone@example.com"
+        args: dict[str, object] = {"thread": Thread(evil)} if field == "subject" else {field: evil}
         with pytest.raises(ValueError, match=r"linefeed|line break|CR or LF"):
-            if field == "subject":
-                build(config_file, thread=Thread(evil))
-            else:
-                build(config_file, **{field: evil})
+            build(config_file, **args)
 
 
 class TestThreading:
