@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,7 +32,14 @@ from outreach.config import Settings
 from outreach.contacts import Contact, move_contact
 from outreach.delivery import Delivery, Outcome, SmtpTransport
 from outreach.errors import MailServerUnusable, TemplateProblem
-from outreach.models import ContactRow, OutboxRow, StageChangeRow, StateRow, SuppressionRow
+from outreach.models import (
+    ContactRow,
+    OutboxRow,
+    StageChangeRow,
+    StateRow,
+    SuppressionRow,
+    UTCDateTime,
+)
 from outreach.pacing import DueSend, Policy, SendLog, schedule
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
 from outreach.sent_folder import SentFolder
@@ -46,6 +52,50 @@ log = logging.getLogger(__name__)
 SENDING_PAUSED = "sending_paused"
 WAITING = ("retry", "queued")
 HISTORY_WINDOW = timedelta(hours=48)
+
+# The statements that run once per message, built once: SQLAlchemy then reuses their
+# compiled form instead of rebuilding and re-keying them for every send.
+_NOW = bindparam("now", type_=UTCDateTime())
+_START = (
+    update(OutboxRow)
+    .where(
+        OutboxRow.id == bindparam("oid"),
+        OutboxRow.state.in_(WAITING),
+        exists(
+            select(ContactRow.id).where(
+                ContactRow.id == OutboxRow.contact_id,
+                ContactRow.stage.in_(ACTIVE_STAGES),
+                or_(ContactRow.paused_until.is_(None), ContactRow.paused_until <= _NOW),
+                ~exists(
+                    select(SuppressionRow.id).where(
+                        SuppressionRow.email_key == ContactRow.email_key
+                    )
+                ),
+            )
+        ),
+    )
+    .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=_NOW)
+)
+_MARK_SENT = (
+    update(OutboxRow)
+    .where(OutboxRow.id == bindparam("oid"))
+    .values(state="sent", sent_at=_NOW, next_attempt_at=None, updated_at=_NOW)
+)
+_CHECK_AGAIN = (  # the next step is computed on the next pass
+    update(ContactRow).where(ContactRow.id == bindparam("cid")).values(next_check_at=_NOW)
+)
+_FIRST_CONTACT = (
+    update(ContactRow)
+    .where(ContactRow.id == bindparam("cid"), ContactRow.stage == NEW)
+    .values(stage=CONTACTED, updated_at=_NOW)
+)
+_CONTACTED_HISTORY = insert(StageChangeRow).values(
+    contact_id=bindparam("cid"),
+    at=_NOW,
+    from_stage=NEW,
+    to_stage=CONTACTED,
+    reason=bindparam("reason"),
+)
 
 
 @dataclass(frozen=True)
@@ -424,28 +474,19 @@ class Dispatcher:
         """One transaction per message: record the previous message as sent, and mark the next
         ``sending`` right before its SMTP transaction if its contact may still be written to
         (stage, pause and suppression checked in the same statement). True if it may go."""
-        may_send = exists(
-            select(ContactRow.id).where(
-                ContactRow.id == OutboxRow.contact_id,
-                ContactRow.stage.in_(ACTIVE_STAGES),
-                or_(ContactRow.paused_until.is_(None), ContactRow.paused_until <= now),
-                ~exists(
-                    select(SuppressionRow.id).where(
-                        SuppressionRow.email_key == ContactRow.email_key
-                    )
-                ),
-            )
-        )
         with self.store.engine.begin() as connection:
             if sent is not None:
-                self._record_sent(connection, sent, now)
+                contact_id = sent.candidate.contact_id
+                values = {"oid": sent.outbox_id, "cid": contact_id, "now": now}
+                connection.execute(_MARK_SENT, values)
+                connection.execute(_CHECK_AGAIN, values)
+                if connection.execute(_FIRST_CONTACT, values).rowcount == 1:
+                    step = sent.candidate.step_index + 1
+                    reason = f"step {step} sent {sent.message.message_id}"
+                    connection.execute(_CONTACTED_HISTORY, {**values, "reason": reason})
             if start is None:
                 return False
-            result = connection.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == start.outbox_id, OutboxRow.state.in_(WAITING), may_send)
-                .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=now)
-            )
+            result = connection.execute(_START, {"oid": start.outbox_id, "now": now})
             return result.rowcount == 1
 
     def _may_send(self, session: Session, contact: ContactRow, now: datetime) -> bool:
@@ -551,35 +592,6 @@ class Dispatcher:
                 report.failed.append(line)
                 if outcome is Outcome.FAILED:
                     self._bounce(session, contact, now, f"hard bounce at send: {delivery.detail}")
-
-    @staticmethod
-    def _record_sent(connection: Connection, claim: Claim, now: datetime) -> None:
-        """The common case, in plain statements: it runs once per message."""
-        contact_id = claim.candidate.contact_id
-        connection.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id == claim.outbox_id)
-            .values(state="sent", sent_at=now, next_attempt_at=None, updated_at=now)
-        )
-        connection.execute(
-            update(ContactRow).where(ContactRow.id == contact_id).values(next_check_at=now)
-        )
-        first_send = connection.execute(
-            update(ContactRow)
-            .where(ContactRow.id == contact_id, ContactRow.stage == NEW)
-            .values(stage=CONTACTED, updated_at=now)
-        )
-        if first_send.rowcount == 1:
-            step = claim.candidate.step_index + 1
-            connection.execute(
-                insert(StageChangeRow).values(
-                    contact_id=contact_id,
-                    at=now,
-                    from_stage=NEW,
-                    to_stage=CONTACTED,
-                    reason=f"step {step} sent {claim.message.message_id}",
-                )
-            )
 
     def _mark_sent(self, row: OutboxRow, contact: ContactRow, now: datetime) -> None:
         row.state = "sent"
