@@ -417,14 +417,16 @@ class Dispatcher:
         """Ledger rows for this pass's sends, each with its Message-ID, in one transaction.
 
         New rows are ``queued``: nothing has been handed to SMTP yet, so a crash before
-        ``_start`` leaves them to be sent by the next pass with the same Message-ID.
+        ``_advance`` starts them leaves them to be sent by the next pass with the same Message-ID.
         """
         claimed: list[tuple[OutboxRow, Candidate, OutboundMessage]] = []
         try:
             with self.store.session() as session:
+                contacts = self._contacts(session, [c.contact_id for c in ready])
+                suppressed = self._suppressed(session, [c.email_key for c in contacts.values()])
                 for candidate in ready:
-                    contact = session.get(ContactRow, candidate.contact_id)
-                    if contact is None or not self._may_send(session, contact, now):
+                    contact = contacts.get(candidate.contact_id)
+                    if contact is None or not _may_send(contact, suppressed, now):
                         continue
                     try:
                         pair = self._row_for(session, contact, candidate, now)
@@ -489,16 +491,16 @@ class Dispatcher:
             result = connection.execute(_START, {"oid": start.outbox_id, "now": now})
             return result.rowcount == 1
 
-    def _may_send(self, session: Session, contact: ContactRow, now: datetime) -> bool:
-        # Checked again right before each send: a reply or opt-out may have just arrived.
-        if contact.stage not in ACTIVE_STAGES:
-            return False
-        if contact.paused_until is not None and contact.paused_until > now:
-            return False
-        suppressed = session.scalar(
-            select(SuppressionRow.id).where(SuppressionRow.email_key == contact.email_key)
-        )
-        return suppressed is None
+    @staticmethod
+    def _contacts(session: Session, ids: Sequence[int]) -> dict[int, ContactRow]:
+        found: dict[int, ContactRow] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(
+                (row.id, row)
+                for row in session.scalars(select(ContactRow).where(ContactRow.id.in_(chunk)))
+            )
+        return found
 
     @staticmethod
     def _thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
@@ -654,6 +656,14 @@ class Dispatcher:
             session.add(StateRow(key=key, value=value, updated_at=now))
         else:
             row.value, row.updated_at = value, now
+
+
+def _may_send(contact: ContactRow, suppressed: set[str], now: datetime) -> bool:
+    """Whether a contact's sequence may go on now (checked again in the statement that
+    starts each send, since a reply or opt-out may arrive in between)."""
+    if contact.stage not in ACTIVE_STAGES or contact.email_key in suppressed:
+        return False
+    return contact.paused_until is None or contact.paused_until <= now
 
 
 def suppress(session: Session, key: str, reason: str, now: datetime) -> None:
