@@ -417,7 +417,7 @@ class Dispatcher:
         """Ledger rows for this pass's sends, each with its Message-ID, in one transaction.
 
         New rows are ``queued``: nothing has been handed to SMTP yet, so a crash before
-        ``_advance`` starts them leaves them to be sent by the next pass with the same Message-ID.
+        ``_advance`` starts one leaves it for the next pass, with the same Message-ID.
         """
         claimed: list[tuple[OutboxRow, Candidate, OutboundMessage]] = []
         try:
