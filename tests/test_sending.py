@@ -293,3 +293,64 @@ class TestCommands:
         (templates / "clergy" / "intro.txt.j2").unlink()
         (templates / "_default" / "intro.txt.j2").unlink()
         assert "no template 'intro' for segment 'clergy'" in cli("templates", "check").stderr
+
+
+class TestBadServers:
+    def test_wrong_password_sends_nothing(
+        self,
+        outbound_config: Path,
+        cli: Callable[..., Run],
+        smtp_sink: SmtpServer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        assert (
+            cli("contacts", "import", str(ROOT / "config" / "contacts.example.csv")).exit_code == 0
+        )
+        monkeypatch.setenv("OUTREACH_SMTP__PASSWORD", "not-the-password")
+        run = cli("send-due", "--once", "--now", "2026-11-30T09:00")
+        assert run.exit_code == 1
+        assert "login refused for user03@example.test" in run.stderr
+        assert "not-the-password" not in run.output
+        assert smtp_sink.received == []
+        assert json.loads(cli("outbox", "list", "--json").stdout) == []
+
+    def test_a_tls_mode_the_server_does_not_speak(
+        self,
+        outbound_config: Path,
+        cli: Callable[..., Run],
+        smtp_sink: SmtpServer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        assert (
+            cli("contacts", "import", str(ROOT / "config" / "contacts.example.csv")).exit_code == 0
+        )
+        monkeypatch.setenv("OUTREACH_SMTP__SECURITY", "tls")  # the server speaks STARTTLS
+        run = cli("send-due", "--once", "--now", "2026-11-30T09:00")
+        assert run.exit_code == 1
+        assert "smtp 127.0.0.1:" in run.stderr and "check smtp.security and port" in run.stderr
+        assert smtp_sink.received == []
+
+
+@pytest.mark.postgres
+def test_the_same_pass_runs_on_postgresql(
+    outbound_config: Path,
+    smtp_sink: SmtpServer,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "OUTREACH_STORAGE__URL", request.getfixturevalue("postgres").create_database()
+    )
+    world = World(outbound_config)
+    try:
+        assert len(world.run(T0).sent) == 2
+        assert world.run(T0 + timedelta(minutes=1)).sent == []
+        follow_up = world.run(T0 + timedelta(days=4, minutes=1))
+        assert [line.email for line in follow_up.sent] == ["alma@nb.example.com"]
+        assert world.states() == [
+            ("alma@nb.example.com", 1, "sent"),
+            ("alma@nb.example.com", 2, "sent"),
+            ("tom@lm.example.org", 1, "sent"),
+        ]
+    finally:
+        world.store.close()
