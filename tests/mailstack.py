@@ -6,6 +6,7 @@ the server's programs are not installed and how to install them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -262,6 +263,8 @@ class RecordingHandler:
     #: or "DISCONNECT" (take the message, then drop the connection before answering).
     data_replies: list[str] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
+    #: Seconds to wait after taking a message before answering (a slow server).
+    delay: float = 0.0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -281,6 +284,8 @@ class RecordingHandler:
             server.transport.close()
             return "250 OK"
         self.received.append(Envelope(envelope.mail_from, list(envelope.rcpt_tos), data))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.deliver_to is not None:
             for rcpt in envelope.rcpt_tos:
                 self.deliver_to.deliver(rcpt, data, sender=envelope.mail_from)
