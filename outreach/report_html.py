@@ -70,7 +70,7 @@ def render_html(report: Report, practice_name: str) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _summary(report: Report) -> list[str]:
@@ -78,7 +78,9 @@ def _summary(report: Report) -> list[str]:
     referrals = sum(s.referrals for s in report.segments)
     median = report.median_hours_to_first_reply
     first_reply = (
-        "–" if median is None else (f"{median:.0f} h" if median < 48 else f"{median / 24:.1f} days")
+        "n/a"
+        if median is None
+        else (f"{median:.0f} h" if median < 48 else f"{median / 24:.1f} days")
     )
     cards = [
         ("contacts", total),
