@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from outreach.contacts_csv import ContactRecord, parse_contacts, write_contacts
 from outreach.errors import ContactNotFound, ImportProblems, StoreError
 from outreach.fields import email_key, normalize_email
-from outreach.models import ContactRow, ReferralRow, StageChangeRow
+from outreach.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow
 from outreach.pipeline import NEW, REFERRING, Pipeline, StageChange, change_stage
 from outreach.store import Store
 
@@ -81,19 +81,48 @@ class Referral:
 
 
 @dataclass(frozen=True)
+class SentMessage:
+    """An outreach message in the ledger (its body is not kept)."""
+
+    step: int
+    subject: str
+    state: str
+    at: datetime
+    message_id: str
+
+
+@dataclass(frozen=True)
 class ContactHistory:
-    """One contact with every stage change and referral, oldest first."""
+    """One contact with every message, stage change and referral, oldest first."""
 
     contact: Contact
     stage_changes: list[StageChange]
     referrals: list[Referral]
+    messages: list[SentMessage] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.contact.to_json(),
+            "messages": [_jsonable(asdict(m)) for m in self.messages],
             "stage_changes": [_jsonable(asdict(c)) for c in self.stage_changes],
             "referrals": [_jsonable(asdict(r)) for r in self.referrals],
         }
+
+    def timeline(self) -> list[tuple[datetime, str]]:
+        """Every event of the relationship as (when, what), oldest first."""
+        events = [(m.at, f"{m.state} step {m.step}: {m.subject}") for m in self.messages]
+        events += [
+            (c.at, f"{c.from_stage or '(none)'} -> {c.to_stage}  {c.reason}")
+            for c in self.stage_changes
+        ]
+        events += [
+            (
+                r.recorded_at,
+                f"referral received {r.received_on}" + (f": {r.note}" if r.note else ""),
+            )
+            for r in self.referrals
+        ]
+        return sorted(events, key=lambda event: event[0])
 
 
 @dataclass
@@ -321,6 +350,16 @@ def show_contact(store: Store, email: str) -> ContactHistory:
             referrals=[
                 Referral(received_on=r.received_on, note=r.note, recorded_at=r.recorded_at)
                 for r in row.referrals
+            ],
+            messages=[
+                SentMessage(
+                    m.step_index + 1, m.subject, m.state, m.sent_at or m.updated_at, m.message_id
+                )
+                for m in session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.contact_id == row.id)
+                    .order_by(OutboxRow.step_index)
+                )
             ],
         )
 
