@@ -24,7 +24,16 @@ from sqlalchemy import select
 from outreach.config import Settings
 from outreach.dispatch import SENDING_PAUSED
 from outreach.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow, StateRow
-from outreach.pipeline import BOUNCED, CONTACTED, ENGAGED, NEW, REFERRING, REPLIED, UNSUBSCRIBED
+from outreach.pipeline import (
+    BOUNCED,
+    BUILTIN_STAGES,
+    CONTACTED,
+    ENGAGED,
+    NEW,
+    REFERRING,
+    REPLIED,
+    UNSUBSCRIBED,
+)
 from outreach.store import Store
 
 FUNNEL = (NEW, CONTACTED, REPLIED, ENGAGED, REFERRING)
@@ -133,10 +142,11 @@ class Report:
 
 
 def _funnel_rank(stage: str, stages: Sequence[str]) -> int:
-    """Position in FUNNEL; an extra stage ranks as the funnel stage before it; exits rank -1."""
+    """Position in FUNNEL; a configured extra stage ranks as the funnel stage before it;
+    exits and no_response are no progress (-1)."""
     if stage in FUNNEL:
         return FUNNEL.index(stage)
-    if stage not in stages:
+    if stage in BUILTIN_STAGES or stage not in stages:
         return -1
     index = stages.index(stage)
     for earlier in reversed(stages[:index]):
