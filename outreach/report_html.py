@@ -118,7 +118,7 @@ def _funnel_svg(funnel: SegmentFunnel) -> str:
         ("engaged", funnel.engaged, funnel.rates["engaged"]),
         ("referring", funnel.referring, funnel.rates["referring"]),
     ]
-    width, bar_left, bar_width, row_h = 600, 110, 380, 26
+    width, bar_left, bar_width, row_h = 420, 88, 250, 26
     height = 34 + row_h * len(rows)
     largest = max(funnel.contacts, 1)
     body = [
@@ -144,26 +144,27 @@ def _funnel_svg(funnel: SegmentFunnel) -> str:
 def _steps(report: Report) -> list[str]:
     if not report.steps:
         return []
-    width, row_h, left = 600, 24, 230
+    width, row_h, left = 420, 24, 180
     height = 14 + row_h * len(report.steps)
     body = []
     for i, step in enumerate(report.steps):
         y = 8 + i * row_h
         rate = step.reply_rate or 0.0
-        w = 300 * rate
-        label = f"{step.segment} · {step.step} {step.template}"
+        w = 140 * rate
+        label = f"{step.segment[:12]} {step.step}: {step.template}"
         body += [
-            f'<text x="10" y="{y + 15}">{escape(label[:32])}</text>',
+            f'<text x="10" y="{y + 15}">{escape(label[:26])}</text>',
             f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" rx="3" '
             f'fill="{PALETTE[1]}"/>',
-            f'<text x="{left + w + 6:.1f}" y="{y + 15}">{_pct(step.reply_rate)} of '
-            f"{step.sent} sent</text>",
+            f'<text x="{left + w + 6:.1f}" y="{y + 15}">{_pct(step.reply_rate)} '
+            f"({step.replies}/{step.sent})</text>",
         ]
     svg = (
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Reply rate per step">'
         f"{''.join(body)}</svg>"
     )
-    return ["<h2>Reply rate per step</h2>", svg]
+    note = '<p class="muted">Replies / messages sent, per segment and step.</p>'
+    return ["<h2>Reply rate per step</h2>", svg, note]
 
 
 def _attribution(report: Report) -> list[str]:
@@ -195,8 +196,8 @@ def _over_time(report: Report) -> list[str]:
     if len(series) < 2:
         return []
     stages = list(dict.fromkeys(s for _, counts in series for s in counts))  # pipeline order
-    legend_rows = (len(stages) + 3) // 4
-    width, plot_h, left, top = 600, 200, 40, 12
+    legend_rows = (len(stages) + 2) // 3
+    width, plot_h, left, top = 420, 180, 34, 12
     height = top + plot_h + 24 + 20 * legend_rows
     base = top + plot_h
     peak = max(max(c.values(), default=0) for _, c in series) or 1
@@ -205,7 +206,7 @@ def _over_time(report: Report) -> list[str]:
         f'<line x1="{left}" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#999"/>',
         f'<text x="4" y="{top + 10}">{peak}</text>',
         f'<text x="{left}" y="{base + 16}">{series[0][0]}</text>',
-        f'<text x="{width - 90}" y="{base + 16}">{series[-1][0]}</text>',
+        f'<text x="{width - 10}" y="{base + 16}" text-anchor="end">{series[-1][0]}</text>',
     ]
     for i, stage in enumerate(stages):
         points = " ".join(
@@ -213,7 +214,7 @@ def _over_time(report: Report) -> list[str]:
             for j, (_, counts) in enumerate(series)
         )
         color = PALETTE[i % len(PALETTE)]
-        x, y = left + (i % 4) * 140, base + 38 + 20 * (i // 4)
+        x, y = left + (i % 3) * 125, base + 38 + 20 * (i // 3)
         body += [
             f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{points}"/>',
             f'<rect x="{x}" y="{y - 10}" width="10" height="10" fill="{color}"/>',
