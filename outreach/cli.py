@@ -767,6 +767,14 @@ def report(
     ] = None,
     segment: Annotated[str | None, typer.Option("--segment", help="Only this segment.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    stale_days: Annotated[
+        int,
+        typer.Option(
+            "--stale-days",
+            min=1,
+            help="Flag sources that replied but are not engaged after this many days.",
+        ),
+    ] = 7,
     html: Annotated[
         Path | None,
         typer.Option(
@@ -794,7 +802,12 @@ def report(
                 ]
             )
         built = reporting.build_report(
-            state.store(), settings, now=now, since=since.date() if since else None, segment=segment
+            state.store(),
+            settings,
+            now=now,
+            since=since.date() if since else None,
+            segment=segment,
+            stale_after_days=stale_days,
         )
         if html is not None:
             try:
