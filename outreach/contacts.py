@@ -18,7 +18,7 @@ from outreach.contacts_csv import ContactRecord, parse_contacts, write_contacts
 from outreach.errors import ContactNotFound, ImportProblems, StoreError
 from outreach.fields import email_key, normalize_email
 from outreach.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow
-from outreach.pipeline import NEW, REFERRING, Pipeline, StageChange, change_stage
+from outreach.pipeline import CONTACTED, NEW, REFERRING, Pipeline, StageChange, change_stage
 from outreach.store import Store
 
 _UPDATABLE = ("first_name", "last_name", "title", "organization", "segment", "timezone", "tags")
@@ -298,6 +298,8 @@ def move_contact(
     if change is not None:
         row.stage = change.to_stage
         row.updated_at = now
+        if change.to_stage in (NEW, CONTACTED):
+            row.next_check_at = now  # back in a sequence stage: let the dispatcher look again
         session = Session.object_session(row)
         assert session is not None
         # Added by id, not through ``row.history``, which would load the whole history first.

@@ -122,6 +122,25 @@ class TestSequence:
         later = world.run(T0 + timedelta(days=30)).sent
         assert [line.email for line in later] == ["tom@lm.example.org"]
 
+    def test_moving_back_by_hand_resumes_the_sequence(self, world: World) -> None:
+        from outreach.contacts import set_stage
+
+        world.run(T0)
+        pipeline = world.settings.the_pipeline
+        set_stage(world.store, pipeline, "alma@nb.example.com", "replied", now=T0)
+        stopped = world.run(T0 + timedelta(days=5)).sent
+        assert "alma@nb.example.com" not in [line.email for line in stopped]
+        set_stage(
+            world.store,
+            pipeline,
+            "alma@nb.example.com",
+            "contacted",
+            now=T0 + timedelta(days=5),
+            note="the reply was not about this",
+        )
+        resumed = world.run(T0 + timedelta(days=5, minutes=1))
+        assert ("alma@nb.example.com", 2) in [(line.email, line.step) for line in resumed.sent]
+
     def test_no_response_after_the_last_step(self, world: World) -> None:
         sent = []
         for day in range(0, 60):
