@@ -584,6 +584,8 @@ def _describe(error: Any) -> str:
     if kind == "string_pattern_mismatch":
         if error["loc"][-1] == "message_id_domain":
             return f"{error['input']!r} is not a domain name"
+        if error["loc"][-1] == "unsubscribe_url":
+            return f"{error['input']!r} must be an https:// URL"
         return (
             f"{error['input']!r} must start with a lower-case letter, then letters, digits, - or _"
         )

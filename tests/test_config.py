@@ -106,6 +106,38 @@ class TestProblems:
         (problem,) = problems_of(config_file)
         assert problem.startswith("sender.from_address: 'maya@@calmharbor' is not a valid email")
 
+    def test_sending_rules_are_checked(self, config_file: Path) -> None:
+        edit(config_file, 'unsubscribe_url = ""', 'unsubscribe_url = "http://x.example.com/u"')
+        edit(config_file, "end_time = 16:30:00", "end_time = 08:00:00")
+        edit(config_file, 'days = ["mon", "tue", "wed", "thu", "fri"]', 'days = ["mon", "funday"]')
+        edit(config_file, 'holidays_country = "US"', 'holidays_country = "XX"')
+        problems = problems_of(config_file)
+        assert (
+            "sending.unsubscribe_url: 'http://x.example.com/u' must be an https:// URL" in problems
+        )
+        assert any(p.startswith("sending.days[1]: must be one of 'mon'") for p in problems)
+        assert len(problems) == 2  # the window and holiday checks run once the fields are valid
+
+    def test_window_and_holidays_are_checked(self, config_file: Path) -> None:
+        edit(config_file, "end_time = 16:30:00", "end_time = 08:00:00")
+        edit(config_file, 'holidays_country = "US"', 'holidays_country = "XX"')
+        (problem,) = problems_of(config_file)
+        assert problem == "sending.end_time: 08:00:00 must be after start_time"
+
+    def test_unknown_holiday_country(self, config_file: Path) -> None:
+        edit(config_file, 'holidays_country = "US"', 'holidays_country = "XX"')
+        (problem,) = problems_of(config_file)
+        assert problem.startswith("sending.holidays_country: ")
+
+    def test_blackout_end_before_start(self, config_file: Path) -> None:
+        edit(
+            config_file,
+            "{ start = 2026-12-24, end = 2027-01-01",
+            "{ start = 2026-12-24, end = 2026-12-01",
+        )
+        (problem,) = problems_of(config_file)
+        assert problem == "sending.blackouts[0].end: 2026-12-01 is before start 2026-12-24"
+
     def test_extra_stage_after_unknown_stage(self, config_file: Path) -> None:
         edit(config_file, 'after = "engaged"', 'after = "engagd"')
         assert problems_of(config_file) == [
