@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from outreach import __version__, contacts, mailcheck, outbound, reporting
+from outreach.classify import classify
 from outreach.config import Settings, check_config_files, load_config
 from outreach.dispatch import Dispatcher, DispatchReport
 from outreach.errors import (
@@ -29,9 +31,12 @@ from outreach.errors import (
     MailServerUnusable,
     OutreachError,
 )
+from outreach.inbound import InboundProcessor
+from outreach.matching import match_message
 from outreach.report_html import render_html
 from outreach.store import Store, open_store
 from outreach.templates import TemplateSet
+from outreach.watcher import sync_once
 
 MAX_PROBLEMS_SHOWN = 200
 PROGRESS_MIN_BYTES = 200_000
@@ -56,6 +61,9 @@ templates_app = typer.Typer(help="Check message templates.", no_args_is_help=Tru
 outbox_app = typer.Typer(
     help="The delivery ledger: list sends, resolve interrupted ones.", no_args_is_help=True
 )
+inbox_app = typer.Typer(
+    help="Read the practice's inbox for replies, bounces and opt-outs.", no_args_is_help=True
+)
 sending_app = typer.Typer(
     help="Control sending (resume after a policy pause).", no_args_is_help=True
 )
@@ -68,6 +76,7 @@ app.add_typer(referrals_app, name="referrals")
 app.add_typer(templates_app, name="templates")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(sending_app, name="sending")
+app.add_typer(inbox_app, name="inbox")
 
 
 @dataclass
@@ -749,6 +758,85 @@ def sending_resume(ctx: typer.Context) -> None:
         "sending was not paused" if reason is None else f"sending resumed (was paused: {reason})",
         markup=False,
     )
+
+
+# --- inbound --------------------------------------------------------------------------------
+
+
+@inbox_app.command("sync")
+def inbox_sync(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="One catch-up pass, then exit (default: keep polling).")
+    ] = False,
+) -> None:
+    """Read new messages in the watched folders (read-only) and apply their effects."""
+    with _reported():
+        state = _context(ctx)
+        settings = state.settings()
+        processor = InboundProcessor(state.store(), settings)
+        while True:
+            report = sync_once(settings.imap, processor)
+            for result in report.results:
+                out.print(
+                    f"{result.message_key}: {result.kind}"
+                    f"{' from ' + result.contact if result.contact else ''}: "
+                    f"{result.effect}",
+                    markup=False,
+                )
+            if not report.results:
+                out.print(f"no new messages in {', '.join(report.folders)}", markup=False)
+            if once:
+                break
+            time.sleep(settings.inbound.poll_seconds)
+
+
+@app.command("classify")
+def classify_file(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A message file (.eml).", dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show what a message is (reply, out-of-office, bounce, ...), whose it is, and why."""
+    with _reported():
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError([f"Can't read {file}: {exc.strerror}."]) from None
+        state = _context(ctx)
+        settings = state.settings()
+        found = classify(raw)
+        with state.store().session() as session:
+            matched = match_message(session, found, settings.sender.from_address)
+    result = {
+        "kind": found.kind,
+        "reasons": list(found.reasons),
+        "contact": matched.email,
+        "trusted": matched.trusted,
+        "match": matched.how,
+        "message_id": found.message_id,
+        "refers_to": list(found.refers_to),
+    }
+    if found.kind == "bounce":
+        result.update(
+            recipient=found.recipient, status=found.status, bounce_class=found.bounce_class
+        )
+    if found.return_date:
+        result["return_date"] = found.return_date.isoformat()
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"kind: {found.kind}", markup=False)
+    out.print(
+        f"contact: {matched.email or '(none)'} ({matched.how}"
+        f"{'' if matched.trusted or not matched.email else '; flagged, not trusted'})",
+        markup=False,
+    )
+    for reason in found.reasons:
+        out.print(f"reason: {reason}", markup=False)
+    for key in ("recipient", "status", "bounce_class", "return_date"):
+        if result.get(key):
+            out.print(f"{key}: {result[key]}", markup=False)
 
 
 # --- report ---------------------------------------------------------------------------------

@@ -216,6 +216,14 @@ class Sending(Section):
         return self
 
 
+class Inbound(Section):
+    """What inbound events do beyond the built-in effects."""
+
+    out_of_office_pause_days: int = Field(default=7, ge=1, le=90)
+    soft_bounces_before_bounced: int = Field(default=3, ge=1, le=20)
+    poll_seconds: float = Field(default=60.0, ge=5, le=3600)
+
+
 class Templates(Section):
     """Where message templates live: ``<dir>/<segment>/<name>.txt.j2``, then ``_default/``."""
 
@@ -305,6 +313,7 @@ class Settings(BaseSettings):
     storage: Storage = Storage()
     sending: Sending = Sending()
     templates: Templates = Templates()
+    inbound: Inbound = Inbound()
     pipeline: PipelineConfig = PipelineConfig()
     segments: dict[Name, Segment] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)

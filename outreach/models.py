@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     DateTime,
     Dialect,
@@ -163,4 +164,40 @@ class StateRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InboundEventRow(Base):
+    """One inbound message we looked at: its kind and effect, never its body.
+
+    ``message_key`` (the Message-ID, or a digest of the bytes when there is none) is unique,
+    so a message seen twice (two folders, a UIDVALIDITY reset) has effect once.
+    """
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_key: Mapped[str] = mapped_column(String(255), unique=True)
+    folder: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    trusted: Mapped[bool] = mapped_column(default=False)
+    sender_domain: Mapped[str] = mapped_column(String(255), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    step_index: Mapped[int | None] = mapped_column()
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonValue, default=dict)
+    effect: Mapped[str] = mapped_column(Text, default="")
+
+
+class MailboxStateRow(Base):
+    """How far the watcher has read a folder: (UIDVALIDITY, last UID), per RFC 3501 2.3.1.1."""
+
+    __tablename__ = "mailbox_state"
+
+    folder: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
