@@ -1,0 +1,225 @@
+"""The inbox on real Dovecot: replies, out-of-office, bounces and opt-outs act once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+from sqlalchemy import update
+
+from outreach.config import load_config
+from outreach.contacts import import_contacts, show_contact
+from outreach.dispatch import Dispatcher
+from outreach.inbound import InboundProcessor
+from outreach.models import MailboxStateRow
+from outreach.outbound import list_outbox
+from outreach.store import Store, open_store
+from outreach.templates import TemplateSet
+from outreach.watcher import sync_once
+from tests.conftest import Run
+from tests.mailstack import Dovecot, SmtpServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+CSV = (
+    "email,first_name,last_name,organization,segment\n"
+    "alma@nb.example.com,Alma,Reyes,North Bay,psychiatrist\n"
+    "tom@lm.example.org,Tom,Beaulieu,Lincoln Middle,teacher\n"
+)
+
+
+class Practice:
+    """Intros sent to Alma and Tom; the practice's inbox is Dovecot's user03."""
+
+    def __init__(self, config: Path, dovecot: Dovecot) -> None:
+        self.settings = load_config(config)
+        self.store: Store = open_store(self.settings.database_url)
+        import_contacts(
+            self.store,
+            self.settings.the_pipeline,
+            list(self.settings.segments),
+            CSV.encode(),
+            source="t.csv",
+            now=T0,
+        )
+        dispatcher = Dispatcher(self.store, self.settings, TemplateSet(self.settings.templates.dir))
+        asyncio.run(dispatcher.run_pass(T0))
+        self.ids = {e.email: e.message_id for e in list_outbox(self.store)}
+        self.processor = InboundProcessor(self.store, self.settings)
+        self.dovecot = dovecot
+        self.user = dovecot.user(3)[0]
+
+    def deliver(self, raw: str) -> None:
+        self.dovecot.deliver(self.user, raw.replace("\n", "\r\n").encode())
+
+    def sync(self, at: datetime = T0 + timedelta(hours=2)) -> list[tuple[str | None, str]]:
+        report = sync_once(self.settings.imap, self.processor, now=lambda: at)
+        return [(r.contact, r.effect) for r in report.results]
+
+    def stage(self, email: str) -> str:
+        return show_contact(self.store, email).contact.stage
+
+
+@pytest.fixture
+def practice(outbound_config: Path, dovecot: Dovecot, smtp_sink: SmtpServer) -> Iterator[Practice]:
+    p = Practice(outbound_config, dovecot)
+    yield p
+    p.store.close()
+
+
+def reply(
+    sender: str,
+    refers_to: str,
+    body: str,
+    *,
+    subject: str = "Re: Hello",
+    extra: str = "",
+    message_id: str = "<r1@nb.example.com>",
+) -> str:
+    return (
+        f"From: {sender}\nTo: maya@calmharbor.example.com\nSubject: {subject}\n"
+        f"Date: Mon, 02 Mar 2026 12:00:00 -0500\nMessage-ID: {message_id}\n"
+        f"In-Reply-To: {refers_to}\nReferences: {refers_to}\n{extra}\n{body}\n"
+    )
+
+
+class TestEffects:
+    def test_a_reply_stops_the_sequence_once(self, practice: Practice) -> None:
+        practice.deliver(
+            reply(
+                "Alma Reyes <alma@nb.example.com>",
+                practice.ids["alma@nb.example.com"],
+                "Yes, let's talk next week.",
+            )
+        )
+        assert practice.sync() == [("alma@nb.example.com", "replied; 0 queued step(s) cancelled")]
+        assert practice.stage("alma@nb.example.com") == "replied"
+        assert practice.sync() == []  # the watermark: nothing new
+        # The same message again (a copy in another folder, a UIDVALIDITY reset): once.
+        practice.deliver(
+            reply(
+                "Alma Reyes <alma@nb.example.com>",
+                practice.ids["alma@nb.example.com"],
+                "Yes, let's talk next week.",
+            )
+        )
+        assert practice.sync() == [(None, "seen before: no effect")]
+        history = show_contact(practice.store, "alma@nb.example.com")
+        assert [c.to_stage for c in history.stage_changes].count("replied") == 1
+        assert history.stage_changes[-1].reason.startswith(
+            "reply <r1@nb.example.com> of 2026-03-02"
+        )
+
+    def test_out_of_office_pauses_until_after_the_return_date(self, practice: Practice) -> None:
+        practice.deliver(
+            reply(
+                "tom@lm.example.org",
+                practice.ids["tom@lm.example.org"],
+                "I am out of the office and will return on March 9, 2026.",
+                subject="Out of Office: Hello",
+                extra="Auto-Submitted: auto-replied",
+            )
+        )
+        ((email, effect),) = practice.sync()
+        assert (email, effect) == ("tom@lm.example.org", "paused until 2026-03-10")
+        contact = show_contact(practice.store, "tom@lm.example.org").contact
+        assert contact.stage == "contacted"  # unchanged: the sequence resumes after the pause
+
+    def test_hard_bounce_suppresses(self, practice: Practice) -> None:
+        tom_id = practice.ids["tom@lm.example.org"]
+        practice.deliver(
+            "From: MAILER-DAEMON@lm.example.org\nTo: maya@calmharbor.example.com\n"
+            "Subject: Undelivered Mail Returned to Sender\nMessage-ID: <b1@lm.example.org>\n"
+            "MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; "
+            'boundary="B"\n\n--B\nContent-Type: text/plain\n\nNo such user.\n'
+            "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; lm.example.org\n\n"
+            "Final-Recipient: rfc822; tom@lm.example.org\nAction: failed\nStatus: 5.1.1\n\n"
+            f"--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: {tom_id}\n\n--B--"
+        )
+        assert practice.sync() == [("tom@lm.example.org", "bounced and suppressed")]
+        assert practice.stage("tom@lm.example.org") == "bounced"
+
+    def test_opt_out_is_honored(self, practice: Practice) -> None:
+        practice.deliver(
+            reply(
+                "tom@lm.example.org", practice.ids["tom@lm.example.org"], "Please stop emailing me."
+            )
+        )
+        assert practice.sync() == [("tom@lm.example.org", "unsubscribed and suppressed")]
+        assert practice.stage("tom@lm.example.org") == "unsubscribed"
+
+    def test_unmatched_flagged_and_our_own(self, practice: Practice) -> None:
+        alma_id = practice.ids["alma@nb.example.com"]
+        practice.deliver(
+            reply("stranger@elsewhere.example.net", "<nothing@x>", "Hello?", message_id="<s1@x>")
+        )
+        practice.deliver(
+            reply("colleague@other.example.net", alma_id, "Forwarding this.", message_id="<s2@x>")
+        )
+        practice.deliver(
+            reply("maya@calmharbor.example.com", alma_id, "my own copy", message_id="<s3@x>")
+        )
+        effects = [effect for _, effect in practice.sync()]
+        assert effects[0] == "no effect: no contact matches"
+        assert effects[1].startswith("flagged, no effect: refers to our")
+        assert effects[2].startswith("no effect: sent by us")
+        assert practice.stage("alma@nb.example.com") == "contacted"
+
+
+class TestWatcher:
+    def test_reads_without_changing_flags(self, practice: Practice) -> None:
+        practice.deliver(reply("alma@nb.example.com", practice.ids["alma@nb.example.com"], "Hi"))
+        practice.sync()
+        user, password = practice.dovecot.user(3)
+        with IMAPClient("127.0.0.1", port=practice.dovecot.imap_port, ssl=False) as imap:
+            imap.login(user, password)
+            imap.select_folder("INBOX", readonly=True)
+            flags = imap.get_flags(imap.search("ALL"))
+        assert all(b"\\Seen" not in f for f in flags.values())
+
+    def test_catches_up_on_what_arrived_while_down(self, practice: Practice) -> None:
+        for n in range(30):
+            practice.deliver(
+                reply(f"x{n}@unknown.example.net", "<none@x>", "hi", message_id=f"<bulk{n}@x>")
+            )
+        assert len(practice.sync()) == 30
+        assert practice.sync() == []
+
+    def test_a_uidvalidity_change_reprocesses_nothing(self, practice: Practice) -> None:
+        practice.deliver(reply("alma@nb.example.com", practice.ids["alma@nb.example.com"], "Hi"))
+        practice.sync()
+        with practice.store.session() as session:
+            session.execute(update(MailboxStateRow).values(uidvalidity=1))
+        assert practice.sync() == [(None, "seen before: no effect")]
+
+
+class TestCommands:
+    def test_classify_command(self, cli: Callable[..., Run], tmp_path: Path) -> None:
+        eml = tmp_path / "ooo.eml"
+        eml.write_text(
+            reply(
+                "alma@nb.example.com",
+                "<x@y>",
+                "I am on vacation, back on 3/9/2026.",
+                subject="Automatic reply: Hello",
+            )
+        )
+        data = json.loads(cli("classify", str(eml), "--json").stdout)
+        assert data["kind"] == "out_of_office"
+        assert data["return_date"] == "2026-03-09"
+        assert data["contact"] is None
+        assert data["reasons"]
+        text = cli("classify", str(eml)).stdout
+        assert "kind: out_of_office" in text
+
+    def test_inbox_sync_once(self, practice: Practice, cli: Callable[..., Run]) -> None:
+        practice.deliver(reply("alma@nb.example.com", practice.ids["alma@nb.example.com"], "Yes"))
+        run = cli("inbox", "sync", "--once")
+        assert run.exit_code == 0, run.output
+        assert "reply from alma@nb.example.com: replied" in run.stdout
