@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session, selectinload
 from outreach.contacts_csv import ContactRecord, parse_contacts, write_contacts
 from outreach.errors import ContactNotFound, ImportProblems, StoreError
 from outreach.fields import email_key, normalize_email
-from outreach.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow
+from outreach.models import (
+    ContactRow,
+    InboundEventRow,
+    OutboxRow,
+    ReferralRow,
+    StageChangeRow,
+)
 from outreach.pipeline import CONTACTED, NEW, REFERRING, Pipeline, StageChange, change_stage
 from outreach.store import Store
 
@@ -92,6 +98,16 @@ class SentMessage:
 
 
 @dataclass(frozen=True)
+class InboundEvent:
+    """An inbound message from or about the contact: its kind and effect, never its body."""
+
+    at: datetime
+    kind: str
+    message_id: str
+    effect: str
+
+
+@dataclass(frozen=True)
 class ContactHistory:
     """One contact with every message, stage change and referral, oldest first."""
 
@@ -99,11 +115,13 @@ class ContactHistory:
     stage_changes: list[StageChange]
     referrals: list[Referral]
     messages: list[SentMessage] = field(default_factory=list)
+    inbound: list[InboundEvent] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.contact.to_json(),
             "messages": [_jsonable(asdict(m)) for m in self.messages],
+            "inbound": [_jsonable(asdict(e)) for e in self.inbound],
             "stage_changes": [_jsonable(asdict(c)) for c in self.stage_changes],
             "referrals": [_jsonable(asdict(r)) for r in self.referrals],
         }
@@ -111,6 +129,7 @@ class ContactHistory:
     def timeline(self) -> list[tuple[datetime, str]]:
         """Every event of the relationship as (when, what), oldest first."""
         events = [(m.at, f"{m.state} step {m.step}: {m.subject}") for m in self.messages]
+        events += [(e.at, f"received {e.kind} {e.message_id}: {e.effect}") for e in self.inbound]
         events += [
             (c.at, f"{c.from_stage or '(none)'} -> {c.to_stage}  {c.reason}")
             for c in self.stage_changes
@@ -361,6 +380,14 @@ def show_contact(store: Store, email: str) -> ContactHistory:
                     select(OutboxRow)
                     .where(OutboxRow.contact_id == row.id)
                     .order_by(OutboxRow.step_index)
+                )
+            ],
+            inbound=[
+                InboundEvent(e.received_at, e.kind, e.message_key, e.effect)
+                for e in session.scalars(
+                    select(InboundEventRow)
+                    .where(InboundEventRow.contact_id == row.id)
+                    .order_by(InboundEventRow.received_at, InboundEventRow.id)
                 )
             ],
         )
