@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -292,8 +293,53 @@ class PipelineConfig(Section):
     extra_stages: list[ExtraStageConfig] = Field(default_factory=list)
 
 
+RuleEventKind = Literal[
+    "reply", "out_of_office", "auto_reply", "bounce", "unsubscribe", "referral", "stage_changed"
+]
+#: Events and actions the rule engine accepts in this version (others are refused by name).
+RULE_EVENTS_HANDLED = ("reply", "out_of_office", "auto_reply", "bounce", "unsubscribe")
+
+
+class RuleWhen(Section):
+    """Conditions, all of which must hold (an empty list places no condition)."""
+
+    segment: list[str] = Field(default_factory=list)
+    stage: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    sender_domain: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+    regex: str = ""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class RuleThen(Section):
+    """Actions, applied in this order: stage, tags, pause, notify; ``stop`` ends the rules."""
+
+    set_stage: str = ""
+    add_tag: str = ""
+    remove_tag: str = ""
+    pause_days: int = Field(default=0, ge=0, le=365)
+    notify: bool = False
+    reply_with: str = ""
+    move_to: str = ""
+    stop: bool = False
+
+
 class Rule(Section):
-    """A reply-triggered workflow rule; its keys arrive with the inbound issue."""
+    """A workflow rule: on an event, when conditions hold, then actions."""
+
+    on: RuleEventKind
+    when: RuleWhen = RuleWhen()
+    then: RuleThen
 
 
 class Settings(BaseSettings):
@@ -341,6 +387,7 @@ class Settings(BaseSettings):
                 problems.append(f"pipeline.extra_stages[{i}].name: {stage.name!r} is built in")
             if stage.after not in BUILTIN_STAGES and stage.after not in names:
                 problems.append(f"pipeline.extra_stages[{i}].after: unknown stage {stage.after!r}")
+        problems += _rule_problems(self.rules, set(BUILTIN_STAGES) | names, set(self.segments))
         if problems:
             raise keyed_problems(problems)
         return self
@@ -377,6 +424,27 @@ class Settings(BaseSettings):
     def database_label(self) -> str:
         """The store's URL for people to read: any password hidden."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def _rule_problems(rules: list[Rule], stages: set[str], segments: set[str]) -> list[str]:
+    """Rules that name an unknown stage or segment, or use what this version can't do."""
+    problems = []
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}]"
+        if rule.on not in RULE_EVENTS_HANDLED:
+            problems.append(f"{where}.on: {rule.on!r} rules are not supported yet")
+        for key in ("reply_with", "move_to"):
+            if getattr(rule.then, key):
+                problems.append(f"{where}.then.{key}: not supported yet")
+        if rule.then.set_stage and rule.then.set_stage not in stages:
+            problems.append(f"{where}.then.set_stage: unknown stage {rule.then.set_stage!r}")
+        for j, stage in enumerate(rule.when.stage):
+            if stage not in stages:
+                problems.append(f"{where}.when.stage[{j}]: unknown stage {stage!r}")
+        for j, segment in enumerate(rule.when.segment):
+            if segment not in segments:
+                problems.append(f"{where}.when.segment[{j}]: unknown segment {segment!r}")
+    return problems
 
 
 def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path:

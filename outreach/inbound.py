@@ -31,12 +31,17 @@ from outreach.classify import (
     Classification,
     classify,
 )
+from outreach.compose import OutboundMessage
 from outreach.config import Settings
 from outreach.contacts import move_contact
+from outreach.delivery import Outcome
 from outreach.dispatch import SENDING_PAUSED, WAITING, suppress
+from outreach.errors import MailServerUnusable
 from outreach.matching import Match, match_message
 from outreach.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow, StateRow
+from outreach.notify import notice, send_notice
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
+from outreach.rules import RuleEvent, evaluate
 from outreach.store import Store
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,7 @@ class InboundProcessor:
     ) -> InboundResult:
         """Handle one message; never raises for the message's content."""
         found = classify(raw, received=now.astimezone(self.zone).date())
+        notices: list[OutboundMessage] = []
         key = found.message_id or f"<sha256-{hashlib.sha256(raw).hexdigest()[:48]}>"
         with self.store.session() as session:
             if watermark is not None:
@@ -102,6 +108,7 @@ class InboundProcessor:
                 effect = f"flagged, no effect: {match.how}"
             else:
                 effect = self._apply(session, found, contact, key, now)
+                effect += self._rules(found, contact, key, now, notices)
             session.add(
                 InboundEventRow(
                     message_key=key,
@@ -119,6 +126,14 @@ class InboundProcessor:
             )
         # Metadata only: the Message-ID, kind and effect; never the body.
         log.info("inbound %s: %s; %s", key, found.kind, effect)
+        for message in notices:  # after the commit: a slow SMTP server never holds the store
+            try:
+                delivery = send_notice(self.settings, message)
+            except MailServerUnusable as exc:
+                log.error("notice about %s not sent: %s", key, exc)
+                continue
+            if delivery.outcome is not Outcome.SENT:
+                log.error("notice about %s not sent: %s", key, delivery.detail)
         return InboundResult(
             key, found.kind, contact.email if contact else None, effect, found.reasons
         )
@@ -149,6 +164,60 @@ class InboundProcessor:
         if found.kind == AUTO_REPLY:
             return "recorded"
         return "no effect: unclassifiable"
+
+    def _rules(
+        self,
+        found: Classification,
+        contact: ContactRow,
+        key: str,
+        now: datetime,
+        notices: list[OutboundMessage],
+    ) -> str:
+        """Apply the configured rules after the built-in effect; describe what they did."""
+        if not self.settings.rules:
+            return ""
+        event = RuleEvent(
+            on=found.kind,
+            segment=contact.segment,
+            stage=contact.stage,
+            tags=tuple(contact.tags or ()),
+            sender_domain=(found.sender or "").rpartition("@")[2],
+            text=found.new_text,
+        )
+        actions = evaluate(self.settings.rules, event)
+        if not actions.rules:
+            return ""
+        done = []
+        why = f"rule {', '.join(map(str, actions.rules))} on {found.kind} {key}"
+        if actions.set_stage and move_contact(contact, self.pipeline, actions.set_stage, now, why):
+            done.append(f"stage {actions.set_stage}")
+        tags = [t for t in (contact.tags or []) if t not in actions.remove_tags]
+        tags += [t for t in actions.add_tags if t not in tags]
+        if tags != list(contact.tags or []):
+            contact.tags = tags
+            done.append(f"tags {', '.join(tags) or '(none)'}")
+        if actions.pause_days:
+            until = now + timedelta(days=actions.pause_days)
+            contact.paused_until = max(contact.paused_until or until, until)
+            contact.next_check_at = contact.paused_until
+            done.append(f"paused until {contact.paused_until:%Y-%m-%d}")
+        if actions.notify:
+            name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+            notices.append(
+                notice(
+                    self.settings,
+                    f"outreach: {found.kind.replace('_', ' ')} from {name or contact.email}",
+                    [
+                        f"{name or contact.email} <{contact.email}> ({contact.segment}, now "
+                        f"{contact.stage}) sent a {found.kind.replace('_', ' ')}: {key}.",
+                        f"It answers our message {', '.join(found.refers_to) or '(not threaded)'}.",
+                        "Read it in your mail program; outreach keeps no message text.",
+                    ],
+                    found.refers_to[-1] if found.refers_to else None,
+                )
+            )
+            done.append("notice queued")
+        return f"; {why}: {', '.join(done) or 'nothing to change'}"
 
     def _pause_until(self, found: Classification, now: datetime) -> datetime:
         if found.return_date is not None:

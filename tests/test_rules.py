@@ -1,0 +1,170 @@
+"""Workflow rules: validation by index and key, pure evaluation, and effects on real servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outreach.config import Rule, load_config
+from outreach.errors import ConfigError
+from outreach.rules import RuleEvent, evaluate
+from tests.conftest import without_rules
+from tests.mailstack import SmtpServer
+from tests.test_inbound import Practice, reply
+
+RULES = """
+[[rules]]
+on = "reply"
+when = { segment = ["psychiatrist"], keywords = ["refer"] }
+then = { set_stage = "engaged", add_tag = "warm", notify = true }
+
+[[rules]]
+on = "reply"
+then = { add_tag = "replied-by-email", stop = true }
+
+[[rules]]
+on = "reply"
+then = { add_tag = "never" }
+"""
+
+
+def rule(**data: object) -> Rule:
+    return Rule.model_validate(data)
+
+
+def event(text: str = "", **kw: object) -> RuleEvent:
+    base: dict[str, object] = {
+        "on": "reply",
+        "segment": "psychiatrist",
+        "stage": "replied",
+        "tags": (),
+        "sender_domain": "nb.example.com",
+        "text": text,
+    }
+    base.update(kw)
+    return RuleEvent(**base)  # type: ignore[arg-type]
+
+
+class TestEvaluation:
+    def test_conditions_all_hold(self) -> None:
+        r = rule(
+            on="reply",
+            when={"segment": ["psychiatrist"], "keywords": ["Refer"]},
+            then={"set_stage": "engaged"},
+        )
+        assert evaluate([r], event("I'd like to refer a patient")).set_stage == "engaged"
+        assert evaluate([r], event("thanks")).set_stage is None
+        assert evaluate([r], event("refer", segment="teacher")).set_stage is None
+        assert evaluate([r], event("refer", on="bounce")).set_stage is None
+
+    def test_regex_domain_and_tags(self) -> None:
+        r = rule(
+            on="reply",
+            when={"regex": r"\bcall me\b", "sender_domain": ["NB.example.com"], "tags": ["vip"]},
+            then={"notify": True},
+        )
+        assert evaluate([r], event("Please call me", tags=("vip",))).notify
+        assert not evaluate([r], event("Please call me", tags=("other",))).notify
+
+    def test_stop_ends_the_rules(self) -> None:
+        rules = [
+            rule(on="reply", then={"add_tag": "a", "stop": True}),
+            rule(on="reply", then={"add_tag": "b"}),
+        ]
+        actions = evaluate(rules, event())
+        assert (actions.add_tags, actions.rules) == (["a"], [0])
+
+
+class TestValidation:
+    def test_a_bad_rule_is_named_by_index_and_key(self, config_file: Path) -> None:
+        config_file.write_text(
+            without_rules(config_file.read_text())
+            + """
+[[rules]]
+on = "reply"
+then = { set_stage = "engaged" }
+
+[[rules]]
+on = "reply"
+when = { regex = "(unclosed", segment = ["pastors"] }
+then = { set_stage = "friends", reply_with = "thanks" }
+
+[[rules]]
+on = "replied"
+then = { stop = true }
+"""
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(config_file)
+        problems = caught.value.problems
+        assert any(
+            p.startswith("rules[1].when.regex: not a valid regular expression") for p in problems
+        )
+        assert any(p.startswith("rules[2].on: must be one of 'reply'") for p in problems)
+
+    def test_unknown_names_and_unsupported_actions(self, config_file: Path) -> None:
+        config_file.write_text(
+            without_rules(config_file.read_text())
+            + """
+[[rules]]
+on = "reply"
+when = { segment = ["pastors"], stage = ["replyed"] }
+then = { set_stage = "friends", reply_with = "thanks", move_to = "Done" }
+
+[[rules]]
+on = "referral"
+then = { notify = true }
+"""
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(config_file)
+        assert caught.value.problems == [
+            "rules[0].then.reply_with: not supported yet",
+            "rules[0].then.move_to: not supported yet",
+            "rules[0].then.set_stage: unknown stage 'friends'",
+            "rules[0].when.stage[0]: unknown stage 'replyed'",
+            "rules[0].when.segment[0]: unknown segment 'pastors'",
+            "rules[1].on: 'referral' rules are not supported yet",
+        ]
+
+
+class TestOnRealServers:
+    def test_a_reply_rule_moves_tags_and_notifies(
+        self,
+        outbound_config: Path,
+        dovecot: object,
+        smtp_sink: SmtpServer,
+    ) -> None:
+        outbound_config.write_text(outbound_config.read_text() + RULES)
+        practice = Practice(outbound_config, dovecot)  # type: ignore[arg-type]
+        try:
+            before = len(smtp_sink.received)
+            alma = practice.ids["alma@nb.example.com"]
+            practice.deliver(
+                reply(
+                    "alma@nb.example.com",
+                    alma,
+                    "Happy to refer. My patient has severe panic attacks.",
+                )
+            )
+            ((email, effect),) = practice.sync()
+            assert email == "alma@nb.example.com"
+            assert "rule 0, 1 on reply" in effect
+            contact = (
+                practice.store
+                and __import__("outreach.contacts", fromlist=["x"])
+                .show_contact(practice.store, email)
+                .contact
+            )
+            assert contact.stage == "engaged"
+            assert contact.tags == ["warm", "replied-by-email"]
+            notices = smtp_sink.received[before:]
+            assert len(notices) == 1
+            text = notices[0].data.decode()
+            assert notices[0].rcpt_tos == ["maya@calmharbor.example.com"]
+            assert "Alma Reyes <alma@nb.example.com> (psychiatrist, now engaged)" in text
+            assert alma in text
+            assert "panic" not in text  # never the reply's words
+        finally:
+            practice.store.close()
