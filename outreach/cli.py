@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +36,7 @@ from outreach.matching import match_message
 from outreach.report_html import render_html
 from outreach.store import Store, open_store
 from outreach.templates import TemplateSet
-from outreach.watcher import sync_once
+from outreach.watcher import SyncReport, sync_once, watch
 
 MAX_PROBLEMS_SHOWN = 200
 PROGRESS_MIN_BYTES = 200_000
@@ -775,20 +775,32 @@ def inbox_sync(
         state = _context(ctx)
         settings = state.settings()
         processor = InboundProcessor(state.store(), settings)
-        while True:
-            report = sync_once(settings.imap, processor)
-            for result in report.results:
-                out.print(
-                    f"{result.message_key}: {result.kind}"
-                    f"{' from ' + result.contact if result.contact else ''}: "
-                    f"{result.effect}",
-                    markup=False,
-                )
-            if not report.results:
-                out.print(f"no new messages in {', '.join(report.folders)}", markup=False)
-            if once:
-                break
-            time.sleep(settings.inbound.poll_seconds)
+        if once:
+            _print_sync(sync_once(settings.imap, processor), quiet=False)
+            return
+        stop = threading.Event()
+        out.print(
+            f"watching {', '.join(settings.imap.folders)} on {settings.imap.host} (Ctrl-C to stop)",
+            markup=False,
+        )
+        try:
+            watch(
+                settings.imap,
+                processor,
+                stop=stop,
+                poll_seconds=settings.inbound.poll_seconds,
+                on_pass=lambda report: _print_sync(report, quiet=True),
+            )
+        except KeyboardInterrupt:
+            stop.set()
+
+
+def _print_sync(report: SyncReport, *, quiet: bool) -> None:
+    for result in report.results:
+        contact = f" from {result.contact}" if result.contact else ""
+        out.print(f"{result.message_key}: {result.kind}{contact}: {result.effect}", markup=False)
+    if not report.results and not quiet:
+        out.print(f"no new messages in {', '.join(report.folders)}", markup=False)
 
 
 @app.command("classify")

@@ -13,19 +13,25 @@ IMAPClient is blocking; the daemon runs this in a worker thread.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from outreach.config import Imap
+from outreach.errors import MailServerUnusable
 from outreach.inbound import InboundProcessor, InboundResult, Watermark
 from outreach.models import MailboxStateRow
 from outreach.sent_folder import close_imap, open_imap
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 200
+IDLE_RENEW_SECONDS = 9 * 60  # RFC 2177 allows 29 minutes; NAT boxes drop quiet links sooner
+MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass
@@ -40,15 +46,102 @@ def sync_once(
     imap: Imap, processor: InboundProcessor, *, now: Callable[[], datetime] | None = None
 ) -> SyncReport:
     """Read every message that arrived since the last pass, in every watched folder."""
-    clock = now or (lambda: datetime.now(UTC))
-    report = SyncReport()
     client = open_imap(imap)
     try:
-        for folder in imap.folders:
-            report.folders[folder] = _sync_folder(client, folder, processor, clock, report)
+        return _sync_all(client, imap, processor, now or (lambda: datetime.now(UTC)))
     finally:
         close_imap(client)
+
+
+def _sync_all(
+    client: IMAPClient, imap: Imap, processor: InboundProcessor, clock: Callable[[], datetime]
+) -> SyncReport:
+    report = SyncReport()
+    for folder in imap.folders:
+        report.folders[folder] = _sync_folder(client, folder, processor, clock, report)
     return report
+
+
+def watch(
+    imap: Imap,
+    processor: InboundProcessor,
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 60.0,
+    idle_seconds: float = IDLE_RENEW_SECONDS,
+    on_pass: Callable[[SyncReport], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> None:
+    """Catch up, then wait for new mail with IDLE (RFC 2177), or poll where the server lacks
+    it, until ``stop`` is set. A lost connection or a server restart is retried with capped
+    exponential backoff; every reconnect starts with a catch-up, so nothing is missed.
+
+    IDLE watches the first folder; the others are read after each wake-up or renewal.
+    ``heartbeat`` is called at least once a second while the watcher is healthy.
+    """
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            client = open_imap(imap)
+        except (MailServerUnusable, IMAPClientError, OSError) as exc:
+            log.warning("inbox: can't connect (%s); retrying in %.0f s", exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            continue
+        try:
+            idle = b"IDLE" in client.capabilities()
+            while not stop.is_set():
+                report = _sync_all(client, imap, processor, clock)
+                backoff = 1.0
+                if on_pass is not None:
+                    on_pass(report)
+                if idle:
+                    _idle(client, imap.folders[0], processor, stop, idle_seconds, heartbeat)
+                else:
+                    _wait(stop, poll_seconds, heartbeat)
+        except (IMAPClientError, OSError) as exc:
+            log.warning("inbox: connection lost (%s); reconnecting in %.0f s", exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        finally:
+            close_imap(client)
+
+
+def _idle(
+    client: IMAPClient,
+    folder: str,
+    processor: InboundProcessor,
+    stop: threading.Event,
+    seconds: float,
+    heartbeat: Callable[[], None] | None,
+) -> None:
+    """Wait in IDLE until the folder changes, ``stop`` is set, or it is time to renew."""
+    selected = client.select_folder(folder, readonly=True)
+    with processor.store.session() as session:
+        state = session.get(MailboxStateRow, folder)
+        last = state.last_uid if state else 0
+    if int(selected.get(b"UIDNEXT", 0)) - 1 > last:
+        return  # mail arrived between the catch-up and now: IDLE would not announce it
+    client.idle()
+    try:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            responses = client.idle_check(timeout=1)
+            if heartbeat is not None:
+                heartbeat()
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                return
+    finally:
+        client.idle_done()
+
+
+def _wait(stop: threading.Event, seconds: float, heartbeat: Callable[[], None] | None) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        stop.wait(1)
+        if heartbeat is not None:
+            heartbeat()
 
 
 def _sync_folder(

@@ -171,12 +171,35 @@ class Dovecot:
             capture_output=True,
         )
 
-    def stop(self) -> None:
+    def stop_process(self) -> None:
         pid_file = self.directory / "run" / "master.pid"
         pid = int(pid_file.read_text()) if pid_file.exists() else None
         subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True, check=False)
         if pid is not None:
             _wait_gone(pid)
+
+    def start_process(self) -> None:
+        errors = self.directory / "start.err"
+        with errors.open("wb") as sink:
+            # Not capture_output: the daemon's children would hold the pipes open forever.
+            result = subprocess.run(
+                ["dovecot", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                check=False,
+            )
+        if result.returncode:
+            raise RuntimeError(f"dovecot failed to start: {errors.read_text(errors='replace')}")
+        wait_for_banner(self.imap_port, b"* OK")
+
+    def restart(self) -> None:
+        """Stop and start the same server (same ports, same mail)."""
+        self.stop_process()
+        self.start_process()
+
+    def stop(self) -> None:
+        self.stop_process()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -209,19 +232,7 @@ def start_dovecot() -> Dovecot:
             d=directory, imap=server.imap_port, imaps=server.imaps_port, lmtp=server.lmtp_port
         )
     )
-    # Not capture_output: the daemon's children would hold the pipes open forever.
-    errors = directory / "start.err"
-    with errors.open("wb") as sink:
-        result = subprocess.run(
-            ["dovecot", "-c", str(server.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=sink,
-            check=False,
-        )
-    if result.returncode:
-        raise RuntimeError(f"dovecot failed to start: {errors.read_text(errors='replace')}")
-    wait_for_banner(server.imap_port, b"* OK")
+    server.start_process()
     return server
 
 

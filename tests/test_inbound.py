@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from outreach.models import MailboxStateRow
 from outreach.outbound import list_outbox
 from outreach.store import Store, open_store
 from outreach.templates import TemplateSet
-from outreach.watcher import sync_once
+from outreach.watcher import sync_once, watch
 from tests.conftest import Run
 from tests.mailstack import Dovecot, SmtpServer
 
@@ -223,3 +225,62 @@ class TestCommands:
         run = cli("inbox", "sync", "--once")
         assert run.exit_code == 0, run.output
         assert "reply from alma@nb.example.com: replied" in run.stdout
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.fixture
+def watching(practice: Practice) -> Iterator[Practice]:
+    """The practice with the IDLE watcher running in a thread."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=watch,
+        args=(practice.settings.imap, practice.processor),
+        kwargs={"stop": stop, "poll_seconds": 1},
+        daemon=True,
+    )
+    thread.start()
+    yield practice
+    stop.set()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the watcher did not stop"
+
+
+class TestIdle:
+    def test_a_reply_is_seen_within_seconds(self, watching: Practice) -> None:
+        alma = watching.ids["alma@nb.example.com"]
+        time.sleep(0.5)  # let the watcher reach IDLE
+        watching.deliver(reply("alma@nb.example.com", alma, "Yes, please."))
+        assert wait_for(lambda: watching.stage("alma@nb.example.com") == "replied", 10)
+
+    def test_survives_a_dovecot_restart(self, watching: Practice) -> None:
+        time.sleep(0.5)
+        watching.dovecot.restart()
+        tom = watching.ids["tom@lm.example.org"]
+        watching.deliver(reply("tom@lm.example.org", tom, "Please remove me."))
+        assert wait_for(lambda: watching.stage("tom@lm.example.org") == "unsubscribed", 30)
+
+
+def test_a_thousand_messages_waiting_at_start(practice: Practice) -> None:
+    user, password = practice.dovecot.user(3)
+    messages = [
+        reply(f"x{n}@unknown.example.net", "<none@x>", "hello", message_id=f"<k{n}@x>")
+        .replace("\n", "\r\n")
+        .encode()
+        for n in range(1000)
+    ]
+    with IMAPClient("127.0.0.1", port=practice.dovecot.imap_port, ssl=False) as imap:
+        imap.login(user, password)
+        for start in range(0, 1000, 250):
+            imap.multiappend("INBOX", messages[start : start + 250])
+    results = practice.sync()
+    assert len(results) == 1000
+    assert all(effect == "no effect: no contact matches" for _, effect in results)
+    assert practice.sync() == []
