@@ -7,6 +7,7 @@ IMAPClient is blocking: callers run these in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 from imapclient import IMAPClient
@@ -52,7 +53,8 @@ def close_imap(client: IMAPClient) -> None:
     try:
         client.logout()
     except (IMAPClientError, OSError):
-        client.shutdown()
+        with contextlib.suppress(OSError):  # the socket may be gone already
+            client.shutdown()
 
 
 class SentFolder:

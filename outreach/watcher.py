@@ -104,6 +104,10 @@ def watch(
             log.warning("inbox: connection lost (%s); reconnecting in %.0f s", exc, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        except Exception:  # the watcher must outlive any one bad pass; the next one retries
+            log.exception("inbox: unexpected error; retrying in %.0f s", backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
             close_imap(client)
 

@@ -284,3 +284,77 @@ def test_a_thousand_messages_waiting_at_start(practice: Practice) -> None:
     assert len(results) == 1000
     assert all(effect == "no effect: no contact matches" for _, effect in results)
     assert practice.sync() == []
+
+
+def dsn_for(recipient: str, original: str, status: str, n: int) -> str:
+    action = "delayed" if status.startswith("4") else "failed"
+    return (
+        f"From: MAILER-DAEMON@mx.example.net\nTo: maya@calmharbor.example.com\n"
+        f"Subject: Delivery Status Notification\nMessage-ID: <dsn{n}@mx.example.net>\n"
+        "MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; "
+        'boundary="B"\n\n--B\nContent-Type: text/plain\n\nTrouble delivering.\n'
+        "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        f"Final-Recipient: rfc822; {recipient}\nAction: {action}\nStatus: {status}\n\n"
+        f"--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: {original}\n\n--B--"
+    )
+
+
+class TestBounceClasses:
+    def test_soft_bounces_count_up_to_bounced(self, practice: Practice) -> None:
+        tom = practice.ids["tom@lm.example.org"]
+        for n in range(3):
+            practice.deliver(dsn_for("tom@lm.example.org", tom, "4.2.2", n))
+        effects = [effect for _, effect in practice.sync()]
+        assert effects == [
+            "soft bounce 1 recorded",
+            "soft bounce 2 recorded",
+            "bounced and suppressed",
+        ]
+
+    def test_a_policy_bounce_pauses_all_sending(self, practice: Practice) -> None:
+        tom = practice.ids["tom@lm.example.org"]
+        practice.deliver(dsn_for("tom@lm.example.org", tom, "5.7.1", 9))
+        assert practice.sync() == [("tom@lm.example.org", "policy bounce: all sending paused")]
+        assert practice.stage("tom@lm.example.org") == "contacted"
+        dispatcher = Dispatcher(
+            practice.store, practice.settings, TemplateSet(practice.settings.templates.dir)
+        )
+        assert dispatcher.paused_reason() is not None
+
+
+def test_a_connection_dropped_mid_fetch_is_retried(
+    practice: Practice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drop in the middle of a FETCH can't be timed on a real server: a fake one fails once."""
+    for n in range(5):
+        practice.deliver(
+            reply(f"y{n}@unknown.example.net", "<none@x>", "hi", message_id=f"<drop{n}@x>")
+        )
+    real_fetch = IMAPClient.fetch
+    calls = {"n": 0}
+
+    def flaky_fetch(self: IMAPClient, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            self.shutdown()
+            raise OSError("connection reset by peer")
+        return real_fetch(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IMAPClient, "fetch", flaky_fetch)
+    stop = threading.Event()
+    seen: list[int] = []
+    thread = threading.Thread(
+        target=watch,
+        args=(practice.settings.imap, practice.processor),
+        kwargs={
+            "stop": stop,
+            "poll_seconds": 1,
+            "on_pass": lambda report: seen.append(len(report.results)),
+        },
+        daemon=True,
+    )
+    thread.start()
+    assert wait_for(lambda: sum(seen) >= 5, 15)
+    stop.set()
+    thread.join(timeout=15)
+    assert sum(seen) == 5 and calls["n"] >= 2  # every message once, after one reconnect
