@@ -433,9 +433,8 @@ def _rule_problems(rules: list[Rule], stages: set[str], segments: set[str]) -> l
         where = f"rules[{i}]"
         if rule.on not in RULE_EVENTS_HANDLED:
             problems.append(f"{where}.on: {rule.on!r} rules are not supported yet")
-        for key in ("reply_with", "move_to"):
-            if getattr(rule.then, key):
-                problems.append(f"{where}.then.{key}: not supported yet")
+        if rule.then.reply_with:
+            problems.append(f"{where}.then.reply_with: not supported yet")
         if rule.then.set_stage and rule.then.set_stage not in stages:
             problems.append(f"{where}.then.set_stage: unknown stage {rule.then.set_stage!r}")
         for j, stage in enumerate(rule.when.stage):

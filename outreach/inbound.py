@@ -66,6 +66,7 @@ class InboundResult:
     effect: str
     reasons: tuple[str, ...]
     seen_before: bool = False
+    move_to: str | None = None  # a rule asks for the message to be filed in this folder
 
 
 class InboundProcessor:
@@ -87,6 +88,7 @@ class InboundProcessor:
         """Handle one message; never raises for the message's content."""
         found = classify(raw, received=now.astimezone(self.zone).date())
         notices: list[OutboundMessage] = []
+        moves: list[str] = []
         key = found.message_id or f"<sha256-{hashlib.sha256(raw).hexdigest()[:48]}>"
         with self.store.session() as session:
             if watermark is not None:
@@ -108,7 +110,7 @@ class InboundProcessor:
                 effect = f"flagged, no effect: {match.how}"
             else:
                 effect = self._apply(session, found, contact, key, now)
-                effect += self._rules(found, contact, key, now, notices)
+                effect += self._rules(found, contact, key, now, notices, moves)
             session.add(
                 InboundEventRow(
                     message_key=key,
@@ -135,7 +137,12 @@ class InboundProcessor:
             if delivery.outcome is not Outcome.SENT:
                 log.error("notice about %s not sent: %s", key, delivery.detail)
         return InboundResult(
-            key, found.kind, contact.email if contact else None, effect, found.reasons
+            key,
+            found.kind,
+            contact.email if contact else None,
+            effect,
+            found.reasons,
+            move_to=moves[-1] if moves else None,
         )
 
     def _apply(
@@ -172,6 +179,7 @@ class InboundProcessor:
         key: str,
         now: datetime,
         notices: list[OutboundMessage],
+        moves: list[str],
     ) -> str:
         """Apply the configured rules after the built-in effect; describe what they did."""
         if not self.settings.rules:
@@ -217,6 +225,9 @@ class InboundProcessor:
                 )
             )
             done.append("notice queued")
+        if actions.move_to:
+            moves.append(actions.move_to)
+            done.append(f"move to {actions.move_to}")
         return f"; {why}: {', '.join(done) or 'nothing to change'}"
 
     def _pause_until(self, found: Classification, now: datetime) -> datetime:

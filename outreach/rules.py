@@ -35,6 +35,7 @@ class Actions:
     remove_tags: list[str] = field(default_factory=list)
     pause_days: int = 0
     notify: bool = False
+    move_to: str | None = None
 
 
 def matches(rule: Rule, event: RuleEvent) -> bool:
@@ -73,6 +74,8 @@ def evaluate(rules: Sequence[Rule], event: RuleEvent) -> Actions:
             actions.remove_tags.append(then.remove_tag)
         actions.pause_days = max(actions.pause_days, then.pause_days)
         actions.notify = actions.notify or then.notify
+        if then.move_to:
+            actions.move_to = then.move_to
         if then.stop:
             break
     return actions

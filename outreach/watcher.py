@@ -161,6 +161,7 @@ def _sync_folder(
         state = session.get(MailboxStateRow, folder)
         last = state.last_uid if state and state.uidvalidity == uidvalidity else 0
     uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
+    moves: dict[str, list[int]] = {}
     for start in range(0, len(uids), FETCH_BATCH):
         batch = uids[start : start + FETCH_BATCH]
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
@@ -173,4 +174,21 @@ def _sync_folder(
                 raw, folder=folder, now=clock(), watermark=Watermark(folder, uidvalidity, uid)
             )
             report.results.append(result)
+            if result.move_to:
+                moves.setdefault(result.move_to, []).append(uid)
+    if moves:
+        _move(client, folder, moves)
     return len(uids)
+
+
+def _move(client: IMAPClient, folder: str, moves: dict[str, list[int]]) -> None:
+    """File messages as rules ask: the only time the watcher writes to the mailbox."""
+    client.select_folder(folder, readonly=False)
+    try:
+        for target, uids in moves.items():
+            try:
+                client.move(uids, target)
+            except IMAPClientError as exc:
+                log.error("inbox: can't move %d message(s) to %r: %s", len(uids), target, exc)
+    finally:
+        client.select_folder(folder, readonly=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from outreach.config import Rule, load_config
 from outreach.errors import ConfigError
 from outreach.rules import RuleEvent, evaluate
 from tests.conftest import without_rules
-from tests.mailstack import SmtpServer
+from tests.mailstack import Dovecot, SmtpServer
 from tests.test_inbound import Practice, reply
 
 RULES = """
@@ -121,7 +122,6 @@ then = { notify = true }
             load_config(config_file)
         assert caught.value.problems == [
             "rules[0].then.reply_with: not supported yet",
-            "rules[0].then.move_to: not supported yet",
             "rules[0].then.set_stage: unknown stage 'friends'",
             "rules[0].when.stage[0]: unknown stage 'replyed'",
             "rules[0].when.segment[0]: unknown segment 'pastors'",
@@ -168,3 +168,50 @@ class TestOnRealServers:
             assert "panic" not in text  # never the reply's words
         finally:
             practice.store.close()
+
+
+def test_a_rule_files_out_of_office_replies(
+    outbound_config: Path, dovecot: Dovecot, smtp_sink: SmtpServer
+) -> None:
+    outbound_config.write_text(
+        outbound_config.read_text()
+        + """
+[[rules]]
+on = "out_of_office"
+then = { move_to = "Away" }
+"""
+    )
+    practice = Practice(outbound_config, dovecot)
+    user, password = dovecot.user(3)
+    try:
+        with IMAPClient("127.0.0.1", port=dovecot.imap_port, ssl=False) as imap:
+            imap.login(user, password)
+            if not imap.folder_exists("Away"):
+                imap.create_folder("Away")
+        tom = practice.ids["tom@lm.example.org"]
+        practice.deliver(
+            reply(
+                "tom@lm.example.org",
+                tom,
+                "I am on vacation until March 9.",
+                subject="Automatic reply: Hello",
+            )
+        )
+        practice.deliver(
+            reply(
+                "alma@nb.example.com",
+                practice.ids["alma@nb.example.com"],
+                "Sounds good.",
+                message_id="<keep@x>",
+            )
+        )
+        effects = [effect for _, effect in practice.sync()]
+        assert effects[0].endswith("move to Away")
+        with IMAPClient("127.0.0.1", port=dovecot.imap_port, ssl=False) as imap:
+            imap.login(user, password)
+            assert imap.select_folder("Away", readonly=True)[b"EXISTS"] == 1
+            assert imap.select_folder("INBOX", readonly=True)[b"EXISTS"] == 1  # the reply stays
+            flags = imap.get_flags(imap.search("ALL"))
+            assert all(b"\\Seen" not in f for f in flags.values())
+    finally:
+        practice.store.close()
