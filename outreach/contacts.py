@@ -25,10 +25,9 @@ from outreach.models import (
     StageChangeRow,
 )
 from outreach.pipeline import CONTACTED, NEW, REFERRING, Pipeline, StageChange, change_stage
-from outreach.store import Store
+from outreach.store import Store, in_chunks
 
 _UPDATABLE = ("first_name", "last_name", "title", "organization", "segment", "timezone", "tags")
-_KEY_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -220,8 +219,7 @@ def import_contacts(
 def _existing(session: Session, emails: Sequence[str]) -> dict[str, ContactRow]:
     keys = [email_key(e) for e in emails]
     found: dict[str, ContactRow] = {}
-    for start in range(0, len(keys), _KEY_CHUNK):
-        chunk = keys[start : start + _KEY_CHUNK]
+    for chunk in in_chunks(keys):
         for row in session.scalars(select(ContactRow).where(ContactRow.email_key.in_(chunk))):
             found[row.email_key] = row
     return found
@@ -229,8 +227,7 @@ def _existing(session: Session, emails: Sequence[str]) -> dict[str, ContactRow]:
 
 def _ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for start in range(0, len(keys), _KEY_CHUNK):
-        chunk = keys[start : start + _KEY_CHUNK]
+    for chunk in in_chunks(keys):
         query = select(ContactRow.email_key, ContactRow.id).where(ContactRow.email_key.in_(chunk))
         found.update((row[0], row[1]) for row in session.execute(query))
     return found

@@ -44,7 +44,7 @@ from outreach.pacing import DueSend, Policy, SendLog, schedule
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
 from outreach.sent_folder import SentFolder
 from outreach.sequencing import ACTIVE_STAGES, StepRecord, finished_at, next_step
-from outreach.store import Store
+from outreach.store import Store, in_chunks
 from outreach.templates import TemplateSet
 
 log = logging.getLogger(__name__)
@@ -292,8 +292,7 @@ class Dispatcher:
     @staticmethod
     def _ledger(session: Session, contact_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
         found: dict[int, list[StepRecord]] = {}
-        for start in range(0, len(contact_ids), 500):
-            chunk = contact_ids[start : start + 500]
+        for chunk in in_chunks(contact_ids):
             query = select(
                 OutboxRow.contact_id, OutboxRow.step_index, OutboxRow.state, OutboxRow.sent_at
             ).where(OutboxRow.contact_id.in_(chunk))
@@ -304,8 +303,7 @@ class Dispatcher:
     @staticmethod
     def _suppressed(session: Session, keys: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        for chunk in in_chunks(keys):
             found.update(
                 session.scalars(
                     select(SuppressionRow.email_key).where(SuppressionRow.email_key.in_(chunk))
@@ -494,8 +492,7 @@ class Dispatcher:
     @staticmethod
     def _contacts(session: Session, ids: Sequence[int]) -> dict[int, ContactRow]:
         found: dict[int, ContactRow] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in in_chunks(ids):
             found.update(
                 (row.id, row)
                 for row in session.scalars(select(ContactRow).where(ContactRow.id.in_(chunk)))

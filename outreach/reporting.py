@@ -34,7 +34,7 @@ from outreach.pipeline import (
     REPLIED,
     UNSUBSCRIBED,
 )
-from outreach.store import Store
+from outreach.store import Store, in_chunks
 
 FUNNEL = (NEW, CONTACTED, REPLIED, ENGAGED, REFERRING)
 
@@ -176,8 +176,7 @@ def _load(store: Store, since: date | None, segment: str | None) -> _Facts:
             query = query.where(ContactRow.segment == segment)
         facts = _Facts({c.id: c for c in session.scalars(query)})
         ids = list(facts.contacts)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in in_chunks(ids):
             for change in session.scalars(
                 select(StageChangeRow)
                 .where(StageChangeRow.contact_id.in_(chunk))
