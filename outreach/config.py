@@ -297,7 +297,15 @@ RuleEventKind = Literal[
     "reply", "out_of_office", "auto_reply", "bounce", "unsubscribe", "referral", "stage_changed"
 ]
 #: Events and actions the rule engine accepts in this version (others are refused by name).
-RULE_EVENTS_HANDLED = ("reply", "out_of_office", "auto_reply", "bounce", "unsubscribe")
+RULE_EVENTS_HANDLED = (
+    "reply",
+    "out_of_office",
+    "auto_reply",
+    "bounce",
+    "unsubscribe",
+    "referral",
+    "stage_changed",
+)
 
 
 class RuleWhen(Section):
@@ -329,7 +337,7 @@ class RuleThen(Section):
     remove_tag: str = ""
     pause_days: int = Field(default=0, ge=0, le=365)
     notify: bool = False
-    reply_with: str = ""
+    reply_with: str = Field(default="", pattern=r"^$|^[a-z][a-z0-9_-]*$", max_length=64)
     move_to: str = ""
     stop: bool = False
 
@@ -433,8 +441,6 @@ def _rule_problems(rules: list[Rule], stages: set[str], segments: set[str]) -> l
         where = f"rules[{i}]"
         if rule.on not in RULE_EVENTS_HANDLED:
             problems.append(f"{where}.on: {rule.on!r} rules are not supported yet")
-        if rule.then.reply_with:
-            problems.append(f"{where}.then.reply_with: not supported yet")
         if rule.then.set_stage and rule.then.set_stage not in stages:
             problems.append(f"{where}.then.set_stage: unknown stage {rule.then.set_stage!r}")
         for j, stage in enumerate(rule.when.stage):

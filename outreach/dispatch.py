@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,9 +41,15 @@ from outreach.models import (
     UTCDateTime,
 )
 from outreach.pacing import DueSend, Policy, SendLog, schedule
-from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE
+from outreach.pipeline import BOUNCED, CONTACTED, EXIT_STAGES, NEW, NO_RESPONSE
 from outreach.sent_folder import SentFolder
-from outreach.sequencing import ACTIVE_STAGES, StepRecord, finished_at, next_step
+from outreach.sequencing import (
+    ACTIVE_STAGES,
+    REPLY_STEP_BASE,
+    StepRecord,
+    finished_at,
+    next_step,
+)
 from outreach.store import Store, in_chunks
 from outreach.templates import TemplateSet
 
@@ -52,6 +58,13 @@ log = logging.getLogger(__name__)
 SENDING_PAUSED = "sending_paused"
 WAITING = ("retry", "queued")
 HISTORY_WINDOW = timedelta(hours=48)
+
+# A sequence step goes to contacts in new/contacted; a rule's reply (reply_with) to any
+# contact that has not left (unsubscribed, bounced, do_not_contact).
+_STAGE_ALLOWS_ROW = or_(
+    ContactRow.stage.in_(ACTIVE_STAGES),
+    and_(OutboxRow.step_index >= REPLY_STEP_BASE, ContactRow.stage.not_in(EXIT_STAGES)),
+)
 
 # The statements that run once per message, built once: SQLAlchemy then reuses their
 # compiled form instead of rebuilding and re-keying them for every send.
@@ -64,7 +77,7 @@ _START = (
         exists(
             select(ContactRow.id).where(
                 ContactRow.id == OutboxRow.contact_id,
-                ContactRow.stage.in_(ACTIVE_STAGES),
+                _STAGE_ALLOWS_ROW,
                 or_(ContactRow.paused_until.is_(None), ContactRow.paused_until <= _NOW),
                 ~exists(
                     select(SuppressionRow.id).where(
@@ -270,7 +283,7 @@ class Dispatcher:
             .where(
                 OutboxRow.state.in_(WAITING),
                 or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
-                ContactRow.stage.in_(ACTIVE_STAGES),
+                _STAGE_ALLOWS_ROW,
             )
         )
         return [
@@ -295,7 +308,7 @@ class Dispatcher:
         for chunk in in_chunks(contact_ids):
             query = select(
                 OutboxRow.contact_id, OutboxRow.step_index, OutboxRow.state, OutboxRow.sent_at
-            ).where(OutboxRow.contact_id.in_(chunk))
+            ).where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index < REPLY_STEP_BASE)
             for contact_id, index, state, sent_at in session.execute(query):
                 found.setdefault(contact_id, []).append(StepRecord(index, state, sent_at))
         return found
@@ -424,7 +437,8 @@ class Dispatcher:
                 suppressed = self._suppressed(session, [c.email_key for c in contacts.values()])
                 for candidate in ready:
                     contact = contacts.get(candidate.contact_id)
-                    if contact is None or not _may_send(contact, suppressed, now):
+                    rule_reply = candidate.step_index >= REPLY_STEP_BASE
+                    if contact is None or not _may_send(contact, suppressed, now, rule_reply):
                         continue
                     try:
                         pair = self._row_for(session, contact, candidate, now)
@@ -451,7 +465,10 @@ class Dispatcher:
             row = session.get(OutboxRow, candidate.outbox_id)
             if row is None or row.state not in WAITING:
                 return None
-            return row, self.compose(contact, candidate.step_index, earlier, row.message_id, now)
+            message = self.compose(
+                contact, candidate.step_index, earlier, row.message_id, now, template=row.template
+            )
+            return row, message
         message_id = new_message_id(self.settings.sender.message_id_domain)
         message = self.compose(contact, candidate.step_index, earlier, message_id, now)
         step = self.settings.segments[contact.segment].sequence[candidate.step_index]
@@ -519,21 +536,27 @@ class Dispatcher:
         earlier: Sequence[tuple[str, str]],
         message_id: str,
         now: datetime,
+        *,
+        template: str | None = None,
     ) -> OutboundMessage:
-        """The exact message a step sends this contact (also what ``preview`` prints)."""
-        step = self.settings.segments[contact.segment].sequence[step_index]
+        """The exact message a step (or a rule's reply) sends this contact (and ``preview``)."""
+        if step_index >= REPLY_STEP_BASE:
+            # A rule's reply threads under our conversation when there is one.
+            assert template is not None
+            name, thread_it, number = template, True, 0
+        else:
+            step = self.settings.segments[contact.segment].sequence[step_index]
+            name, thread_it, number = step.template, step.thread, step_index + 1
         context = template_context(
             self.settings,
             contact.segment,
             _contact_fields(contact),
-            step_number=step_index + 1,
-            template=step.template,
+            step_number=number,
+            template=name,
         )
-        threaded = step.thread and bool(earlier)
-        rendered = self.templates.render(
-            contact.segment, step.template, context, needs_subject=not threaded
-        )
-        thread = thread_for(rendered.subject, step.thread, earlier)
+        threaded = thread_it and bool(earlier)
+        rendered = self.templates.render(contact.segment, name, context, needs_subject=not threaded)
+        thread = thread_for(rendered.subject, thread_it, earlier)
         name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
         return build_message(
             self.settings,
@@ -655,10 +678,15 @@ class Dispatcher:
             row.value, row.updated_at = value, now
 
 
-def _may_send(contact: ContactRow, suppressed: set[str], now: datetime) -> bool:
-    """Whether a contact's sequence may go on now (checked again in the statement that
+def _may_send(
+    contact: ContactRow, suppressed: set[str], now: datetime, rule_reply: bool = False
+) -> bool:
+    """Whether a message may go to a contact now (checked again in the statement that
     starts each send, since a reply or opt-out may arrive in between)."""
-    if contact.stage not in ACTIVE_STAGES or contact.email_key in suppressed:
+    if contact.email_key in suppressed:
+        return False
+    allowed = contact.stage not in EXIT_STAGES if rule_reply else contact.stage in ACTIVE_STAGES
+    if not allowed:
         return False
     return contact.paused_until is None or contact.paused_until <= now
 

@@ -34,15 +34,12 @@ from outreach.classify import (
 from outreach.compose import OutboundMessage
 from outreach.config import Settings
 from outreach.contacts import move_contact
-from outreach.delivery import Outcome
 from outreach.dispatch import SENDING_PAUSED, WAITING, suppress
-from outreach.errors import MailServerUnusable
 from outreach.matching import Match, match_message
 from outreach.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow, StateRow
-from outreach.notify import notice, send_notice
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
-from outreach.rules import RuleEvent, evaluate
 from outreach.store import Store
+from outreach.workflow import RuleRun, run_rules, send_notices
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +106,15 @@ class InboundProcessor:
             elif not match.trusted:
                 effect = f"flagged, no effect: {match.how}"
             else:
+                before = contact.stage
                 effect = self._apply(session, found, contact, key, now)
-                effect += self._rules(found, contact, key, now, notices, moves)
+                runs = [self._rules(session, found, contact, key, now, on=found.kind)]
+                if contact.stage != before:
+                    runs.append(self._rules(session, found, contact, key, now, on="stage_changed"))
+                for run in runs:
+                    effect += run.summary
+                    notices += run.notices
+                    moves += [run.move_to] if run.move_to else []
             session.add(
                 InboundEventRow(
                     message_key=key,
@@ -128,14 +132,7 @@ class InboundProcessor:
             )
         # Metadata only: the Message-ID, kind and effect; never the body.
         log.info("inbound %s: %s; %s", key, found.kind, effect)
-        for message in notices:  # after the commit: a slow SMTP server never holds the store
-            try:
-                delivery = send_notice(self.settings, message)
-            except MailServerUnusable as exc:
-                log.error("notice about %s not sent: %s", key, exc)
-                continue
-            if delivery.outcome is not Outcome.SENT:
-                log.error("notice about %s not sent: %s", key, delivery.detail)
+        send_notices(self.settings, notices, key)  # after the commit: SMTP never holds the DB
         return InboundResult(
             key,
             found.kind,
@@ -174,61 +171,26 @@ class InboundProcessor:
 
     def _rules(
         self,
+        session: Session,
         found: Classification,
         contact: ContactRow,
         key: str,
         now: datetime,
-        notices: list[OutboundMessage],
-        moves: list[str],
-    ) -> str:
-        """Apply the configured rules after the built-in effect; describe what they did."""
-        if not self.settings.rules:
-            return ""
-        event = RuleEvent(
-            on=found.kind,
-            segment=contact.segment,
-            stage=contact.stage,
-            tags=tuple(contact.tags or ()),
-            sender_domain=(found.sender or "").rpartition("@")[2],
+        *,
+        on: str,
+    ) -> RuleRun:
+        return run_rules(
+            session,
+            self.settings,
+            self.pipeline,
+            contact,
+            on=on,
+            key=key,
+            now=now,
             text=found.new_text,
+            sender_domain=(found.sender or "").rpartition("@")[2],
+            refers_to=found.refers_to,
         )
-        actions = evaluate(self.settings.rules, event)
-        if not actions.rules:
-            return ""
-        done = []
-        why = f"rule {', '.join(map(str, actions.rules))} on {found.kind} {key}"
-        if actions.set_stage and move_contact(contact, self.pipeline, actions.set_stage, now, why):
-            done.append(f"stage {actions.set_stage}")
-        tags = [t for t in (contact.tags or []) if t not in actions.remove_tags]
-        tags += [t for t in actions.add_tags if t not in tags]
-        if tags != list(contact.tags or []):
-            contact.tags = tags
-            done.append(f"tags {', '.join(tags) or '(none)'}")
-        if actions.pause_days:
-            until = now + timedelta(days=actions.pause_days)
-            contact.paused_until = max(contact.paused_until or until, until)
-            contact.next_check_at = contact.paused_until
-            done.append(f"paused until {contact.paused_until:%Y-%m-%d}")
-        if actions.notify:
-            name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
-            notices.append(
-                notice(
-                    self.settings,
-                    f"outreach: {found.kind.replace('_', ' ')} from {name or contact.email}",
-                    [
-                        f"{name or contact.email} <{contact.email}> ({contact.segment}, now "
-                        f"{contact.stage}) sent a {found.kind.replace('_', ' ')}: {key}.",
-                        f"It answers our message {', '.join(found.refers_to) or '(not threaded)'}.",
-                        "Read it in your mail program; outreach keeps no message text.",
-                    ],
-                    found.refers_to[-1] if found.refers_to else None,
-                )
-            )
-            done.append("notice queued")
-        if actions.move_to:
-            moves.append(actions.move_to)
-            done.append(f"move to {actions.move_to}")
-        return f"; {why}: {', '.join(done) or 'nothing to change'}"
 
     def _pause_until(self, found: Classification, now: datetime) -> datetime:
         if found.return_date is not None:

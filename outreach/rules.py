@@ -36,6 +36,7 @@ class Actions:
     pause_days: int = 0
     notify: bool = False
     move_to: str | None = None
+    reply_with: list[str] = field(default_factory=list)
 
 
 def matches(rule: Rule, event: RuleEvent) -> bool:
@@ -76,6 +77,8 @@ def evaluate(rules: Sequence[Rule], event: RuleEvent) -> Actions:
         actions.notify = actions.notify or then.notify
         if then.move_to:
             actions.move_to = then.move_to
+        if then.reply_with:
+            actions.reply_with.append(then.reply_with)
         if then.stop:
             break
     return actions

@@ -17,6 +17,8 @@ from outreach.business_days import BusinessCalendar
 from outreach.pipeline import CONTACTED, NEW
 
 ACTIVE_STAGES = frozenset({NEW, CONTACTED})
+#: Ledger rows at or above this step index are a rule's replies (``reply_with``), not steps.
+REPLY_STEP_BASE = 1000
 
 
 @dataclass(frozen=True)
