@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from outreach import __version__, contacts, mailcheck, outbound, reporting
+from outreach import __version__, contacts, mailcheck, outbound, reporting, workflow
 from outreach.classify import classify
 from outreach.config import Settings, check_config_files, load_config
 from outreach.dispatch import Dispatcher, DispatchReport
@@ -473,13 +473,13 @@ def stage_set(
     """Move a contact to another stage by hand; the change and note go into its history."""
     with _reported():
         state = _context(ctx)
-        change = contacts.set_stage(
-            state.store(), state.settings().the_pipeline, email, stage, now=_now(), note=note
+        change, ruled = workflow.set_stage_by_hand(
+            state.store(), state.settings(), email, stage, now=_now(), note=note
         )
     if change is None:
         out.print(f"{email} is already {stage}", markup=False)
     else:
-        out.print(f"{email}: {change.from_stage} -> {change.to_stage}", markup=False)
+        out.print(f"{email}: {change.from_stage} -> {change.to_stage}{ruled}", markup=False)
 
 
 @referrals_app.command("add")
@@ -507,16 +507,11 @@ def referrals_add(
     received: date = on.date() if on else _now().date()
     with _reported():
         state = _context(ctx)
-        change = contacts.add_referral(
-            state.store(),
-            state.settings().the_pipeline,
-            email,
-            received_on=received,
-            now=_now(),
-            note=note,
+        change, ruled = workflow.record_referral(
+            state.store(), state.settings(), email, received_on=received, now=_now(), note=note
         )
     moved = f"; {change.from_stage} -> {change.to_stage}" if change else ""
-    out.print(f"{email}: referral on {received} recorded{moved}", markup=False)
+    out.print(f"{email}: referral on {received} recorded{moved}{ruled}", markup=False)
 
 
 # --- outbound -------------------------------------------------------------------------------

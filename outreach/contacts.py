@@ -358,7 +358,7 @@ def count_by_segment_and_stage(store: Store) -> dict[tuple[str, str], int]:
 def show_contact(store: Store, email: str) -> ContactHistory:
     """One contact and its whole history."""
     with store.session() as session:
-        row = _find(session, email, load_history=True)
+        row = find_contact(session, email, load_history=True)
         return ContactHistory(
             contact=Contact.from_row(row),
             stage_changes=[
@@ -397,7 +397,7 @@ def set_stage(
     pipeline.require(stage)
     reason = f"set by hand: {note}" if note.strip() else "set by hand"
     with store.session() as session:
-        row = _find(session, email, load_history=True)
+        row = find_contact(session, email, load_history=True)
         return move_contact(row, pipeline, stage, now, reason)
 
 
@@ -415,7 +415,7 @@ def add_referral(
     Returns the stage change, or None when the source was already referring.
     """
     with store.session() as session:
-        row = _find(session, email, load_history=True)
+        row = find_contact(session, email, load_history=True)
         row.referrals.append(ReferralRow(received_on=received_on, note=note, recorded_at=now))
         row.updated_at = now
         return move_contact(row, pipeline, REFERRING, now, f"referral received {received_on}")
@@ -432,7 +432,8 @@ def _iter_contacts(store: Store) -> Iterator[Contact]:
             yield Contact.from_row(row)
 
 
-def _find(session: Session, email: str, *, load_history: bool = False) -> ContactRow:
+def find_contact(session: Session, email: str, *, load_history: bool = False) -> ContactRow:
+    """The stored contact with this address (any case), or ContactNotFound."""
     try:
         key = email_key(normalize_email(email))
     except ValueError:

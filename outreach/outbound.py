@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from outreach.compose import new_message_id, template_context
 from outreach.config import Settings
-from outreach.contacts import _find
+from outreach.contacts import find_contact
 from outreach.dispatch import SENDING_PAUSED, Candidate, Dispatcher, _contact_fields
 from outreach.errors import OutreachError, TemplateProblem
 from outreach.models import ContactRow, OutboxRow, StateRow
@@ -74,13 +75,36 @@ def check_templates(
                             continue
                         seen.add(key)
                         failures.append(TemplateFailure(name, index + 1, email, str(exc)))
+        failures += _check_rule_replies(session, settings, templates)
+    return failures
+
+
+def _check_rule_replies(
+    session: Session, settings: Settings, templates: TemplateSet
+) -> list[TemplateFailure]:
+    """Rule replies (``reply_with``) render for every segment the rule can reach."""
+    failures = []
+    for index, rule in enumerate(settings.rules):
+        name = rule.then.reply_with
+        if not name:
+            continue
+        for segment in rule.when.segment or list(settings.segments):
+            row = session.scalars(select(ContactRow).where(ContactRow.segment == segment)).first()
+            fields = _contact_fields(row) if row is not None else SYNTHETIC_CONTACT
+            email = row.email if row is not None else f"{SYNTHETIC_CONTACT['email']} (sample)"
+            context = template_context(settings, segment, fields, step_number=0, template=name)
+            try:
+                # A reply may go to a source we never wrote to: it needs its own Subject.
+                templates.render(segment, name, context, needs_subject=True)
+            except TemplateProblem as exc:
+                failures.append(TemplateFailure(segment, 0, email, f"{exc} (rules[{index}])"))
     return failures
 
 
 def preview(dispatcher: Dispatcher, email: str, *, step: int | None, now: datetime) -> bytes:
     """The exact message (headers and body) the contact would get for a step (1-based)."""
     with dispatcher.store.session() as session:
-        contact = _find(session, email)
+        contact = find_contact(session, email)
         sequence = dispatcher.settings.segments[contact.segment].sequence
         if not sequence:
             raise OutreachError(f"segment {contact.segment!r} has no sequence steps")

@@ -10,21 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.compose import OutboundMessage, new_message_id
 from outreach.config import Settings
-from outreach.contacts import move_contact
+from outreach.contacts import add_referral, find_contact, move_contact, set_stage
 from outreach.delivery import Outcome
 from outreach.errors import MailServerUnusable
 from outreach.models import ContactRow, OutboxRow
 from outreach.notify import notice, send_notice
-from outreach.pipeline import Pipeline
+from outreach.pipeline import Pipeline, StageChange
 from outreach.rules import RuleEvent, evaluate
 from outreach.sequencing import REPLY_STEP_BASE
+from outreach.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -144,25 +145,57 @@ def send_notices(settings: Settings, notices: Sequence[OutboundMessage], about: 
             log.error("notice about %s not sent: %s", about, delivery.detail)
 
 
-def after_event(
-    session: Session,
+def record_referral(
+    store: Store,
     settings: Settings,
-    contact: ContactRow,
+    email: str,
     *,
-    on: str,
-    key: str,
+    received_on: date,
     now: datetime,
-) -> RuleRun:
-    """Rules for an event outside the inbox (``referral``, ``stage_changed`` by hand)."""
-    return run_rules(session, settings, settings.the_pipeline, contact, on=on, key=key, now=now)
+    note: str = "",
+) -> tuple[StageChange | None, str]:
+    """Record a referral, then run the ``referral`` rules (and ``stage_changed`` if it moved)."""
+    change = add_referral(
+        store, settings.the_pipeline, email, received_on=received_on, now=now, note=note
+    )
+    events = ["referral", *(["stage_changed"] if change else [])]
+    return change, _fire(store, settings, email, events, f"referral {received_on}", now)
+
+
+def set_stage_by_hand(
+    store: Store, settings: Settings, email: str, stage: str, *, now: datetime, note: str = ""
+) -> tuple[StageChange | None, str]:
+    """A manual stage change, then the ``stage_changed`` rules."""
+    change = set_stage(store, settings.the_pipeline, email, stage, now=now, note=note)
+    if change is None:
+        return None, ""
+    return change, _fire(store, settings, email, ["stage_changed"], "set by hand", now)
+
+
+def _fire(
+    store: Store, settings: Settings, email: str, events: list[str], key: str, now: datetime
+) -> str:
+    if not settings.rules:
+        return ""
+    notices: list[OutboundMessage] = []
+    summary = ""
+    with store.session() as session:
+        contact = find_contact(session, email)
+        for on in events:
+            run = run_rules(
+                session, settings, settings.the_pipeline, contact, on=on, key=key, now=now
+            )
+            summary += run.summary
+            notices += run.notices
+    send_notices(settings, notices, key)
+    return summary
 
 
 __all__ = [
-    "REPLY_STEP_BASE",
-    "ContactRow",
     "RuleRun",
-    "after_event",
     "queue_reply",
+    "record_referral",
     "run_rules",
     "send_notices",
+    "set_stage_by_hand",
 ]

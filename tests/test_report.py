@@ -35,9 +35,7 @@ CSV = (
 def sent(store: Store, email: str, step: int, at: datetime, state: str = "sent") -> None:
     contact = contacts.show_contact(store, email).contact
     with store.session() as session:
-        from outreach.contacts import _find
-
-        row = _find(session, contact.email)
+        row = contacts.find_contact(session, contact.email)
         session.execute(
             insert(OutboxRow).values(
                 contact_id=row.id,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
 
 from outreach.config import Rule, load_config
+from outreach.contacts import show_contact
 from outreach.errors import ConfigError
 from outreach.rules import RuleEvent, evaluate
-from tests.conftest import without_rules
+from tests.conftest import ROOT, Run, without_rules
 from tests.mailstack import Dovecot, SmtpServer
 from tests.test_inbound import Practice, reply
 
@@ -213,3 +215,98 @@ then = { move_to = "Away" }
             assert all(b"\\Seen" not in f for f in flags.values())
     finally:
         practice.store.close()
+
+
+def test_reply_with_sends_a_threaded_reply_under_the_sending_policy(
+    outbound_config: Path, dovecot: Dovecot, smtp_sink: SmtpServer
+) -> None:
+    import asyncio
+    from datetime import timedelta
+    from email import message_from_bytes
+
+    from outreach.dispatch import Dispatcher
+    from outreach.templates import TemplateSet
+    from tests.test_inbound import T0
+
+    outbound_config.write_text(
+        outbound_config.read_text()
+        + """
+[[rules]]
+on = "reply"
+when = { keywords = ["refer"] }
+then = { set_stage = "engaged", reply_with = "thank_you" }
+"""
+    )
+    practice = Practice(outbound_config, dovecot)
+    try:
+        alma_intro = practice.ids["alma@nb.example.com"]
+        practice.deliver(reply("alma@nb.example.com", alma_intro, "I will refer someone to you."))
+        ((_, effect),) = practice.sync()
+        assert effect.endswith("stage engaged, reply thank_you queued")
+        before = len(smtp_sink.received)
+        dispatcher = Dispatcher(
+            practice.store, practice.settings, TemplateSet(practice.settings.templates.dir)
+        )
+        report = asyncio.run(dispatcher.run_pass(T0 + timedelta(hours=3)))
+        assert [(line.email, line.step) for line in report.sent] == [("alma@nb.example.com", 1001)]
+        sent = message_from_bytes(smtp_sink.received[before].data)
+        assert sent["In-Reply-To"] == alma_intro
+        assert sent["Subject"].startswith("Re: ")
+        assert "Thank you for thinking of my practice" in sent.get_payload(decode=True).decode()
+        assert show_contact(practice.store, "alma@nb.example.com").contact.stage == "engaged"
+        # Once sent, never again.
+        assert asyncio.run(dispatcher.run_pass(T0 + timedelta(hours=4))).sent == []
+    finally:
+        practice.store.close()
+
+
+def test_referral_and_manual_stage_rules(
+    config_file: Path,
+    cli: Callable[..., Run],
+    smtp_server: SmtpServer,
+    dovecot: Dovecot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user, password = dovecot.user(1)
+    text = without_rules(config_file.read_text())
+    text = text.replace(
+        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_server.port}'
+    )
+    text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"', 1)
+    text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"', 1)
+    text = text.replace(
+        'notify_address = "maya@calmharbor.example.com"', f'notify_address = "{dovecot.user(2)[0]}"'
+    )
+    config_file.write_text(
+        text
+        + """
+[[rules]]
+on = "referral"
+then = { notify = true, reply_with = "thank_you", add_tag = "referrer" }
+
+[[rules]]
+on = "stage_changed"
+when = { stage = ["do_not_contact"] }
+then = { add_tag = "closed" }
+"""
+    )
+    monkeypatch.setenv("OUTREACH_SMTP__PASSWORD", password)
+    monkeypatch.setenv("OUTREACH_TEMPLATES__DIR", str(ROOT / "templates"))
+    (tmp_path / "c.csv").write_text(
+        "email,first_name,last_name,segment\n"
+        "grace@stm.example.org,Grace,Okafor,clergy\n"
+        "tom@lm.example.org,Tom,Beaulieu,teacher\n"
+    )
+    assert cli("contacts", "import", str(tmp_path / "c.csv")).exit_code == 0
+    run = cli("referrals", "add", "grace@stm.example.org", "--note", "by phone")
+    assert run.exit_code == 0, run.output
+    assert "rule 0 on referral" in run.stdout and "reply thank_you queued" in run.stdout
+    assert len(smtp_server.received) == 1  # the notice to the therapist
+    assert smtp_server.received[0].rcpt_tos == [dovecot.user(2)[0]]
+    shown = cli("contacts", "show", "grace@stm.example.org", "--json").stdout
+    assert '"referrer"' in shown and '"state": "queued"' in shown
+    run = cli("stage", "set", "tom@lm.example.org", "do_not_contact", "--note", "asked by phone")
+    assert "rule 1 on stage_changed" in run.stdout
+    assert '"closed"' in cli("contacts", "show", "tom@lm.example.org", "--json").stdout
+    assert cli("templates", "check").exit_code == 0
