@@ -12,6 +12,7 @@ IMAPClient is blocking; the daemon runs this in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -76,7 +77,8 @@ def watch(
     it, until ``stop`` is set. A lost connection or a server restart is retried with capped
     exponential backoff; every reconnect starts with a catch-up, so nothing is missed.
 
-    IDLE watches the first folder; the others are read after each wake-up or renewal.
+    IDLE watches the first folder; the others are read after each wake-up, and at least
+    every ``poll_seconds``.
     ``heartbeat`` is called at least once a second while the watcher is healthy.
     """
     clock = lambda: datetime.now(UTC)  # noqa: E731
@@ -97,7 +99,11 @@ def watch(
                 if on_pass is not None:
                     on_pass(report)
                 if idle:
-                    _idle(client, imap.folders[0], processor, stop, idle_seconds, heartbeat)
+                    # IDLE watches one folder; with more, wake up to read the others too.
+                    wait = (
+                        idle_seconds if len(imap.folders) == 1 else min(idle_seconds, poll_seconds)
+                    )
+                    _idle(client, imap.folders[0], processor, stop, wait, heartbeat)
                 else:
                     _wait(stop, poll_seconds, heartbeat)
         except (IMAPClientError, OSError) as exc:
@@ -192,3 +198,24 @@ def _move(client: IMAPClient, folder: str, moves: dict[str, list[int]]) -> None:
                 log.error("inbox: can't move %d message(s) to %r: %s", len(uids), target, exc)
     finally:
         client.select_folder(folder, readonly=True)
+
+
+async def watch_async(
+    imap: Imap,
+    processor: InboundProcessor,
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 60.0,
+    on_pass: Callable[[SyncReport], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> None:
+    """``watch`` in a worker thread, for the daemon's event loop (IMAPClient blocks)."""
+    await asyncio.to_thread(
+        watch,
+        imap,
+        processor,
+        stop=stop,
+        poll_seconds=poll_seconds,
+        on_pass=on_pass,
+        heartbeat=heartbeat,
+    )

@@ -22,7 +22,7 @@ from outreach.models import MailboxStateRow
 from outreach.outbound import list_outbox
 from outreach.store import Store, open_store
 from outreach.templates import TemplateSet
-from outreach.watcher import sync_once, watch
+from outreach.watcher import sync_once, watch, watch_async
 from tests.conftest import Run
 from tests.mailstack import Dovecot, SmtpServer
 
@@ -358,3 +358,37 @@ def test_a_connection_dropped_mid_fetch_is_retried(
     stop.set()
     thread.join(timeout=15)
     assert sum(seen) == 5 and calls["n"] >= 2  # every message once, after one reconnect
+
+
+def test_extra_folders_are_read_while_idling(
+    practice: Practice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply a server-side filter put in another folder is seen within poll_seconds."""
+    user, password = practice.dovecot.user(3)
+    with IMAPClient("127.0.0.1", port=practice.dovecot.imap_port, ssl=False) as imap:
+        imap.login(user, password)
+        if not imap.folder_exists("Referrals"):
+            imap.create_folder("Referrals")
+    monkeypatch.setenv("OUTREACH_IMAP__FOLDERS", '["INBOX", "Referrals"]')
+    imap_settings = load_config(practice.settings.path).imap
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=asyncio.run,
+        args=(watch_async(imap_settings, practice.processor, stop=stop, poll_seconds=1),),
+        daemon=True,
+    )
+    thread.start()
+    time.sleep(0.5)
+    with IMAPClient("127.0.0.1", port=practice.dovecot.imap_port, ssl=False) as imap:
+        imap.login(user, password)
+        imap.append(
+            "Referrals",
+            reply("alma@nb.example.com", practice.ids["alma@nb.example.com"], "Yes.")
+            .replace("\n", "\r\n")
+            .encode(),
+        )
+    try:
+        assert wait_for(lambda: practice.stage("alma@nb.example.com") == "replied", 10)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
