@@ -80,10 +80,6 @@ class ContactRow(Base):
         back_populates="contact", order_by="ReferralRow.id", cascade="all, delete-orphan"
     )
 
-    def custom_fields(self) -> dict[str, Any]:
-        """The extra CSV columns kept for templates."""
-        return dict(self.custom or {})
-
 
 class StageChangeRow(Base):
     """One recorded move between pipeline stages: when, from, to, and why."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,7 +97,3 @@ def change_stage(
         return None
     return StageChange(at=at, from_stage=current, to_stage=target, reason=reason)
 
-
-def sorted_stages(pipeline: Pipeline, stages: Sequence[str]) -> list[str]:
-    """``stages`` in the pipeline's report order."""
-    return sorted(stages, key=pipeline.order)
