@@ -67,10 +67,6 @@ class Pipeline:
             raise InvalidStage(stage, self.stages)
         return stage
 
-    def order(self, stage: str) -> int:
-        """Position of ``stage`` in report order (unknown stages sort last)."""
-        return self.stages.index(stage) if stage in self.stages else len(self.stages)
-
 
 @dataclass(frozen=True)
 class StageChange:
@@ -96,4 +92,3 @@ def change_stage(
     if current == target:
         return None
     return StageChange(at=at, from_stage=current, to_stage=target, reason=reason)
-
