@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,13 +32,22 @@ from outreach.config import Settings
 from outreach.contacts import Contact, move_contact
 from outreach.delivery import Delivery, Outcome, SmtpTransport
 from outreach.errors import MailServerUnusable, TemplateProblem
+from outreach.ledger import (
+    CHECK_AGAIN,
+    CONTACTED_HISTORY,
+    FIRST_CONTACT,
+    MARK_SENT,
+    SENDING_PAUSED,
+    STAGE_ALLOWS_ROW,
+    START,
+    WAITING,
+    suppress,
+)
 from outreach.models import (
     ContactRow,
     OutboxRow,
-    StageChangeRow,
     StateRow,
     SuppressionRow,
-    UTCDateTime,
 )
 from outreach.pacing import DueSend, Policy, SendLog, schedule
 from outreach.pipeline import BOUNCED, CONTACTED, EXIT_STAGES, NEW, NO_RESPONSE
@@ -55,60 +64,7 @@ from outreach.templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
-SENDING_PAUSED = "sending_paused"
-WAITING = ("retry", "queued")
 HISTORY_WINDOW = timedelta(hours=48)
-
-# A sequence step goes to contacts in new/contacted; a rule's reply (reply_with) to any
-# contact that has not left (unsubscribed, bounced, do_not_contact).
-_STAGE_ALLOWS_ROW = or_(
-    ContactRow.stage.in_(ACTIVE_STAGES),
-    and_(OutboxRow.step_index >= REPLY_STEP_BASE, ContactRow.stage.not_in(EXIT_STAGES)),
-)
-
-# The statements that run once per message, built once: SQLAlchemy then reuses their
-# compiled form instead of rebuilding and re-keying them for every send.
-_NOW = bindparam("now", type_=UTCDateTime())
-_START = (
-    update(OutboxRow)
-    .where(
-        OutboxRow.id == bindparam("oid"),
-        OutboxRow.state.in_(WAITING),
-        exists(
-            select(ContactRow.id).where(
-                ContactRow.id == OutboxRow.contact_id,
-                _STAGE_ALLOWS_ROW,
-                or_(ContactRow.paused_until.is_(None), ContactRow.paused_until <= _NOW),
-                ~exists(
-                    select(SuppressionRow.id).where(
-                        SuppressionRow.email_key == ContactRow.email_key
-                    )
-                ),
-            )
-        ),
-    )
-    .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=_NOW)
-)
-_MARK_SENT = (
-    update(OutboxRow)
-    .where(OutboxRow.id == bindparam("oid"))
-    .values(state="sent", sent_at=_NOW, next_attempt_at=None, updated_at=_NOW)
-)
-_CHECK_AGAIN = (  # the next step is computed on the next pass
-    update(ContactRow).where(ContactRow.id == bindparam("cid")).values(next_check_at=_NOW)
-)
-_FIRST_CONTACT = (
-    update(ContactRow)
-    .where(ContactRow.id == bindparam("cid"), ContactRow.stage == NEW)
-    .values(stage=CONTACTED, updated_at=_NOW)
-)
-_CONTACTED_HISTORY = insert(StageChangeRow).values(
-    contact_id=bindparam("cid"),
-    at=_NOW,
-    from_stage=NEW,
-    to_stage=CONTACTED,
-    reason=bindparam("reason"),
-)
 
 
 @dataclass(frozen=True)
@@ -283,7 +239,7 @@ class Dispatcher:
             .where(
                 OutboxRow.state.in_(WAITING),
                 or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
-                _STAGE_ALLOWS_ROW,
+                STAGE_ALLOWS_ROW,
             )
         )
         return [
@@ -495,15 +451,15 @@ class Dispatcher:
             if sent is not None:
                 contact_id = sent.candidate.contact_id
                 values = {"oid": sent.outbox_id, "cid": contact_id, "now": now}
-                connection.execute(_MARK_SENT, values)
-                connection.execute(_CHECK_AGAIN, values)
-                if connection.execute(_FIRST_CONTACT, values).rowcount == 1:
+                connection.execute(MARK_SENT, values)
+                connection.execute(CHECK_AGAIN, values)
+                if connection.execute(FIRST_CONTACT, values).rowcount == 1:
                     step = sent.candidate.step_index + 1
                     reason = f"step {step} sent {sent.message.message_id}"
-                    connection.execute(_CONTACTED_HISTORY, {**values, "reason": reason})
+                    connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
             if start is None:
                 return False
-            result = connection.execute(_START, {"oid": start.outbox_id, "now": now})
+            result = connection.execute(START, {"oid": start.outbox_id, "now": now})
             return result.rowcount == 1
 
     @staticmethod
@@ -689,12 +645,6 @@ def _may_send(
     if not allowed:
         return False
     return contact.paused_until is None or contact.paused_until <= now
-
-
-def suppress(session: Session, key: str, reason: str, now: datetime) -> None:
-    """Add an address to the suppression list (once)."""
-    if session.scalar(select(SuppressionRow.id).where(SuppressionRow.email_key == key)) is None:
-        session.add(SuppressionRow(email_key=key, reason=reason, created_at=now))
 
 
 def _contact_fields(contact: ContactRow) -> dict[str, object]:

@@ -34,7 +34,7 @@ from outreach.classify import (
 from outreach.compose import OutboundMessage
 from outreach.config import Settings
 from outreach.contacts import move_contact
-from outreach.dispatch import SENDING_PAUSED, WAITING, suppress
+from outreach.ledger import SENDING_PAUSED, WAITING, suppress
 from outreach.matching import Match, match_message
 from outreach.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow, StateRow
 from outreach.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED

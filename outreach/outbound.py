@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from outreach.compose import new_message_id, template_context
 from outreach.config import Settings
 from outreach.contacts import find_contact
-from outreach.dispatch import SENDING_PAUSED, Candidate, Dispatcher, _contact_fields
+from outreach.dispatch import Candidate, Dispatcher, _contact_fields
 from outreach.errors import OutreachError, TemplateProblem
+from outreach.ledger import SENDING_PAUSED
 from outreach.models import ContactRow, OutboxRow, StateRow
 from outreach.pacing import schedule
 from outreach.sequencing import StepRecord, next_step

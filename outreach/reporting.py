@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from outreach.config import Settings
-from outreach.dispatch import SENDING_PAUSED
+from outreach.ledger import SENDING_PAUSED
 from outreach.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow, StateRow
 from outreach.pipeline import (
     BOUNCED,

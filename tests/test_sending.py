@@ -152,7 +152,7 @@ class TestSequence:
         assert report.finished == ["tom@lm.example.org"]
 
     def test_suppressed_address_gets_nothing(self, world: World) -> None:
-        from outreach.dispatch import suppress
+        from outreach.ledger import suppress
 
         with world.store.session() as session:
             suppress(session, "tom@lm.example.org", "asked by phone", T0)
