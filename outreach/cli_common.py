@@ -171,6 +171,14 @@ def _reported() -> Iterator[None]:
         _fail([f"error: {exc}"])
 
 
+def require_segment(settings: Settings, segment: str | None) -> None:
+    """A ``--segment`` option must name a configured segment."""
+    if segment is not None and segment not in settings.segments:
+        raise ConfigError(
+            [f"--segment: unknown segment {segment!r} (configured: {', '.join(settings.segments)})"]
+        )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 

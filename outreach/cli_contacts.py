@@ -26,6 +26,7 @@ from outreach.cli_common import (
     err,
     out,
     referrals_app,
+    require_segment,
     stage_app,
 )
 from outreach.errors import (
@@ -143,13 +144,7 @@ def contacts_import(
     with _reported():
         state = _context(ctx)
         settings = state.settings()
-        if segment is not None and segment not in settings.segments:
-            raise ConfigError(
-                [
-                    f"--segment: unknown segment {segment!r} (configured: "
-                    f"{', '.join(settings.segments)})"
-                ]
-            )
+        require_segment(settings, segment)
         try:
             data = file.read_bytes()
         except OSError as exc:
@@ -222,13 +217,7 @@ def contacts_list(
         settings = state.settings()
         if stage is not None:
             settings.the_pipeline.require(stage)
-        if segment is not None and segment not in settings.segments:
-            raise ConfigError(
-                [
-                    f"--segment: unknown segment {segment!r} (configured: "
-                    f"{', '.join(settings.segments)})"
-                ]
-            )
+        require_segment(settings, segment)
         found = contacts.list_contacts(state.store(), segment=segment, stage=stage)
     if as_json:
         _print_json([c.to_json() for c in found])

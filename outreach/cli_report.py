@@ -18,6 +18,7 @@ from outreach.cli_common import (
     app,
     err,
     out,
+    require_segment,
 )
 from outreach.errors import (
     ConfigError,
@@ -67,13 +68,7 @@ def report(
             raise ConfigError(
                 [f"--since: {since.date()} is in the future; nothing has happened since then yet"]
             )
-        if segment is not None and segment not in settings.segments:
-            raise ConfigError(
-                [
-                    f"--segment: unknown segment {segment!r} (configured: "
-                    f"{', '.join(settings.segments)})"
-                ]
-            )
+        require_segment(settings, segment)
         built = reporting.build_report(
             state.store(),
             settings,
