@@ -186,18 +186,14 @@ class Dispatcher:
         candidates += self._waiting_rows(session, now)
         return candidates, finished
 
-    def _examine(
-        self,
-        row: ContactRow,
-        records: Sequence[StepRecord],
-        suppressed: set[str],
-        now: datetime,
-    ) -> tuple[Candidate | None, datetime | None]:
+    def next_candidate(
+        self, row: ContactRow, records: Sequence[StepRecord], suppressed: set[str]
+    ) -> Candidate | None:
+        """The contact's next sequence step, whenever it falls due (None: nothing to send)."""
         segment = self.settings.segments.get(row.segment)
-        if segment is None or row.stage not in ACTIVE_STAGES:
-            return None, None  # removed segment, or the sequence has stopped: no more checks
-        zone = self.zone_for(row.timezone)
-        calendar = self.calendar_for(row.segment)
+        if segment is None:
+            return None  # a segment removed from the config
+        zone, calendar = self.zone_for(row.timezone), self.calendar_for(row.segment)
         step = next_step(
             stage=row.stage,
             suppressed=row.email_key in suppressed,
@@ -209,18 +205,8 @@ class Dispatcher:
             paused_until=row.paused_until,
         )
         if step is None:
-            done = finished_at(
-                stage=row.stage,
-                steps=len(segment.sequence),
-                records=records,
-                after_business_days=self.settings.sending.no_response_after_business_days,
-                calendar=calendar,
-                zone=zone,
-            )
-            return None, done
-        if step.due_at > now:
-            return None, step.due_at
-        candidate = Candidate(
+            return None
+        return Candidate(
             contact_id=row.id,
             email=row.email,
             organization=row.organization,
@@ -230,6 +216,30 @@ class Dispatcher:
             zone=zone,
             calendar=calendar,
         )
+
+    def _examine(
+        self,
+        row: ContactRow,
+        records: Sequence[StepRecord],
+        suppressed: set[str],
+        now: datetime,
+    ) -> tuple[Candidate | None, datetime | None]:
+        segment = self.settings.segments.get(row.segment)
+        if segment is None or row.stage not in ACTIVE_STAGES:
+            return None, None  # removed segment, or the sequence has stopped: no more checks
+        candidate = self.next_candidate(row, records, suppressed)
+        if candidate is None:
+            done = finished_at(
+                stage=row.stage,
+                steps=len(segment.sequence),
+                records=records,
+                after_business_days=self.settings.sending.no_response_after_business_days,
+                calendar=self.calendar_for(row.segment),
+                zone=self.zone_for(row.timezone),
+            )
+            return None, done
+        if candidate.due_at > now:
+            return None, candidate.due_at
         return candidate, row.next_check_at
 
     def _waiting_rows(self, session: Session, now: datetime) -> list[Candidate]:

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from outreach.compose import new_message_id, template_context
 from outreach.config import Settings
 from outreach.contacts import find_contact
-from outreach.dispatch import Candidate, Dispatcher, _contact_fields
+from outreach.dispatch import Dispatcher, _contact_fields
 from outreach.errors import OutreachError, TemplateProblem
 from outreach.ledger import SENDING_PAUSED
 from outreach.models import ContactRow, OutboxRow, StateRow
 from outreach.pacing import schedule
-from outreach.sequencing import StepRecord, next_step
+from outreach.sequencing import StepRecord
 from outreach.store import Store
 from outreach.templates import TemplateSet
 
@@ -164,32 +164,12 @@ def plan(dispatcher: Dispatcher, *, now: datetime, days: int) -> list[PlannedSen
             candidates = list(waiting.values())
             waiting = {}
             for cid, row in rows.items():
-                if row.segment not in settings.segments:
+                candidate = dispatcher.next_candidate(row, records[cid], suppressed)
+                if candidate is None:
                     continue
-                step = next_step(
-                    stage=row.stage,
-                    suppressed=row.email_key in suppressed,
-                    enrolled_at=row.created_at,
-                    delays=[s.delay_business_days for s in settings.segments[row.segment].sequence],
-                    records=records[cid],
-                    calendar=dispatcher.calendar_for(row.segment),
-                    zone=dispatcher.zone_for(row.timezone),
-                    paused_until=row.paused_until,
-                )
-                if step is None or any(r.step_index == step.step_index for r in records[cid]):
+                if any(r.step_index == candidate.step_index for r in records[cid]):
                     continue
-                candidates.append(
-                    Candidate(
-                        cid,
-                        row.email,
-                        row.organization,
-                        row.segment,
-                        step.step_index,
-                        step.due_at,
-                        dispatcher.zone_for(row.timezone),
-                        dispatcher.calendar_for(row.segment),
-                    )
-                )
+                candidates.append(candidate)
             by_key = {c.key: c for c in candidates}
             scheduled = schedule(
                 dispatcher.due_dues(candidates), dispatcher.policy, log, start=now, until=until
