@@ -534,7 +534,7 @@ class Dispatcher:
             date=now,
         )
 
-    def _record(
+    def _record(  # a failed or uncertain send
         self,
         outbox_id: int,
         delivery: Delivery,
@@ -549,11 +549,8 @@ class Dispatcher:
             contact = row.contact
             row.updated_at = now
             row.last_error = delivery.detail
-            outcome = delivery.outcome
-            if outcome is Outcome.SENT:
-                self._mark_sent(row, contact, now)
-                report.sent.append(line)
-            elif outcome is Outcome.RETRY and row.attempts < sending.retry_max_attempts:
+            outcome = delivery.outcome  # never SENT here: a success is recorded by _advance
+            if outcome is Outcome.RETRY and row.attempts < sending.retry_max_attempts:
                 minutes = min(
                     sending.retry_first_minutes * 2 ** (row.attempts - 1), sending.retry_max_minutes
                 )
