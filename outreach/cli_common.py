@@ -4,7 +4,6 @@ turning outreach's errors into plain lines and exit codes."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from outreach.errors import (
     ImportProblems,
     OutreachError,
 )
+from outreach.logs import LEVELS, configure_logging, hide_secrets
 from outreach.store import Store, open_store
 from outreach.templates import TemplateSet
 
@@ -84,6 +84,7 @@ class Context:
             problems = check_config_files(settings)
             if problems:
                 raise ConfigError(problems)
+            hide_secrets(settings.secret_values())
             self._settings = settings
         return self._settings
 
@@ -129,20 +130,23 @@ def root(
         ),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "warning",
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error (default: info for run, else warning).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
     """Referral-source outreach for a psychotherapy practice."""
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
+    if log_level is None:
+        log_level = "info" if ctx.invoked_subcommand == "run" else "warning"
+    if log_level.lower() not in LEVELS:
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level.lower())
     state = Context(config_path=config)
     ctx.obj = state
     ctx.call_on_close(state.close)

@@ -225,6 +225,21 @@ class Inbound(Section):
     poll_seconds: float = Field(default=60.0, ge=5, le=3600)
 
 
+class Daemon(Section):
+    """How ``outreach run`` schedules its work and reports to the therapist."""
+
+    dispatch_every_seconds: float = Field(default=60.0, ge=5, le=3600)
+    digest: bool = True
+    digest_time: time = time(7, 30)  # in the practice's time zone
+    digest_to: str = ""  # default: sender.notify_address
+    startup_timeout_seconds: float = Field(default=300.0, ge=0, le=3600)
+
+    @field_validator("digest_to")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return normalize_email(value) if value else value
+
+
 class Templates(Section):
     """Where message templates live: ``<dir>/<segment>/<name>.txt.j2``, then ``_default/``."""
 
@@ -368,6 +383,7 @@ class Settings(BaseSettings):
     sending: Sending = Sending()
     templates: Templates = Templates()
     inbound: Inbound = Inbound()
+    daemon: Daemon = Daemon()
     pipeline: PipelineConfig = PipelineConfig()
     segments: dict[Name, Segment] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
@@ -409,6 +425,19 @@ class Settings(BaseSettings):
     def the_pipeline(self) -> Pipeline:
         """The built-in stages plus the configured extra ones, in report order."""
         return Pipeline.with_extra(ExtraStage(s.name, s.after) for s in self.pipeline.extra_stages)
+
+    def secret_values(self) -> list[str]:
+        """The passwords' values (mail logins, database URL), so log output can mask them."""
+        values = [
+            p.get_secret_value() for p in (self.smtp.password, self.imap.password) if p is not None
+        ]
+        database_password = make_url(self.database_url).password
+        return [*values, *([str(database_password)] if database_password else [])]
+
+    @property
+    def digest_address(self) -> str:
+        """Where the daily digest goes: ``daemon.digest_to``, else the notices' address."""
+        return self.daemon.digest_to or self.sender.notify_address
 
     @property
     def state_directory(self) -> Path:

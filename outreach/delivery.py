@@ -20,7 +20,7 @@ import aiosmtplib
 from outreach.compose import OutboundMessage
 from outreach.config import Smtp
 from outreach.errors import MailServerUnusable
-from outreach.secure import connect_problem, tls_context
+from outreach.secure import connect_problem, is_transient, tls_context
 
 
 class Outcome(enum.Enum):
@@ -104,7 +104,9 @@ class SmtpTransport:
             client.close()
             if raw is not None:
                 raw.close()  # asyncio leaves the plain transport open when TLS fails
-            raise MailServerUnusable(name, connect_problem(exc, "smtp")) from None
+            raise MailServerUnusable(
+                name, connect_problem(exc, "smtp"), transient=is_transient(exc)
+            ) from None
         if smtp.username:
             try:
                 await client.login(smtp.username, smtp_password(smtp))

@@ -65,11 +65,16 @@ class InvalidStage(OutreachError, ValueError):
 
 
 class MailServerUnusable(OutreachError, ConnectionError):
-    """A configured mail server can't be reached, isn't trusted, or refuses our login."""
+    """A configured mail server can't be reached, isn't trusted, or refuses our login.
 
-    def __init__(self, server: str, problem: str) -> None:
+    ``transient`` is true when waiting may help (nothing listening yet, no route, a timeout),
+    false when a person must act (login refused, untrusted certificate, missing folder).
+    """
+
+    def __init__(self, server: str, problem: str, *, transient: bool = False) -> None:
         self.server = server
         self.problem = problem
+        self.transient = transient
         super().__init__(f"{server}: {problem}")
 
 

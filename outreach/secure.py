@@ -15,6 +15,18 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed connection may succeed later: a network fault, not a TLS mismatch."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return False
+        if isinstance(cause, OSError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def connect_problem(exc: BaseException, section: str) -> str:
     """One sentence on why connecting failed: refused, untrusted certificate, timeout..."""
     cause: BaseException | None = exc

@@ -15,7 +15,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from outreach.config import Imap
 from outreach.errors import MailServerUnusable
-from outreach.secure import connect_problem, tls_context
+from outreach.secure import connect_problem, is_transient, tls_context
 
 
 def open_imap(imap: Imap) -> IMAPClient:
@@ -39,7 +39,9 @@ def open_imap(imap: Imap) -> IMAPClient:
         if imap.security == "starttls":
             client.starttls(context)
     except (IMAPClientError, OSError) as exc:
-        raise MailServerUnusable(name, connect_problem(exc, "imap")) from None
+        raise MailServerUnusable(
+            name, connect_problem(exc, "imap"), transient=is_transient(exc)
+        ) from None
     try:
         client.login(imap.username, imap.password.get_secret_value())
     except LoginError as exc:
