@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -314,8 +314,17 @@ class Dispatcher:
 
     # --- one pass ---------------------------------------------------------------------------
 
-    async def run_pass(self, now: datetime, *, dry_run: bool = False) -> DispatchReport:
-        """Reconcile interrupted sends, then send every step that is due and allowed now."""
+    async def run_pass(
+        self,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> DispatchReport:
+        """Reconcile interrupted sends, then send every step that is due and allowed now.
+
+        ``stopping`` is asked before each message: once it is true, the message in flight is
+        finished and recorded, and the rest stay queued for the next pass."""
         report = DispatchReport(dry_run=dry_run)
         report.paused = self.paused_reason()
         if report.paused:
@@ -347,21 +356,33 @@ class Dispatcher:
             except MailServerUnusable as exc:
                 report.problems.append(str(exc))
                 return report
-            unrecorded: Claim | None = None  # sent, recorded with the next start
-            try:
-                for claim in self._claim(ready, now, report):
-                    started = self._advance(unrecorded, claim, now)
-                    unrecorded = None
-                    if not started:
-                        continue  # replied, opted out or paused since the claim: not sent
-                    delivery = await transport.send(claim.message)
-                    if delivery.outcome is Outcome.SENT:
-                        unrecorded = claim
-                    if not await self._after_send(claim, delivery, now, report):
-                        break
-            finally:
-                self._advance(unrecorded, None, now)
+            await self._send_all(transport, self._claim(ready, now, report), now, report, stopping)
         return report
+
+    async def _send_all(
+        self,
+        transport: SmtpTransport,
+        claims: Sequence[Claim],
+        now: datetime,
+        report: DispatchReport,
+        stopping: Callable[[], bool],
+    ) -> None:
+        unrecorded: Claim | None = None  # sent, recorded with the next start
+        try:
+            for claim in claims:
+                if stopping():
+                    break
+                started = self._advance(unrecorded, claim, now)
+                unrecorded = None
+                if not started:
+                    continue  # replied, opted out or paused since the claim: not sent
+                delivery = await transport.send(claim.message)
+                if delivery.outcome is Outcome.SENT:
+                    unrecorded = claim
+                if not await self._after_send(claim, delivery, now, report):
+                    break
+        finally:
+            self._advance(unrecorded, None, now)
 
     async def _after_send(
         self, claim: Claim, delivery: Delivery, now: datetime, report: DispatchReport

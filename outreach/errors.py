@@ -6,6 +6,7 @@ OutreachError
  ├── ImportProblems              a CSV file has problems; nothing was imported
  ├── MailServerUnusable (ConnectionError)
  ├── TemplateProblem
+ ├── AlreadyRunning              another daemon holds this database
  ├── ContactNotFound (LookupError)
  └── InvalidStage (ValueError)
 """
@@ -76,6 +77,18 @@ class MailServerUnusable(OutreachError, ConnectionError):
         self.problem = problem
         self.transient = transient
         super().__init__(f"{server}: {problem}")
+
+
+class AlreadyRunning(OutreachError):
+    """Another ``outreach run`` already works on this database."""
+
+    def __init__(self, database: str, pid: int | None) -> None:
+        self.pid = pid
+        holder = f" (pid {pid})" if pid else ""
+        super().__init__(
+            f"another outreach daemon{holder} is already running on {database}; "
+            "stop it first (systemctl stop outreach), or use another database"
+        )
 
 
 class TemplateProblem(OutreachError):

@@ -15,13 +15,19 @@ from outreach.delivery import Delivery, SmtpTransport
 
 
 def notice(
-    settings: Settings, subject: str, lines: list[str], refers_to: str | None
+    settings: Settings,
+    subject: str,
+    lines: list[str],
+    refers_to: str | None,
+    *,
+    to: str | None = None,
 ) -> OutboundMessage:
-    """A plain-text notice to ``[sender] notify_address``."""
+    """A plain-text notice to ``to``, by default ``[sender] notify_address``."""
     sender = settings.sender
+    to = to or sender.notify_address
     message = EmailMessage(policy=SMTP)
     message["From"] = Address(f"outreach for {sender.from_name}", addr_spec=sender.from_address)
-    message["To"] = sender.notify_address
+    message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(UTC))
     message_id = new_message_id(sender.message_id_domain)
@@ -30,9 +36,7 @@ def notice(
     if refers_to:
         message["References"] = refers_to
     message.set_content("\n".join(lines) + "\n", charset="utf-8")
-    return OutboundMessage(
-        message_id, sender.from_address, sender.notify_address, subject, message.as_bytes()
-    )
+    return OutboundMessage(message_id, sender.from_address, to, subject, message.as_bytes())
 
 
 def send_notice(settings: Settings, message: OutboundMessage) -> Delivery:

@@ -13,6 +13,7 @@ IMAPClient is blocking; the daemon runs this in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -55,11 +56,15 @@ def sync_once(
 
 
 def _sync_all(
-    client: IMAPClient, imap: Imap, processor: InboundProcessor, clock: Callable[[], datetime]
+    client: IMAPClient,
+    imap: Imap,
+    processor: InboundProcessor,
+    clock: Callable[[], datetime],
+    heartbeat: Callable[[], None] | None = None,
 ) -> SyncReport:
     report = SyncReport()
     for folder in imap.folders:
-        report.folders[folder] = _sync_folder(client, folder, processor, clock, report)
+        report.folders[folder] = _sync_folder(client, folder, processor, clock, report, heartbeat)
     return report
 
 
@@ -72,6 +77,7 @@ def watch(
     idle_seconds: float = IDLE_RENEW_SECONDS,
     on_pass: Callable[[SyncReport], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
+    now: Callable[[], datetime] | None = None,
 ) -> None:
     """Catch up, then wait for new mail with IDLE (RFC 2177), or poll where the server lacks
     it, until ``stop`` is set. A lost connection or a server restart is retried with capped
@@ -79,22 +85,23 @@ def watch(
 
     IDLE watches the first folder; the others are read after each wake-up, and at least
     every ``poll_seconds``.
-    ``heartbeat`` is called at least once a second while the watcher is healthy.
+    ``heartbeat`` is called at least once a second while the watcher waits, and after each
+    message it reads; a watcher stuck in one call stops calling it.
     """
-    clock = lambda: datetime.now(UTC)  # noqa: E731
+    clock = now or (lambda: datetime.now(UTC))
     backoff = 1.0
     while not stop.is_set():
         try:
             client = open_imap(imap)
         except (MailServerUnusable, IMAPClientError, OSError) as exc:
             log.warning("inbox: can't connect (%s); retrying in %.0f s", exc, backoff)
-            stop.wait(backoff)
+            _wait(stop, backoff, heartbeat)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
         try:
             idle = b"IDLE" in client.capabilities()
             while not stop.is_set():
-                report = _sync_all(client, imap, processor, clock)
+                report = _sync_all(client, imap, processor, clock, heartbeat)
                 backoff = 1.0
                 if on_pass is not None:
                     on_pass(report)
@@ -108,11 +115,11 @@ def watch(
                     _wait(stop, poll_seconds, heartbeat)
         except (IMAPClientError, OSError) as exc:
             log.warning("inbox: connection lost (%s); reconnecting in %.0f s", exc, backoff)
-            stop.wait(backoff)
+            _wait(stop, backoff, heartbeat)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         except Exception:  # the watcher must outlive any one bad pass; the next one retries
             log.exception("inbox: unexpected error; retrying in %.0f s", backoff)
-            stop.wait(backoff)
+            _wait(stop, backoff, heartbeat)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
             close_imap(client)
@@ -160,6 +167,7 @@ def _sync_folder(
     processor: InboundProcessor,
     clock: Callable[[], datetime],
     report: SyncReport,
+    heartbeat: Callable[[], None] | None = None,
 ) -> int:
     selected = client.select_folder(folder, readonly=True)
     uidvalidity = int(selected[b"UIDVALIDITY"])
@@ -180,6 +188,8 @@ def _sync_folder(
                 raw, folder=folder, now=clock(), watermark=Watermark(folder, uidvalidity, uid)
             )
             report.results.append(result)
+            if heartbeat is not None:
+                heartbeat()
             if result.move_to:
                 moves.setdefault(result.move_to, []).append(uid)
     if moves:
@@ -208,14 +218,41 @@ async def watch_async(
     poll_seconds: float = 60.0,
     on_pass: Callable[[SyncReport], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
+    now: Callable[[], datetime] | None = None,
 ) -> None:
-    """``watch`` in a worker thread, for the daemon's event loop (IMAPClient blocks)."""
-    await asyncio.to_thread(
-        watch,
-        imap,
-        processor,
-        stop=stop,
-        poll_seconds=poll_seconds,
-        on_pass=on_pass,
-        heartbeat=heartbeat,
-    )
+    """``watch`` in a thread of its own, awaited from the daemon's event loop (IMAPClient
+    blocks). A daemon thread rather than the loop's executor: a call stuck in a socket read
+    must not hold up the process's exit. Cancelling this sets ``stop``."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            watch(
+                imap,
+                processor,
+                stop=stop,
+                poll_seconds=poll_seconds,
+                on_pass=on_pass,
+                heartbeat=heartbeat,
+                now=now,
+            )
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop may have closed meanwhile
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="inbox-watcher", daemon=True).start()
+    try:
+        await done
+    finally:
+        stop.set()
