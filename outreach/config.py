@@ -228,7 +228,7 @@ class Inbound(Section):
 class Daemon(Section):
     """How ``outreach run`` schedules its work and reports to the therapist."""
 
-    dispatch_every_seconds: float = Field(default=60.0, ge=5, le=3600)
+    dispatch_every_seconds: float = Field(default=60.0, ge=1, le=3600)
     digest: bool = True
     digest_time: time = time(7, 30)  # in the practice's time zone
     digest_to: str = ""  # default: sender.notify_address

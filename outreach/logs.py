@@ -7,7 +7,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterable
-from typing import TextIO
 
 from outreach.systemd import journal_attached
 
@@ -51,20 +50,27 @@ class OneLineFormatter(logging.Formatter):
         return f"{when} {record.levelname} {record.name}: {text}"
 
 
-def configure_logging(level: str, stream: TextIO | None = None) -> logging.Handler:
-    """Send every log record at ``level`` or above to ``stream`` (stderr), one line each."""
-    stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(OneLineFormatter(journal=journal_attached(stream)))
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(level: str) -> logging.Handler:
+    """Send every log record at ``level`` or above to stderr, one line each."""
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(journal=journal_attached(sys.stderr)))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h.formatter, OneLineFormatter)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # APScheduler reports every run of every job at INFO: useful only when debugging.
-    logging.getLogger("apscheduler").setLevel(
-        logging.DEBUG if level == "debug" else logging.WARNING
-    )
+    # APScheduler reports every run of every job at INFO, Alembic each migration check:
+    # useful only when debugging.
+    for chatty in ("apscheduler", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     return handler
 
 

@@ -18,10 +18,10 @@ from outreach.sent_folder import close_imap, open_imap
 
 def check_smtp(smtp: Smtp) -> str:
     """Connect, secure and log in to the SMTP server; returns what succeeded, or raises."""
-    return asyncio.run(_check_smtp(smtp))
+    return asyncio.run(check_smtp_async(smtp))
 
 
-async def _check_smtp(smtp: Smtp) -> str:
+async def check_smtp_async(smtp: Smtp) -> str:
     async with SmtpTransport(smtp) as transport:
         await transport.connect()
     name = f"smtp {smtp.host}:{smtp.effective_port}"

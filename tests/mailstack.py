@@ -322,8 +322,15 @@ class SmtpServer:
 
 
 def start_smtp(
-    cert: Path, key: Path, deliver_to: Dovecot | None = None, implicit_tls: bool = False
+    cert: Path,
+    key: Path,
+    deliver_to: Dovecot | None = None,
+    implicit_tls: bool = False,
+    *,
+    port: int | None = None,
+    handler: RecordingHandler | None = None,
 ) -> SmtpServer:
+    """Start aiosmtpd; ``port`` and ``handler`` let a test bring a stopped server back."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -340,8 +347,8 @@ def start_smtp(
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))
-    handler = RecordingHandler(deliver_to=deliver_to)
-    port = free_port()
+    handler = handler or RecordingHandler(deliver_to=deliver_to)
+    port = port or free_port()
     tls = {"ssl_context": context} if implicit_tls else {"tls_context": context}
     controller = Controller(
         handler,
