@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from tests.daemon_harness import (
     start_daemon,
     write_contacts,
 )
-from tests.mailstack import SmtpServer
+from tests.mailstack import Dovecot, SmtpServer, free_port, start_smtp
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -125,3 +127,281 @@ class TestLifecycle:
         assert re.search(r"another outreach daemon \(pid \d+\) is already running", second.output())
         assert first.process.poll() is None
         assert first.stop()[0] == 0
+
+
+class TestStatus:
+    def test_status_reports_the_running_daemon_and_exits_3_once_it_stopped(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        _import(cli, tmp_path, 2)
+        daemon = daemons(outbound_config)
+        daemon.wait_ready()
+        daemon.wait_until("2 sends", lambda: len(smtp_sink.received) == 2)
+        daemon.wait_until("the pass recorded", lambda: '"2 sent"' in cli("status", "--json").stdout)
+        found = json.loads(cli("status", "--json").stdout)
+        assert found["running"] is True
+        assert found["pid"] == daemon.process.pid
+        assert found["last_dispatch_summary"] == "2 sent"
+        assert found["last_inbox_sync"] is not None
+        assert found["pipeline"] == {"psychiatrist": {"contacted": 2}}
+        text = cli("status")
+        assert text.exit_code == 0
+        assert f"running (pid {daemon.process.pid}" in text.stdout
+        assert daemon.stop()[0] == 0
+        stopped = cli("status", "--json")
+        assert stopped.exit_code == 3
+        assert json.loads(stopped.stdout)["running"] is False
+        assert "not running" in cli("status").stdout
+
+
+class TestDigest:
+    def test_daily_digest_is_sent_once_a_day_even_across_restarts(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        """Past digest_time with no digest sent today, the daemon sends it at start; a restart
+        the same day does not send another."""
+        _import(cli, tmp_path, 1)
+        env = {"OUTREACH_DAEMON__DIGEST": "true", "OUTREACH_DAEMON__DIGEST_TIME": "00:00:00"}
+        daemon = daemons(outbound_config, env)
+        daemon.wait_ready()
+
+        def digests() -> list[object]:
+            return [e for e in smtp_sink.received if e.message["Subject"].startswith("outreach ")]
+
+        daemon.wait_until("the digest", lambda: len(digests()) == 1)
+        assert daemon.stop()[0] == 0
+        digest = digests()[0].message
+        assert digest["To"] == "maya@calmharbor.example.com"
+        assert digest["Auto-Submitted"] == "auto-generated"
+        body = digest.get_payload(decode=True).decode()
+        assert "Yesterday (" in body
+        assert "To send today" in body
+        assert "never copies their words" in body
+        again = daemons(outbound_config, env)
+        again.wait_ready()
+        time.sleep(2)
+        assert again.stop()[0] == 0
+        assert len(digests()) == 1
+
+
+class TestFaults:
+    def test_smtp_down_at_start_waits_then_becomes_ready_when_it_comes_up(
+        self,
+        outbound_config: Path,
+        dovecot: Dovecot,
+        daemons: Callable[..., DaemonProcess],
+    ) -> None:
+        """No READY while SMTP is unreachable; STATUS says why; READY once it answers."""
+        port = free_port()
+        daemon = daemons(outbound_config, {"OUTREACH_SMTP__PORT": str(port)})
+        daemon.wait_until(
+            "a waiting status",
+            lambda: any("waiting for mail servers" in s for s in daemon.notify.statuses()),
+        )
+        assert daemon.notify.count("READY=1") == 0
+        server = start_smtp(dovecot.cert, dovecot.directory / "key.pem", port=port)
+        try:
+            daemon.wait_ready(timeout=40)
+            assert "connection refused" in daemon.output()
+            assert daemon.stop()[0] == 0
+        finally:
+            server.stop()
+
+    def test_smtp_unreachable_past_the_start_timeout_exits_1_for_systemd_to_retry(
+        self, outbound_config: Path, daemons: Callable[..., DaemonProcess]
+    ) -> None:
+        daemon = daemons(
+            outbound_config,
+            {
+                "OUTREACH_SMTP__PORT": str(free_port()),
+                "OUTREACH_DAEMON__STARTUP_TIMEOUT_SECONDS": "2",
+            },
+        )
+        assert daemon.process.wait(30) == 1
+        assert "mail servers still unreachable after 2 s" in daemon.output()
+        assert daemon.notify.count("READY=1") == 0
+
+    def test_wrong_password_stops_at_once_with_exit_2(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        daemons: Callable[..., DaemonProcess],
+    ) -> None:
+        """A refused login won't fix itself: no retries (no account lock-outs), exit 2."""
+        daemon = daemons(outbound_config, {"OUTREACH_SMTP__PASSWORD": "wrong"})
+        assert daemon.process.wait(30) == 2
+        assert "can't start: smtp 127.0.0.1" in daemon.output()
+        assert "login refused for user03@example.test" in daemon.output()
+
+    def test_smtp_server_vanishing_mid_batch_loses_and_doubles_nothing(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        dovecot: Dovecot,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        emails = _import(cli, tmp_path, 20)
+        smtp_sink.handler.delay = 0.2
+        daemon = daemons(outbound_config, {"OUTREACH_SENDING__RETRY_FIRST_MINUTES": "0.02"})
+        daemon.wait_ready()
+        daemon.wait_until("5 sends", lambda: len(smtp_sink.received) >= 5)
+        smtp_sink.stop()
+        taken = len(smtp_sink.received)
+        assert taken < 20, "the batch ended before the server vanished; nothing was tested"
+        time.sleep(2)  # passes fail meanwhile; the daemon must live through them
+        assert daemon.process.poll() is None
+        smtp_sink.handler.delay = 0
+        back = start_smtp(
+            dovecot.cert,
+            dovecot.directory / "key.pem",
+            port=smtp_sink.port,
+            handler=smtp_sink.handler,
+        )
+        try:
+            daemon.wait_until(
+                "every step settled",
+                lambda: (
+                    all(s in ("sent", "unknown") for s in ledger_states(outbound_config).values())
+                    and len(ledger_states(outbound_config)) == 20
+                ),
+                timeout=60,
+            )
+            assert daemon.stop()[0] == 0
+        finally:
+            back.stop()
+        received = received_counts(smtp_sink.received)
+        states = ledger_states(outbound_config)
+        assert max(received.values()) == 1, "a step was sent twice"
+        for email in emails:
+            if states[(email, 1)] == "sent":
+                assert received[email] == 1, email
+        assert "will retry step 1" in daemon.output() or "UNKNOWN" in daemon.output()
+
+    def test_dovecot_restart_while_idle_then_a_reply_is_still_seen(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        dovecot: Dovecot,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        _import(cli, tmp_path, 1)
+        daemon = daemons(outbound_config, {"WATCHDOG_USEC": "2000000"})
+        daemon.wait_ready()
+        daemon.wait_until("the intro", lambda: len(smtp_sink.received) == 1)
+        intro = smtp_sink.received[0].message
+        time.sleep(1.5)  # into IDLE
+        pings = daemon.notify.count("WATCHDOG=1")
+        assert pings >= 1
+        dovecot.restart()
+        user, _password = dovecot.user(3)
+        reply = (
+            "From: P0 Q0 <p0@org0.example.com>\r\nTo: maya@calmharbor.example.com\r\n"
+            f"Subject: Re: {intro['Subject']}\r\nMessage-ID: <reply-1@org0.example.com>\r\n"
+            f"In-Reply-To: {intro['Message-ID']}\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\n"
+            "Yes, let's talk next week.\r\n"
+        ).encode()
+        dovecot.deliver(user, reply)
+        daemon.wait_until(
+            "the reply",
+            lambda: "replied" in cli("contacts", "show", "p0@org0.example.com").stdout,
+            60,
+        )
+        assert daemon.notify.count("WATCHDOG=1") > pings
+        assert daemon.stop()[0] == 0
+        assert "inbox: reply from p0@org0.example.com" in daemon.output()
+        assert "let's talk" not in daemon.output()  # bodies are never logged
+
+    def test_sigkill_during_a_batch_then_restart_sends_each_step_at_most_once(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        emails = _import(cli, tmp_path, 30)
+        smtp_sink.handler.delay = 0.05
+        first = daemons(outbound_config)
+        first.wait_ready()
+        first.wait_until("3 sends", lambda: len(smtp_sink.received) >= 3)
+        first.stop(signal.SIGKILL)
+        at_kill = len(smtp_sink.received)
+        assert 0 < at_kill < 30, "the kill did not land mid-batch"
+        second = daemons(outbound_config)
+        second.wait_ready()
+        second.wait_until(
+            "every step settled",
+            lambda: (
+                len(ledger_states(outbound_config)) == 30
+                and all(s in ("sent", "unknown") for s in ledger_states(outbound_config).values())
+            ),
+        )
+        assert second.stop()[0] == 0
+        received = received_counts(smtp_sink.received)
+        states = ledger_states(outbound_config)
+        assert max(received.values()) == 1, "a step was sent twice"
+        for email in emails:
+            assert states[(email, 1)] in ("sent", "unknown")
+            if states[(email, 1)] == "sent":
+                assert received[email] == 1, email
+
+    def test_sigterm_mid_batch_finishes_the_message_in_flight_and_exits_0(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        _import(cli, tmp_path, 10)
+        smtp_sink.handler.delay = 1.5  # the server takes the message, then thinks
+        daemon = daemons(outbound_config)
+        daemon.wait_ready()
+        daemon.wait_until("a message in flight", lambda: len(smtp_sink.received) == 2)
+        code, took = daemon.stop(signal.SIGTERM)
+        assert code == 0
+        assert took < 10
+        states = ledger_states(outbound_config)
+        assert sorted(states.values()).count("sent") == 2, states
+        assert not {"sending", "unknown"} & set(states.values()), states
+        assert len(smtp_sink.received) == 2
+
+    def test_sighup_keeps_the_running_config_when_the_new_one_is_broken(
+        self,
+        outbound_config: Path,
+        smtp_sink: SmtpServer,
+        cli: Callable[..., Run],
+        daemons: Callable[..., DaemonProcess],
+        tmp_path: Path,
+    ) -> None:
+        daemon = daemons(outbound_config)
+        daemon.wait_ready()
+        good = outbound_config.read_text()
+        outbound_config.write_text(good.replace("soft_bounces_before_bounced = 3", "soft_bounces_before_bounced = 0"))
+        daemon.send(signal.SIGHUP)
+        daemon.wait_until("the refusal", lambda: "reload refused" in daemon.output())
+        assert "inbound.soft_bounces_before_bounced: must be >= 1" in daemon.output()
+        assert daemon.process.poll() is None
+        assert daemon.notify.count("RELOADING=1") == 1
+        assert daemon.notify.count("READY=1") == 2
+        outbound_config.write_text(good)
+        daemon.send(signal.SIGHUP)
+        daemon.wait_until("the reload", lambda: "reloaded: watching INBOX" in daemon.output())
+        # The reloaded daemon still works: a new contact is sent to.
+        _import(cli, tmp_path, 1)
+        daemon.wait_until("a send after the reload", lambda: len(smtp_sink.received) == 1)
+        assert daemon.stop()[0] == 0
