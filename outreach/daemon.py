@@ -126,6 +126,7 @@ class Daemon:
         self._stopping = False
         self._ready = False
         self._paused: str | None = None
+        self._problems: tuple[str, ...] = ()
         self._watch_flag = _Flag()
         self._watcher_beat = monotonic_time.monotonic()
         self._passing: asyncio.Task[object] | None = None
@@ -298,6 +299,13 @@ class Daemon:
         finally:
             self._passing = None
         _log_report(report)
+        problems = tuple(report.problems)
+        if problems != self._problems:
+            for problem in problems:
+                log.error("dispatch: %s (logged again only if it changes)", problem)
+            if self._problems and not problems:
+                log.info("dispatch: the earlier problem has cleared")
+            self._problems = problems
         if report.paused != self._paused:
             self._paused = report.paused
             if report.paused:
@@ -541,8 +549,6 @@ def _log_report(report: DispatchReport) -> None:
         )
     for email in report.finished:
         log.info("%s: sequence finished without a reply -> no_response", email)
-    for problem in report.problems:
-        log.error("dispatch: %s", problem)
 
 
 def run_daemon(config_path: Path | None, *, notifier: Notifier | None = None) -> int:

@@ -125,7 +125,11 @@ class SmtpTransport:
     async def send(self, message: OutboundMessage) -> Delivery:
         """One SMTP transaction; reconnects once if the connection was lost before DATA."""
         for attempt in (1, 2):
-            await self.connect()
+            try:
+                await self.connect()
+            except MailServerUnusable as exc:
+                # Nothing was handed over: safe to try again later.
+                return Delivery(Outcome.RETRY, f"not handed over: {exc}")
             client = self._client
             assert client is not None
             try:
@@ -149,6 +153,11 @@ class SmtpTransport:
                 return Delivery(Outcome.UNKNOWN, f"connection lost during DATA: {exc}")
             return Delivery(Outcome.SENT)
         raise AssertionError("unreachable")
+
+    @property
+    def connected(self) -> bool:
+        """Whether a session is open (after a lost connection, the server may be gone)."""
+        return self._client is not None
 
     async def _reset(self) -> None:
         if self._client is not None:

@@ -381,6 +381,8 @@ class Dispatcher:
                     unrecorded = claim
                 if not await self._after_send(claim, delivery, now, report):
                     break
+                if delivery.outcome is Outcome.RETRY and not transport.connected:
+                    break  # the server is gone: the rest stay queued for the next pass
         finally:
             self._advance(unrecorded, None, now)
 
