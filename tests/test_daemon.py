@@ -391,7 +391,9 @@ class TestFaults:
         daemon = daemons(outbound_config)
         daemon.wait_ready()
         good = outbound_config.read_text()
-        outbound_config.write_text(good.replace("soft_bounces_before_bounced = 3", "soft_bounces_before_bounced = 0"))
+        outbound_config.write_text(
+            good.replace("soft_bounces_before_bounced = 3", "soft_bounces_before_bounced = 0")
+        )
         daemon.send(signal.SIGHUP)
         daemon.wait_until("the refusal", lambda: "reload refused" in daemon.output())
         assert "inbound.soft_bounces_before_bounced: must be >= 1" in daemon.output()
