@@ -63,7 +63,20 @@ class InstanceLock:
 
 
 def daemon_running(database_url: str) -> bool:
-    """Whether a daemon holds the lock on this database right now."""
+    """Whether a daemon holds the lock on this database right now (never creating the lock
+    file, which would then belong to whoever asked rather than to the service's user)."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        try:
+            fd = os.open(lock_path(database_url), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
     probe = InstanceLock(database_url)
     try:
         probe.acquire()
