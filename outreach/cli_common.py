@@ -10,14 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from outreach import __version__
-from outreach.config import Settings, check_config_files, load_config
-from outreach.dispatch import Dispatcher
 from outreach.errors import (
     ConfigError,
     ContactNotFound,
@@ -25,8 +23,11 @@ from outreach.errors import (
     OutreachError,
 )
 from outreach.logs import LEVELS, configure_logging, hide_secrets
-from outreach.store import Store, open_store
-from outreach.templates import TemplateSet
+
+if TYPE_CHECKING:
+    from outreach.config import Settings
+    from outreach.dispatch import Dispatcher
+    from outreach.store import Store
 
 MAX_PROBLEMS_SHOWN = 200
 PROGRESS_MIN_BYTES = 200_000
@@ -80,6 +81,8 @@ class Context:
     def settings(self) -> Settings:
         """The configuration, with the files and folders it names checked too."""
         if self._settings is None:
+            from outreach.config import check_config_files, load_config
+
             settings = load_config(self.config_path)
             problems = check_config_files(settings)
             if problems:
@@ -90,12 +93,17 @@ class Context:
 
     def store(self) -> Store:
         """The store, migrated to the newest schema (every command does this at start)."""
+        from outreach.store import open_store
+
         store = open_store(self.settings().database_url)
         self._stores.append(store)
         return store
 
     def dispatcher(self) -> Dispatcher:
         """The dispatcher over the store and the configured templates."""
+        from outreach.dispatch import Dispatcher
+        from outreach.templates import TemplateSet
+
         settings = self.settings()
         return Dispatcher(self.store(), settings, TemplateSet(settings.templates.dir))
 

@@ -7,13 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from outreach import contacts, mailcheck, workflow
 from outreach.cli_common import (
     PROGRESS_MIN_BYTES,
     _context,
@@ -33,7 +32,10 @@ from outreach.errors import (
     ConfigError,
     MailServerUnusable,
 )
-from outreach.store import Store
+
+if TYPE_CHECKING:
+    pass
+
 
 # --- config ---------------------------------------------------------------------------------
 
@@ -51,6 +53,8 @@ def config_check(
 ) -> None:
     """Validate the config file; list every problem with its key path (exit 2 if any)."""
     with _reported():
+        from outreach import mailcheck
+
         settings = _context(ctx).settings()
         logins, problems = [], []
         if connect:
@@ -103,6 +107,8 @@ def _secret_state(secret: object) -> str:
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate the database to the newest schema (every command also does this at start)."""
     with _reported():
+        from outreach.store import Store
+
         store = Store(_context(ctx).settings().database_url)
         try:
             before, after = store.upgrade()
@@ -142,6 +148,8 @@ def contacts_import(
 ) -> None:
     """Import referral sources from CSV: all rows or none, every problem with line and column."""
     with _reported():
+        from outreach import contacts
+
         state = _context(ctx)
         settings = state.settings()
         require_segment(settings, segment)
@@ -213,6 +221,8 @@ def contacts_list(
 ) -> None:
     """List contacts by segment and stage, as a table or JSON."""
     with _reported():
+        from outreach import contacts
+
         state = _context(ctx)
         settings = state.settings()
         if stage is not None:
@@ -246,6 +256,8 @@ def contacts_show(
 ) -> None:
     """Show one contact with its whole history of stage changes and referrals."""
     with _reported():
+        from outreach import contacts
+
         history = contacts.show_contact(_context(ctx).store(), email)
     if as_json:
         _print_json(history.to_json())
@@ -276,6 +288,8 @@ def contacts_export(
 ) -> None:
     """Export every contact as CSV that re-imports losslessly."""
     with _reported():
+        from outreach import contacts
+
         store = _context(ctx).store()
         if file is None:
             contacts.export_contacts(store, sys.stdout)
@@ -306,6 +320,8 @@ def stage_set(
 ) -> None:
     """Move a contact to another stage by hand; the change and note go into its history."""
     with _reported():
+        from outreach import workflow
+
         state = _context(ctx)
         change, ruled = workflow.set_stage_by_hand(
             state.store(), state.settings(), email, stage, now=_now(), note=note
@@ -340,6 +356,8 @@ def referrals_add(
     """
     received: date = on.date() if on else _now().date()
     with _reported():
+        from outreach import workflow
+
         state = _context(ctx)
         change, ruled = workflow.record_referral(
             state.store(), state.settings(), email, received_on=received, now=_now(), note=note

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from outreach.cli_common import _context, _now, _print_json, _reported, app, out
-from outreach.daemon import run_daemon
 from outreach.errors import ConfigError, OutreachError
-from outreach.status import Status, gather_status
+
+if TYPE_CHECKING:
+    from outreach.status import Status
+
 
 log = logging.getLogger("outreach.daemon")
 NOT_RUNNING = 3  # the LSB status code for "program is not running"
@@ -27,6 +29,8 @@ def run(ctx: typer.Context) -> None:
     Ctrl-C stops it after the message in flight; SIGHUP reloads config and templates.
     """
     with _reported():
+        from outreach.daemon import run_daemon
+
         try:
             code = run_daemon(_context(ctx).config_path)
         except OutreachError as exc:
@@ -48,6 +52,8 @@ def status(
     Exits 3 when no daemon is running on this database.
     """
     with _reported():
+        from outreach.status import gather_status
+
         state = _context(ctx)
         found = gather_status(state.store(), state.settings(), _now())
     if as_json:

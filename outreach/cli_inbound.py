@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from outreach.classify import classify
 from outreach.cli_common import (
     _context,
     _print_json,
@@ -20,9 +19,10 @@ from outreach.cli_common import (
 from outreach.errors import (
     ConfigError,
 )
-from outreach.inbound import InboundProcessor
-from outreach.matching import match_message
-from outreach.watcher import SyncReport, sync_once, watch
+
+if TYPE_CHECKING:
+    from outreach.watcher import SyncReport
+
 
 # --- inbound --------------------------------------------------------------------------------
 
@@ -36,6 +36,9 @@ def inbox_sync(
 ) -> None:
     """Read new messages in the watched folders (read-only) and apply their effects."""
     with _reported():
+        from outreach.inbound import InboundProcessor
+        from outreach.watcher import sync_once, watch
+
         state = _context(ctx)
         settings = state.settings()
         processor = InboundProcessor(state.store(), settings)
@@ -75,6 +78,9 @@ def classify_file(
 ) -> None:
     """Show what a message is (reply, out-of-office, bounce, ...), whose it is, and why."""
     with _reported():
+        from outreach.classify import classify
+        from outreach.matching import match_message
+
         try:
             raw = file.read_bytes()
         except OSError as exc:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from outreach import outbound
 from outreach.cli_common import (
     Context,
     _context,
@@ -25,11 +24,14 @@ from outreach.cli_common import (
     sending_app,
     templates_app,
 )
-from outreach.config import Settings
-from outreach.dispatch import Dispatcher, DispatchReport
 from outreach.errors import (
     ConfigError,
 )
+
+if TYPE_CHECKING:
+    from outreach.config import Settings
+    from outreach.dispatch import Dispatcher, DispatchReport
+
 
 # --- outbound -------------------------------------------------------------------------------
 
@@ -58,6 +60,8 @@ def _parse_now(value: str | None, settings: Settings) -> datetime:
 
 
 def _require_templates(state: Context) -> Dispatcher:
+    from outreach import outbound
+
     dispatcher = state.dispatcher()
     failures = outbound.check_templates(dispatcher.store, dispatcher.settings, dispatcher.templates)
     if failures:
@@ -74,6 +78,8 @@ def _require_templates(state: Context) -> Dispatcher:
 def templates_check(ctx: typer.Context) -> None:
     """Render every template of every sequence for every contact of its segment."""
     with _reported():
+        from outreach import outbound
+
         state = _context(ctx)
         dispatcher = state.dispatcher()
         failures = outbound.check_templates(
@@ -97,6 +103,8 @@ def preview(
 ) -> None:
     """Print the exact message, headers and body, that a step would send a contact."""
     with _reported():
+        from outreach import outbound
+
         state = _context(ctx)
         data = outbound.preview(
             state.dispatcher(), email, step=step, now=_parse_now(now, state.settings())
@@ -113,6 +121,8 @@ def plan(
 ) -> None:
     """Forecast what would be sent when, honoring windows, holidays, caps and pacing."""
     with _reported():
+        from outreach import outbound
+
         state = _context(ctx)
         planned = outbound.plan(
             state.dispatcher(), now=_parse_now(now, state.settings()), days=days
@@ -223,6 +233,8 @@ def outbox_list(
 ) -> None:
     """List the delivery ledger, newest first; `unknown` rows need your decision."""
     with _reported():
+        from outreach import outbound
+
         entries = outbound.list_outbox(_context(ctx).store(), state=state_filter)
     if as_json:
         _print_json([e.to_json() for e in entries])
@@ -254,6 +266,8 @@ def outbox_resolve(
 ) -> None:
     """Settle an `unknown` send after an interruption: --sent or --resend."""
     with _reported():
+        from outreach import outbound
+
         if sent == resend:
             raise ConfigError(["give exactly one of --sent or --resend"])
         state = _context(ctx)
@@ -265,6 +279,8 @@ def outbox_resolve(
 def sending_resume(ctx: typer.Context) -> None:
     """Resume sending after a policy rejection (5.7.x) paused it, once the cause is fixed."""
     with _reported():
+        from outreach import outbound
+
         reason = outbound.resume_sending(_context(ctx).store())
     out.print(
         "sending was not paused" if reason is None else f"sending resumed (was paused: {reason})",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from outreach import reporting
 from outreach.cli_common import (
     _context,
     _now,
@@ -23,7 +22,10 @@ from outreach.cli_common import (
 from outreach.errors import (
     ConfigError,
 )
-from outreach.report_html import render_html
+
+if TYPE_CHECKING:
+    from outreach import reporting
+
 
 # --- report ---------------------------------------------------------------------------------
 
@@ -61,6 +63,9 @@ def report(
 ) -> None:
     """Funnel by segment, reply rate per step, referrals by source, and what needs attention."""
     with _reported():
+        from outreach import reporting
+        from outreach.report_html import render_html
+
         state = _context(ctx)
         settings = state.settings()
         now = _now()
