@@ -32,12 +32,17 @@ class Notifier:
         return self._socket is not None
 
     def send(self, *assignments: str) -> None:
-        """Send ``KEY=value`` lines; a manager that went away is logged, never fatal."""
+        """Send ``KEY=value`` lines; a manager that went away is logged, never fatal.
+
+        Never blocks: the event loop calls this, and a datagram socket whose reader has
+        fallen behind would otherwise stall the whole daemon; such a message is dropped."""
         if self._socket is None:
             return
         try:
-            self._socket.sendto("\n".join(assignments).encode(), self._address)
-        except OSError as exc:
+            self._socket.sendto(
+                "\n".join(assignments).encode(), socket.MSG_DONTWAIT, self._address
+            )
+        except OSError as exc:  # BlockingIOError included: the reader is behind
             log.debug("sd_notify failed: %s", exc)
 
     def ready(self, status: str) -> None:

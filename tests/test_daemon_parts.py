@@ -190,3 +190,21 @@ class TestDigestText:
         assert "... and 10 more" in text
         assert "  nothing due" in text
         assert "Needs attention:\n  nothing" in text
+
+
+def test_a_notify_reader_that_falls_behind_never_blocks_the_sender() -> None:
+    """The loop must not hang on sd_notify: a full socket queue drops the message."""
+    directory = tempfile.mkdtemp(prefix="n")
+    path = os.path.join(directory, "s")  # noqa: PTH118
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    notifier = Notifier(path)
+    try:
+        for _ in range(5000):  # far past the queue's length; nobody reads
+            notifier.watchdog()
+        assert server.recv(100) == b"WATCHDOG=1"
+    finally:
+        notifier.close()
+        server.close()
+        os.unlink(path)  # noqa: PTH108
+        os.rmdir(directory)  # noqa: PTH106
