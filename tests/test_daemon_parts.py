@@ -195,7 +195,7 @@ class TestDigestText:
 def test_a_notify_reader_that_falls_behind_never_blocks_the_sender() -> None:
     """The loop must not hang on sd_notify: a full socket queue drops the message."""
     directory = tempfile.mkdtemp(prefix="n")
-    path = os.path.join(directory, "s")  # noqa: PTH118
+    path = os.path.join(directory, "s")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(path)
     notifier = Notifier(path)
@@ -206,5 +206,5 @@ def test_a_notify_reader_that_falls_behind_never_blocks_the_sender() -> None:
     finally:
         notifier.close()
         server.close()
-        os.unlink(path)  # noqa: PTH108
-        os.rmdir(directory)  # noqa: PTH106
+        os.unlink(path)
+        os.rmdir(directory)
