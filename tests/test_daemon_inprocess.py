@@ -127,7 +127,7 @@ def test_watchdog_pings_stop_while_the_watcher_hangs_and_resume_after(
         real_idle(*args, **kwargs)
 
     monkeypatch.setattr(watcher, "_idle", idle)
-    daemon = Daemon(outbound_config, notifier=Notifier(str(listener.path)), stall_seconds=1.0)
+    daemon = Daemon(outbound_config, notifier=Notifier(str(listener.path)), stall_seconds=2.5)
 
     async def scenario() -> None:
         await _until("READY", lambda: listener.count("READY=1") == 1)
@@ -135,9 +135,9 @@ def test_watchdog_pings_stop_while_the_watcher_hangs_and_resume_after(
         hang.set()
         daemon._watch_flag.restart_now()
         await _until("the hang", hanging.is_set)
-        await asyncio.sleep(1.5)  # past stall_seconds
+        await asyncio.sleep(3)  # past stall_seconds
         stalled = listener.count("WATCHDOG=1")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2)
         assert listener.count("WATCHDOG=1") == stalled, "pings went on while the watcher hung"
         hang.clear()
         release.set()
