@@ -243,6 +243,14 @@ def _cancel_waiting(session: Session, contact_id: int, now: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def advance_watermark(store: Store, mark: Watermark, now: datetime) -> None:
+    """Move a folder's watermark past UIDs that no longer exist (expunged or moved away), so
+    a folder emptied by hand does not look like it holds unread mail forever."""
+    with store.session() as session:
+        _save_watermark(session, mark, now)
+        session.commit()
+
+
 def _save_watermark(session: Session, mark: Watermark, now: datetime) -> None:
     row = session.get(MailboxStateRow, mark.folder)
     if row is None:

@@ -39,9 +39,7 @@ class Notifier:
         if self._socket is None:
             return
         try:
-            self._socket.sendto(
-                "\n".join(assignments).encode(), socket.MSG_DONTWAIT, self._address
-            )
+            self._socket.sendto("\n".join(assignments).encode(), socket.MSG_DONTWAIT, self._address)
         except OSError as exc:  # BlockingIOError included: the reader is behind
             log.debug("sd_notify failed: %s", exc)
 

@@ -26,7 +26,7 @@ from imapclient.exceptions import IMAPClientError
 
 from outreach.config import Imap
 from outreach.errors import MailServerUnusable
-from outreach.inbound import InboundProcessor, InboundResult, Watermark
+from outreach.inbound import InboundProcessor, InboundResult, Watermark, advance_watermark
 from outreach.models import MailboxStateRow
 from outreach.sent_folder import close_imap, open_imap
 
@@ -192,6 +192,10 @@ def _sync_folder(
                 heartbeat()
             if result.move_to:
                 moves.setdefault(result.move_to, []).append(uid)
+    # Every UID below UIDNEXT was either read above or no longer exists: past them all.
+    highest = int(selected.get(b"UIDNEXT", 0)) - 1
+    if highest > max([last, *uids]):
+        advance_watermark(processor.store, Watermark(folder, uidvalidity, highest), clock())
     if moves:
         _move(client, folder, moves)
     return len(uids)

@@ -193,6 +193,23 @@ class TestWatcher:
         assert len(practice.sync()) == 30
         assert practice.sync() == []
 
+    def test_a_folder_emptied_by_hand_moves_the_watermark_past_its_old_uids(
+        self, practice: Practice
+    ) -> None:
+        """Mail deleted before we read it leaves UIDNEXT ahead of every UID we saw; without
+        moving past it the watcher would think mail is waiting and never settle into IDLE."""
+        for n in range(3):
+            practice.deliver(reply(f"x{n}@unknown.example.net", "<none@x>", "hi"))
+        practice.dovecot.empty(practice.user)
+        assert practice.sync() == []
+        with IMAPClient("127.0.0.1", port=practice.dovecot.imap_port, ssl=False) as imap:
+            imap.login(*practice.dovecot.user(3))
+            uidnext = int(imap.select_folder("INBOX", readonly=True)[b"UIDNEXT"])
+        with practice.store.session() as session:
+            state = session.get(MailboxStateRow, "INBOX")
+            assert state is not None
+            assert state.last_uid == uidnext - 1
+
     def test_a_uidvalidity_change_reprocesses_nothing(self, practice: Practice) -> None:
         practice.deliver(reply("alma@nb.example.com", practice.ids["alma@nb.example.com"], "Hi"))
         practice.sync()
