@@ -267,6 +267,9 @@ class Segment(BaseModel):
     label: str = Field(min_length=1)
     sequence: list[SequenceStep] = Field(default_factory=list)
     blackouts: list[Blackout] = Field(default_factory=list)
+    # Keeping in touch once a source is engaged or referring: a check-in every N days (0: off).
+    nurture_every_days: int = Field(default=0, ge=0, le=3650)
+    nurture_template: Name = "nurture"
 
     @model_validator(mode="before")
     @classmethod

@@ -26,12 +26,12 @@ class TestImport:
     def test_summary_by_segment(self, cli: Callable[..., Run]) -> None:
         run = cli("contacts", "import", str(EXAMPLE_CONTACTS))
         assert run.exit_code == 0, run.output
-        assert "5 contacts read; imported 5" in run.stdout
+        assert "11 contacts read; imported 11" in run.stdout
         assert "psychiatrist: 2 new" in run.stdout
 
     def test_second_import_skips_and_counts(self, imported: Callable[..., Run]) -> None:
         run = imported("contacts", "import", str(EXAMPLE_CONTACTS))
-        assert "skipped 5 already in the store (use --update to update them)" in run.stdout
+        assert "skipped 11 already in the store (use --update to update them)" in run.stdout
 
     def test_problems_exit_2_and_import_nothing(
         self, cli: Callable[..., Run], tmp_path: Path
@@ -68,14 +68,14 @@ class TestImport:
 
     def test_dry_run(self, cli: Callable[..., Run]) -> None:
         run = cli("contacts", "import", str(EXAMPLE_CONTACTS), "--dry-run")
-        assert "would import 5" in run.stdout and "nothing was changed" in run.stdout
+        assert "would import 11" in run.stdout and "nothing was changed" in run.stdout
         assert json.loads(cli("contacts", "list", "--json").stdout) == []
 
 
 class TestListShow:
     def test_list_json_has_the_promised_keys(self, imported: Callable[..., Run]) -> None:
         rows = json.loads(imported("contacts", "list", "--json").stdout)
-        assert len(rows) == 5
+        assert len(rows) == 11
         for key in ("email", "first_name", "last_name", "organization", "segment", "stage"):
             assert key in rows[0]
 
@@ -89,7 +89,7 @@ class TestListShow:
 
     def test_list_table(self, imported: Callable[..., Run]) -> None:
         run = imported("contacts", "list")
-        assert run.exit_code == 0 and "Psychiatrists" in run.stdout and "5 contacts" in run.stdout
+        assert run.exit_code == 0 and "Psychiatrists" in run.stdout and "11 contacts" in run.stdout
 
     def test_show_unknown_contact(self, imported: Callable[..., Run]) -> None:
         run = imported("contacts", "show", "nobody@x.example.com")
@@ -152,7 +152,7 @@ class TestExport:
     def test_export_to_stdout(self, imported: Callable[..., Run]) -> None:
         run = imported("contacts", "export")
         assert run.stdout.splitlines()[0].startswith("email,first_name,last_name")
-        assert len(run.stdout.splitlines()) == 6
+        assert len(run.stdout.splitlines()) == 12
 
     def test_unwritable_output(self, imported: Callable[..., Run], tmp_path: Path) -> None:
         run = imported("contacts", "export", str(tmp_path / "missing-dir" / "x.csv"))
@@ -176,7 +176,7 @@ class TestDb:
         url = request.getfixturevalue("postgres").create_database()
         monkeypatch.setenv("OUTREACH_STORAGE__URL", url)
         assert cli("contacts", "import", str(EXAMPLE_CONTACTS)).exit_code == 0
-        assert len(json.loads(cli("contacts", "list", "--json").stdout)) == 5
+        assert len(json.loads(cli("contacts", "list", "--json").stdout)) == 11
 
 
 def _commands(app: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -29,7 +29,17 @@ class TestExample:
     def test_the_shipped_example_is_valid(self, config_file: Path) -> None:
         settings = load_config(config_file)
         assert settings.practice.timezone == "America/New_York"
-        assert list(settings.segments) == ["psychiatrist", "teacher", "clergy"]
+        assert list(settings.segments) == [
+            "psychiatrist",
+            "primary_care",
+            "pediatrician",
+            "teacher",
+            "clergy",
+            "ob_gyn",
+            "family_law",
+            "hr_eap",
+            "therapist",
+        ]
         assert settings.segments["psychiatrist"].sequence[1].delay_business_days == 4
         assert settings.segments["psychiatrist"].profile["address_as"] == "Dr."
         assert "meeting" in settings.the_pipeline.stages
@@ -38,18 +48,21 @@ class TestExample:
         run = cli("config", "check")
         assert run.exit_code == 0, run.output
         assert "valid" in run.stdout
-        assert "segments: 3 (psychiatrist, teacher, clergy), 7 sequence steps" in run.stdout
+        assert (
+            "segments: 9 (psychiatrist, primary_care, pediatrician, teacher, clergy, ob_gyn, "
+            "family_law, hr_eap, therapist), 27 sequence steps"
+        ) in run.stdout
 
 
 class TestProblems:
     def test_negative_delay_is_named_by_its_key_path(self, config_file: Path) -> None:
         edit(
             config_file,
-            '{ template = "follow_up_1", delay_business_days = 5 }',
-            '{ template = "follow_up_1", delay_business_days = -1 }',
+            '{ template = "follow_up_1", delay_business_days = 6, thread = true }',
+            '{ template = "follow_up_1", delay_business_days = -1, thread = true }',
         )
         assert problems_of(config_file) == [
-            "segments.teacher.sequence[1].delay_business_days: must be >= 0"
+            "segments.clergy.sequence[1].delay_business_days: must be >= 0"
         ]
 
     def test_every_problem_is_listed_on_its_own_line(

@@ -160,7 +160,7 @@ class TestNumbers:
     def test_segment_filter(self, practice: Store, config_file: Path) -> None:
         report = build_report(practice, load_config(config_file), now=NOW, segment="teacher")
         assert [s.segment for s in report.segments] == ["teacher"]
-        assert [s.segment for s in report.steps] == ["teacher", "teacher"]
+        assert [s.segment for s in report.steps] == ["teacher", "teacher", "teacher"]
 
 
 class TestHtml:

@@ -252,7 +252,7 @@ then = { set_stage = "engaged", reply_with = "thank_you" }
         sent = message_from_bytes(smtp_sink.received[before].data)
         assert sent["In-Reply-To"] == alma_intro
         assert sent["Subject"].startswith("Re: ")
-        assert "Thank you for thinking of my practice" in sent.get_payload(decode=True).decode()
+        assert "Thank you for the referral." in sent.get_payload(decode=True).decode()
         assert show_contact(practice.store, "alma@nb.example.com").contact.stage == "engaged"
         # Once sent, never again.
         assert asyncio.run(dispatcher.run_pass(T0 + timedelta(hours=4))).sent == []

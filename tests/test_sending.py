@@ -148,8 +148,9 @@ class TestSequence:
             sent += [line.email for line in report.sent]
             if report.finished:
                 break
-        assert sent.count("tom@lm.example.org") == 2  # the teacher sequence has two steps
-        assert report.finished == ["tom@lm.example.org"]
+        # The psychiatrist's three steps (0, 4, 7 business days) end first.
+        assert sent.count("alma@nb.example.com") == 3
+        assert report.finished == ["alma@nb.example.com"]
 
     def test_suppressed_address_gets_nothing(self, world: World) -> None:
         from outreach.ledger import suppress
@@ -259,24 +260,19 @@ class TestCommands:
         planned = json.loads(
             cli("plan", "--days", "30", "--now", "2026-11-30T08:00", "--json").stdout
         )
-        assert {p["email"] for p in planned if p["step"] == 1} == {
-            "alma.reyes@northbaypsych.example.com",
-            "jonah.whitfield@northbaypsych.example.com",
-            "priya.natarajan@lincolnmiddle.example.org",
-            "tom.beaulieu@lincolnmiddle.example.org",
-            "grace.okafor@stmarkschurch.example.org",
-        }
+        example = (ROOT / "config" / "contacts.example.csv").read_text().splitlines()[1:]
+        everyone = {line.split(",")[0] for line in example}
+        assert len(everyone) == 11
+        assert {p["email"] for p in planned if p["step"] == 1} == everyone
         dry = cli("send-due", "--dry-run", "--now", "2026-11-30T09:00")
         assert dry.exit_code == 0 and "would send step 1" in dry.stdout
         assert smtp_sink.received == []
         run = cli("send-due", "--once", "--now", "2026-11-30T09:00")
         assert run.exit_code == 0, run.output
-        assert run.stdout.count("sent step 1") == 5
-        assert len(smtp_sink.received) == 5
+        assert run.stdout.count("sent step 1") == 11
+        assert len(smtp_sink.received) == 11
         preview = cli("preview", "grace.okafor@stmarkschurch.example.org", "--step", "2")
-        assert (
-            "Subject: Re: When a congregant needs more than a few conversations" in preview.stdout
-        )
+        assert "Subject: Re: When a congregant needs more than pastoral care" in preview.stdout
         assert "In-Reply-To: <" in preview.stdout
 
     def test_templates_check_names_file_line_variable_and_contact(
