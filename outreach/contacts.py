@@ -24,7 +24,15 @@ from outreach.models import (
     ReferralRow,
     StageChangeRow,
 )
-from outreach.pipeline import CONTACTED, NEW, REFERRING, Pipeline, StageChange, change_stage
+from outreach.pipeline import (
+    CONTACTED,
+    ENGAGED,
+    NEW,
+    REFERRING,
+    Pipeline,
+    StageChange,
+    change_stage,
+)
 from outreach.store import Store, in_chunks
 
 _UPDATABLE = ("first_name", "last_name", "title", "organization", "segment", "timezone", "tags")
@@ -314,8 +322,9 @@ def move_contact(
     if change is not None:
         row.stage = change.to_stage
         row.updated_at = now
-        if change.to_stage in (NEW, CONTACTED):
-            row.next_check_at = now  # back in a sequence stage: let the dispatcher look again
+        if change.to_stage in (NEW, CONTACTED, ENGAGED, REFERRING):
+            # Back in a sequence, or kept in touch by check-ins: let the dispatcher look again.
+            row.next_check_at = now
         session = Session.object_session(row)
         assert session is not None
         # Added by id, not through ``row.history``, which would load the whole history first.

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ from outreach.ledger import (
 from outreach.models import (
     ContactRow,
     OutboxRow,
+    StageChangeRow,
     StateRow,
     SuppressionRow,
 )
@@ -54,9 +55,13 @@ from outreach.pipeline import BOUNCED, CONTACTED, EXIT_STAGES, NEW, NO_RESPONSE
 from outreach.sent_folder import SentFolder
 from outreach.sequencing import (
     ACTIVE_STAGES,
+    NURTURE_STAGES,
+    NURTURE_STEP_BASE,
     REPLY_STEP_BASE,
     StepRecord,
+    Touch,
     finished_at,
+    next_nurture,
     next_step,
 )
 from outreach.store import Store, in_chunks
@@ -172,9 +177,12 @@ class Dispatcher:
         ).all()
         ledger = self._ledger(session, [r.id for r in rows])
         suppressed = self._suppressed(session, [r.email_key for r in rows])
+        touches = self._touches(session, [r.id for r in rows if r.stage in NURTURE_STAGES])
         candidates = []
         for row in rows:
-            candidate, check_at = self._examine(row, ledger.get(row.id, []), suppressed, now)
+            candidate, check_at = self._examine(
+                row, ledger.get(row.id, []), suppressed, now, touches.get(row.id)
+            )
             if candidate is not None:
                 candidates.append(candidate)
             elif write and check_at is not None and check_at <= now and row.stage == CONTACTED:
@@ -217,27 +225,85 @@ class Dispatcher:
             calendar=calendar,
         )
 
+    def nurture_candidate(
+        self, row: ContactRow, touch: Touch, suppressed: set[str]
+    ) -> Candidate | None:
+        """An engaged or referring source's next check-in, whenever it falls due."""
+        segment = self.settings.segments[row.segment]
+        due = next_nurture(
+            stage=row.stage,
+            suppressed=row.email_key in suppressed,
+            every_days=segment.nurture_every_days,
+            touch=touch,
+            paused_until=row.paused_until,
+        )
+        if due is None:
+            return None
+        return Candidate(
+            contact_id=row.id,
+            email=row.email,
+            organization=row.organization,
+            segment=row.segment,
+            step_index=due.step_index,
+            due_at=due.due_at,
+            zone=self.zone_for(row.timezone),
+            calendar=self.calendar_for(row.segment),
+        )
+
+    @staticmethod
+    def _touches(session: Session, contact_ids: Sequence[int]) -> dict[int, Touch]:
+        """When we were last in touch with each source, and its nurture rows so far."""
+        last: dict[int, datetime] = {}
+        nurtures: dict[int, tuple[int, bool]] = {}
+        in_flight = case((OutboxRow.state.in_((*WAITING, "sending", "unknown")), 1), else_=0)
+        for chunk in in_chunks(contact_ids):
+            for query in (
+                select(OutboxRow.contact_id, func.max(OutboxRow.sent_at))
+                .where(OutboxRow.contact_id.in_(chunk))
+                .group_by(OutboxRow.contact_id),
+                select(StageChangeRow.contact_id, func.max(StageChangeRow.at))
+                .where(StageChangeRow.contact_id.in_(chunk))
+                .group_by(StageChangeRow.contact_id),
+            ):
+                for contact_id, at in session.execute(query):
+                    if at is not None and (contact_id not in last or at > last[contact_id]):
+                        last[contact_id] = at
+            counts = (
+                select(OutboxRow.contact_id, func.count(), func.sum(in_flight))
+                .where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index >= NURTURE_STEP_BASE)
+                .group_by(OutboxRow.contact_id)
+            )
+            for contact_id, count, waiting in session.execute(counts):
+                nurtures[contact_id] = (int(count), bool(waiting))
+        return {cid: Touch(at, *nurtures.get(cid, (0, False))) for cid, at in last.items()}
+
     def _examine(
         self,
         row: ContactRow,
         records: Sequence[StepRecord],
         suppressed: set[str],
         now: datetime,
+        touch: Touch | None = None,
     ) -> tuple[Candidate | None, datetime | None]:
         segment = self.settings.segments.get(row.segment)
-        if segment is None or row.stage not in ACTIVE_STAGES:
+        if segment is not None and row.stage in NURTURE_STAGES and touch is not None:
+            candidate = self.nurture_candidate(row, touch, suppressed)
+        elif segment is None or row.stage not in ACTIVE_STAGES:
             return None, None  # removed segment, or the sequence has stopped: no more checks
-        candidate = self.next_candidate(row, records, suppressed)
+        else:
+            candidate = self.next_candidate(row, records, suppressed)
+            if candidate is None:
+                done = finished_at(
+                    stage=row.stage,
+                    steps=len(segment.sequence),
+                    records=records,
+                    after_business_days=self.settings.sending.no_response_after_business_days,
+                    calendar=self.calendar_for(row.segment),
+                    zone=self.zone_for(row.timezone),
+                )
+                return None, done
         if candidate is None:
-            done = finished_at(
-                stage=row.stage,
-                steps=len(segment.sequence),
-                records=records,
-                after_business_days=self.settings.sending.no_response_after_business_days,
-                calendar=self.calendar_for(row.segment),
-                zone=self.zone_for(row.timezone),
-            )
-            return None, done
+            return None, None  # nothing until a send or a stage change sets the next check
         if candidate.due_at > now:
             return None, candidate.due_at
         return candidate, row.next_check_at
@@ -445,9 +511,10 @@ class Dispatcher:
     def _row_for(
         self, session: Session, contact: ContactRow, candidate: Candidate, now: datetime
     ) -> tuple[OutboxRow, OutboundMessage] | None:
+        nurture = candidate.step_index >= NURTURE_STEP_BASE
         earlier = (
             self._thread_rows(session, contact.id, candidate.step_index)
-            if candidate.step_index
+            if candidate.step_index and not nurture
             else []
         )
         if candidate.outbox_id is not None:
@@ -460,11 +527,13 @@ class Dispatcher:
             return row, message
         message_id = new_message_id(self.settings.sender.message_id_domain)
         message = self.compose(contact, candidate.step_index, earlier, message_id, now)
-        step = self.settings.segments[contact.segment].sequence[candidate.step_index]
+        segment = self.settings.segments[contact.segment]
         row = OutboxRow(
             contact_id=contact.id,
             step_index=candidate.step_index,
-            template=step.template,
+            template=segment.nurture_template
+            if nurture
+            else segment.sequence[candidate.step_index].template,
             message_id=message_id,
             subject=message.subject,
             state="queued",
@@ -529,7 +598,11 @@ class Dispatcher:
         template: str | None = None,
     ) -> OutboundMessage:
         """The exact message a step (or a rule's reply) sends this contact (and ``preview``)."""
-        if step_index >= REPLY_STEP_BASE:
+        if step_index >= NURTURE_STEP_BASE:
+            # A check-in months later starts a conversation of its own.
+            name = template or self.settings.segments[contact.segment].nurture_template
+            thread_it, number = False, 0
+        elif step_index >= REPLY_STEP_BASE:
             # A rule's reply threads under our conversation when there is one.
             assert template is not None
             name, thread_it, number = template, True, 0

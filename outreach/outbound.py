@@ -77,6 +77,27 @@ def check_templates(
                         seen.add(key)
                         failures.append(TemplateFailure(name, index + 1, email, str(exc)))
         failures += _check_rule_replies(session, settings, templates)
+        failures += _check_nurture(session, settings, templates)
+    return failures
+
+
+def _check_nurture(
+    session: Session, settings: Settings, templates: TemplateSet
+) -> list[TemplateFailure]:
+    """Each segment's nurture check-in renders (a new conversation: it needs a Subject)."""
+    failures = []
+    for name, segment in settings.segments.items():
+        if not segment.nurture_every_days:
+            continue
+        row = session.scalars(select(ContactRow).where(ContactRow.segment == name)).first()
+        fields = _contact_fields(row) if row is not None else SYNTHETIC_CONTACT
+        email = row.email if row is not None else f"{SYNTHETIC_CONTACT['email']} (sample)"
+        template = segment.nurture_template
+        context = template_context(settings, name, fields, step_number=0, template=template)
+        try:
+            templates.render(name, template, context, needs_subject=True)
+        except TemplateProblem as exc:
+            failures.append(TemplateFailure(name, 0, email, f"{exc} (nurture)"))
     return failures
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from outreach.business_days import BusinessCalendar
-from outreach.pipeline import CONTACTED, NEW
+from outreach.pipeline import CONTACTED, ENGAGED, NEW, REFERRING
 
 ACTIVE_STAGES = frozenset({NEW, CONTACTED})
 #: Ledger rows at or above this step index are a rule's replies (``reply_with``), not steps.
 REPLY_STEP_BASE = 1000
+#: Ledger rows at or above this are nurture check-ins: the n-th is NURTURE_STEP_BASE + n.
+NURTURE_STEP_BASE = 2000
+#: Sources kept in touch with by nurture check-ins.
+NURTURE_STAGES = frozenset({ENGAGED, REFERRING})
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,30 @@ def finished_at(
         return None
     last = max(r.sent_at for r in records if r.sent_at is not None)
     return add_business_days(last, after_business_days, calendar, zone)
+
+
+@dataclass(frozen=True)
+class Touch:
+    """How recently we were in touch with a source, for its nurture check-ins."""
+
+    last: datetime  # the latest message sent to it, or its latest stage change
+    nurtures_sent: int  # nurture rows in the ledger, whatever their state
+    nurture_waiting: bool  # one is queued, retrying, in flight or unresolved
+
+
+def next_nurture(
+    *,
+    stage: str,
+    suppressed: bool,
+    every_days: int,
+    touch: Touch,
+    paused_until: datetime | None = None,
+) -> DueStep | None:
+    """The next nurture check-in of an engaged or referring source: ``every_days`` calendar
+    days after we were last in touch, never while another is still on its way."""
+    if every_days <= 0 or stage not in NURTURE_STAGES or suppressed or touch.nurture_waiting:
+        return None
+    due = touch.last + timedelta(days=every_days)
+    if paused_until is not None and paused_until > due:
+        due = paused_until
+    return DueStep(step_index=NURTURE_STEP_BASE + touch.nurtures_sent, due_at=due)

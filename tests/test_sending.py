@@ -369,3 +369,58 @@ def test_the_same_pass_runs_on_postgresql(
         ]
     finally:
         world.store.close()
+
+
+class TestNurture:
+    """Engaged and referring sources get a check-in every `nurture_every_days` (90 for
+    psychiatrists in the example), under the same sending policy, as a new conversation."""
+
+    def test_an_engaged_source_gets_a_check_in_every_90_days(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        from outreach.contacts import set_stage
+
+        world.run(T0)  # both intros
+        engaged_at = T0 + timedelta(days=2)
+        set_stage(
+            world.store,
+            world.settings.the_pipeline,
+            "alma@nb.example.com",
+            "engaged",
+            now=engaged_at,
+        )
+        before = len(smtp_sink.received)
+        quiet = world.run(engaged_at + timedelta(days=89))
+        assert "alma@nb.example.com" not in [line.email for line in quiet.sent]
+        first = world.run(engaged_at + timedelta(days=90, minutes=1))
+        assert [(line.email, line.step) for line in first.sent if line.step > 1000] == [
+            ("alma@nb.example.com", 2001)
+        ]
+        nurture = messages(smtp_sink)[before:]
+        check_in = [m for m in nurture if m["To"].endswith("<alma@nb.example.com>")]
+        assert len(check_in) == 1
+        assert check_in[0]["Subject"] == "A quick check-in from Calm Harbor Counseling"
+        assert check_in[0]["In-Reply-To"] is None  # its own conversation
+        assert "List-Unsubscribe" in check_in[0]
+        again = world.run(engaged_at + timedelta(days=91))
+        assert "alma@nb.example.com" not in [line.email for line in again.sent]
+        second = world.run(engaged_at + timedelta(days=181))
+        assert ("alma@nb.example.com", 2002) in [(line.email, line.step) for line in second.sent]
+        steps = [(e, s, st) for e, s, st in world.states() if e == "alma@nb.example.com"]
+        assert [s for _e, s, _st in steps if s > 2000] == [2001, 2002]
+
+    def test_no_check_in_for_other_stages_or_suppressed_sources(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        from outreach.contacts import set_stage
+        from outreach.ledger import suppress
+
+        world.run(T0)
+        pipeline = world.settings.the_pipeline
+        set_stage(world.store, pipeline, "alma@nb.example.com", "replied", now=T0)
+        set_stage(world.store, pipeline, "tom@lm.example.org", "referring", now=T0)
+        with world.store.session() as session:
+            suppress(session, "tom@lm.example.org", "asked to stop", T0)
+            session.commit()
+        report = world.run(T0 + timedelta(days=200))
+        assert [line for line in report.sent if line.step > 1000] == []
