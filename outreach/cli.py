@@ -6,10 +6,26 @@ The commands live in ``cli_contacts``, ``cli_daemon``, ``cli_outbound``, ``cli_i
 
 from __future__ import annotations
 
-from outreach import cli_contacts, cli_daemon, cli_inbound, cli_outbound, cli_report
+from outreach import (
+    cli_contacts,
+    cli_daemon,
+    cli_inbound,
+    cli_init,
+    cli_outbound,
+    cli_report,
+)
 from outreach.cli_common import app
 
-__all__ = ["app", "cli_contacts", "cli_daemon", "cli_inbound", "cli_outbound", "cli_report", "main"]
+__all__ = [
+    "app",
+    "cli_contacts",
+    "cli_daemon",
+    "cli_inbound",
+    "cli_init",
+    "cli_outbound",
+    "cli_report",
+    "main",
+]
 
 
 def main() -> None:

@@ -1,0 +1,177 @@
+"""``outreach init`` and the starter kit it writes."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from outreach.cli import app
+from outreach.config import load_config
+from tests.conftest import ROOT, Run
+
+SEGMENTS = [
+    "psychiatrist",
+    "primary_care",
+    "pediatrician",
+    "teacher",
+    "clergy",
+    "ob_gyn",
+    "family_law",
+    "hr_eap",
+    "therapist",
+]
+KIT = ["intro", "follow_up_1", "follow_up_2", "thank_you", "nurture"]
+FLAGS = [
+    "--practice-name", "Blue Door Therapy",
+    "--therapist", "Sam Rivera",
+    "--ideal-client", "adults with panic disorder",
+    "--method", "cognitive behavioral therapy",
+    "--result", "fewer panic attacks and more confidence",
+    "--postal-address", "1 Main Street, Springfield, IL 62701",
+    "--sender", "sam@bluedoor.example.com",
+    "--smtp-host", "smtp.bluedoor.example.com",
+    "--imap-host", "imap.bluedoor.example.com",
+    "--timezone", "America/Chicago",
+]  # fmt: skip
+
+
+def run(*args: str, stdin: str | None = None) -> Run:
+    result = CliRunner().invoke(app, list(args), input=stdin, catch_exceptions=False)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+class TestInit:
+    def test_flags_write_a_working_practice_folder(
+        self, tmp_path: Path, cli: Callable[..., Run]
+    ) -> None:
+        folder = tmp_path / "practice"
+        done = run("init", str(folder), "--non-interactive", *FLAGS)
+        assert done.exit_code == 0, done.output
+        config = folder / "config" / "outreach.toml"
+        data = tomllib.loads(config.read_text())
+        assert data["practice"]["name"] == "Blue Door Therapy"
+        assert data["practice"]["ideal_client"] == "adults with panic disorder"
+        assert data["practice"]["phone"] == ""  # the example's own values are not kept
+        assert data["sender"]["from_address"] == "sam@bluedoor.example.com"
+        assert data["sender"]["message_id_domain"] == "bluedoor.example.com"
+        assert data["smtp"]["host"] == "smtp.bluedoor.example.com"
+        assert data["imap"]["username"] == "sam@bluedoor.example.com"
+        assert "# the practice, as it signs its emails" in config.read_text()
+        assert list(load_config(config).segments) == SEGMENTS
+        for segment in SEGMENTS:
+            for name in KIT:
+                assert (folder / "templates" / segment / f"{name}.txt.j2").is_file()
+        assert cli("contacts", "import", str(folder / "contacts.csv"), config=config).exit_code == 0
+        checked = cli("templates", "check", config=config)
+        assert checked.exit_code == 0, checked.output
+        shown = cli("preview", "ben.adler@quietrivertherapy.example.com", config=config)
+        assert "Blue Door Therapy" in shown.stdout
+        assert "1 Main Street, Springfield, IL 62701" in shown.stdout
+
+    def test_existing_files_are_never_overwritten_without_force(self, tmp_path: Path) -> None:
+        assert run("init", str(tmp_path), "--non-interactive", *FLAGS).exit_code == 0
+        config = tmp_path / "config" / "outreach.toml"
+        config.write_text("# my own edits\n")
+        again = run("init", str(tmp_path), "--non-interactive", *FLAGS)
+        assert again.exit_code == 2
+        assert "file(s) would be overwritten; nothing was written" in again.stderr
+        assert "use --force" in again.stderr
+        assert config.read_text() == "# my own edits\n"
+        forced = run("init", str(tmp_path), "--non-interactive", "--force", *FLAGS)
+        assert forced.exit_code == 0
+        assert "Blue Door Therapy" in config.read_text()
+
+    def test_a_non_empty_folder_without_our_files_is_fine(self, tmp_path: Path) -> None:
+        (tmp_path / "notes.txt").write_text("mine")
+        assert run("init", str(tmp_path), "--non-interactive", *FLAGS).exit_code == 0
+        assert (tmp_path / "notes.txt").read_text() == "mine"
+
+    def test_missing_and_invalid_answers_are_named_by_flag(self, tmp_path: Path) -> None:
+        flags = FLAGS[:]
+        flags[flags.index("--sender") + 1] = "sam at bluedoor"
+        flags[flags.index("--timezone") + 1] = "Mars/Olympus"
+        bad = run("init", str(tmp_path), "--non-interactive", *flags[2:])
+        assert bad.exit_code == 2
+        lines = bad.stderr.splitlines()
+        assert lines[0].startswith("--practice-name: required with --non-interactive")
+        assert any(
+            line.startswith("--sender: 'sam at bluedoor' is not a valid email") for line in lines
+        )
+        assert (
+            "--timezone: 'Mars/Olympus' is not an IANA time zone (e.g. 'America/New_York')" in lines
+        )
+        assert not (tmp_path / "config").exists()
+
+    def test_prompts_ask_again_after_an_invalid_address(self, tmp_path: Path) -> None:
+        answers = [
+            "Blue Door Therapy", "Sam Rivera", "adults with panic disorder", "CBT",
+            "fewer panic attacks", "1 Main Street", "not-an-address", "sam@bluedoor.example.com",
+            "smtp.bluedoor.example.com", "imap.bluedoor.example.com", "",
+        ]  # fmt: skip
+        done = run("init", str(tmp_path), stdin="\n".join(answers) + "\n")
+        assert done.exit_code == 0, done.output
+        assert "is not a valid email address" in done.stderr
+        data = tomllib.loads((tmp_path / "config" / "outreach.toml").read_text())
+        assert data["sender"]["from_address"] == "sam@bluedoor.example.com"
+        assert data["practice"]["timezone"] == "America/New_York"  # the default
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+    def test_an_unwritable_folder_is_one_clear_line(self, tmp_path: Path) -> None:
+        tmp_path.chmod(0o500)
+        try:
+            bad = run("init", str(tmp_path / "x"), "--non-interactive", *FLAGS)
+        finally:
+            tmp_path.chmod(0o700)
+        assert bad.exit_code == 2
+        assert "can't write there" in bad.stderr
+
+    def test_a_file_where_the_folder_should_be_is_one_clear_line(self, tmp_path: Path) -> None:
+        (tmp_path / "taken").write_text("a file")
+        bad = run("init", str(tmp_path / "taken"), "--non-interactive", *FLAGS)
+        assert bad.exit_code == 2
+        assert "can't write there" in bad.stderr
+
+
+class TestStarterKit:
+    """The shipped kit follows the referral method for nine kinds of source."""
+
+    def test_every_segment_has_a_profile_a_full_sequence_and_check_ins(self) -> None:
+        settings = load_config(ROOT / "config" / "outreach.example.toml")
+        assert list(settings.segments) == SEGMENTS
+        for name, segment in settings.segments.items():
+            for field in ("needs", "gains", "client_gains", "offer"):
+                assert segment.profile.get(field), (name, field)
+            assert [s.template for s in segment.sequence] == KIT[:3], name
+            assert all(s.thread for s in segment.sequence[1:]), name
+            assert segment.nurture_every_days > 0, name
+        thanks = [r for r in settings.rules if r.on == "referral"]
+        assert thanks and thanks[0].then.reply_with == "thank_you"
+
+    @pytest.mark.parametrize("segment", SEGMENTS)
+    def test_each_intro_carries_the_four_parts_of_the_method(self, segment: str) -> None:
+        """Expertise with the shared ideal client, what this source needs, the main result
+        for the client and the source, and an offer to follow through."""
+        intro = (ROOT / "templates" / segment / "intro.txt.j2").read_text()
+        assert intro.startswith("Subject: ")
+        for part in (
+            "{{ practice.ideal_client }}",
+            "{{ segment.needs }}",
+            "{{ practice.result }}",
+            "{{ segment.client_gains }}",
+            "{{ segment.gains }}",
+            "{{ segment.offer }}",
+            '{% include "_partials/footer.txt.j2" %}',
+        ):
+            assert part in intro, (segment, part)
+        for follow_up in ("follow_up_1", "follow_up_2"):
+            text = (ROOT / "templates" / segment / f"{follow_up}.txt.j2").read_text()
+            assert text.startswith("\n"), "a threaded follow-up has no Subject of its own"
+        for name in KIT:
+            text = (ROOT / "templates" / segment / f"{name}.txt.j2").read_text()
+            assert len(text.split()) < 200, (segment, name, "short and personal")
+            assert "client's name" not in text.lower()
