@@ -10,6 +10,7 @@ import typer
 
 from outreach.cli_common import (
     _context,
+    _now,
     _print_json,
     _reported,
     app,
@@ -42,6 +43,16 @@ def inbox_sync(
         state = _context(ctx)
         settings = state.settings()
         processor = InboundProcessor(state.store(), settings)
+        if settings.inbound.maildir is not None:
+            from outreach.maildir import MaildirInbox
+
+            inbox = MaildirInbox(settings.inbound.maildir)
+            if once:
+                _print_sync(inbox.sync_once(processor, now=_now()), quiet=False)
+                return
+            raise ConfigError(
+                ["inbox sync: a Maildir inbox is read by `outreach run`; use --once here"]
+            )
         if once:
             _print_sync(sync_once(settings.imap, processor), quiet=False)
             return

@@ -222,7 +222,9 @@ class Inbound(Section):
 
     out_of_office_pause_days: int = Field(default=7, ge=1, le=90)
     soft_bounces_before_bounced: int = Field(default=3, ge=1, le=20)
-    poll_seconds: float = Field(default=60.0, ge=5, le=3600)
+    poll_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Read replies from this local Maildir instead of IMAP (mail delivered on this machine).
+    maildir: Path | None = None
 
 
 class Daemon(Section):
@@ -584,6 +586,9 @@ def _resolve_paths(settings: Settings) -> Settings:
             updates[name] = server.model_copy(update={"ca_file": base / server.ca_file})
     if not settings.templates.dir.is_absolute():
         updates["templates"] = Templates(dir=base / settings.templates.dir)
+    maildir = settings.inbound.maildir
+    if maildir is not None and not maildir.is_absolute():
+        updates["inbound"] = settings.inbound.model_copy(update={"maildir": base / maildir})
     if not updates:
         return settings
     resolved = settings.model_copy(update=updates)
@@ -605,6 +610,9 @@ def check_config_files(settings: Settings) -> list[str]:
                 f"{name}.security: 'none' sends the password in the clear; it is allowed "
                 f"only for a server on this machine (127.0.0.1, localhost), not {server.host!r}"
             )
+    maildir = settings.inbound.maildir
+    if maildir is not None and not (maildir / "cur").is_dir():
+        problems.append(f"inbound.maildir: {maildir} is not a Maildir (no cur/ folder in it)")
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         problem = check_writable_directory(Path(url.database).parent)

@@ -41,6 +41,7 @@ from outreach.inbound import InboundProcessor
 from outreach.instance import InstanceLock
 from outreach.logs import hide_secrets
 from outreach.mailcheck import check_imap, check_smtp_async
+from outreach.maildir import MaildirInbox, watch_maildir
 from outreach.outbound import check_templates
 from outreach.status import (
     DAEMON_PID,
@@ -55,7 +56,7 @@ from outreach.status import (
 from outreach.store import Store, open_store
 from outreach.systemd import Notifier, watchdog_interval
 from outreach.templates import TemplateSet
-from outreach.watcher import SyncReport, watch_async
+from outreach.watcher import SyncReport, in_daemon_thread, watch_async
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +223,9 @@ class Daemon:
         delay = 1.0
         while not self._stopping:
             problems = []
-            checks: list[Callable[[], Awaitable[str]]] = [
-                lambda: check_smtp_async(settings.smtp),
-                lambda: asyncio.to_thread(check_imap, settings.imap),
-            ]
+            checks: list[Callable[[], Awaitable[str]]] = [lambda: check_smtp_async(settings.smtp)]
+            if settings.inbound.maildir is None:
+                checks.append(lambda: asyncio.to_thread(check_imap, settings.imap))
             for check in checks:
                 try:
                     log.info("%s", await check())
@@ -323,7 +323,7 @@ class Daemon:
         self.notifier.status(self.status_line())
 
     async def _watch_inbox(self) -> None:
-        """The IDLE watcher for the daemon's whole life (restarted on reload)."""
+        """The inbox watcher for the daemon's whole life (restarted on reload)."""
         self._inbox = asyncio.current_task()
         loop = asyncio.get_running_loop()
         while not self._stopping:
@@ -331,15 +331,7 @@ class Daemon:
             assert parts is not None
             flag = self._watch_flag = _Flag()
             try:
-                await watch_async(
-                    parts.settings.imap,
-                    parts.processor,
-                    stop=flag.event,
-                    poll_seconds=parts.settings.inbound.poll_seconds,
-                    on_pass=lambda report: _call_soon(loop, self._after_sync, report),
-                    heartbeat=self._beat,
-                    now=self.now,
-                )
+                await self._run_watcher(parts, flag, loop)
             except Exception:
                 log.critical(
                     "the inbox watcher failed; stopping so systemd restarts us", exc_info=True
@@ -349,6 +341,40 @@ class Daemon:
                 return
             if not flag.restart:
                 return
+
+    async def _run_watcher(
+        self, parts: Parts, flag: _Flag, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """One run of the configured inbox source: IMAP IDLE, or a local Maildir."""
+        inbound = parts.settings.inbound
+
+        def on_pass(report: SyncReport) -> None:
+            _call_soon(loop, self._after_sync, report)
+
+        if inbound.maildir is None:
+            await watch_async(
+                parts.settings.imap,
+                parts.processor,
+                stop=flag.event,
+                poll_seconds=inbound.poll_seconds,
+                on_pass=on_pass,
+                heartbeat=self._beat,
+                now=self.now,
+            )
+            return
+        inbox = MaildirInbox(inbound.maildir)
+        await in_daemon_thread(
+            lambda: watch_maildir(
+                inbox,
+                parts.processor,
+                stop=flag.event,
+                poll_seconds=inbound.poll_seconds,
+                on_pass=on_pass,
+                heartbeat=self._beat,
+                now=self.now,
+            ),
+            flag.event,
+        )
 
     def _beat(self) -> None:
         self._watcher_beat = monotonic_time.monotonic()
@@ -405,10 +431,9 @@ class Daemon:
         zone = ZoneInfo(parts.settings.practice.timezone)
         local = self.now().astimezone(zone)
         end_of_day = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
-        line = (
-            f"watching {', '.join(parts.settings.imap.folders)}; "
-            f"{due_by(store, end_of_day)} due today"
-        )
+        maildir = parts.settings.inbound.maildir
+        watched = str(maildir) if maildir else ", ".join(parts.settings.imap.folders)
+        line = f"watching {watched}; {due_by(store, end_of_day)} due today"
         paused = parts.dispatcher.paused_reason()
         if paused:
             line += "; SENDING PAUSED (outreach sending resume)"

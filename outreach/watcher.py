@@ -225,8 +225,24 @@ async def watch_async(
     now: Callable[[], datetime] | None = None,
 ) -> None:
     """``watch`` in a thread of its own, awaited from the daemon's event loop (IMAPClient
-    blocks). A daemon thread rather than the loop's executor: a call stuck in a socket read
-    must not hold up the process's exit. Cancelling this sets ``stop``."""
+    blocks). Cancelling this sets ``stop``."""
+    await in_daemon_thread(
+        lambda: watch(
+            imap,
+            processor,
+            stop=stop,
+            poll_seconds=poll_seconds,
+            on_pass=on_pass,
+            heartbeat=heartbeat,
+            now=now,
+        ),
+        stop,
+    )
+
+
+async def in_daemon_thread(work: Callable[[], None], stop: threading.Event) -> None:
+    """Run blocking ``work`` in a daemon thread rather than the loop's executor, so a call
+    stuck in a socket read never holds up the process's exit. Cancelling sets ``stop``."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -241,15 +257,7 @@ async def watch_async(
     def run() -> None:
         error: BaseException | None = None
         try:
-            watch(
-                imap,
-                processor,
-                stop=stop,
-                poll_seconds=poll_seconds,
-                on_pass=on_pass,
-                heartbeat=heartbeat,
-                now=now,
-            )
+            work()
         except BaseException as exc:  # handed to the awaiting task
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop may have closed meanwhile
