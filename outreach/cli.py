@@ -9,6 +9,7 @@ from __future__ import annotations
 from outreach import (
     cli_contacts,
     cli_daemon,
+    cli_demo,
     cli_inbound,
     cli_init,
     cli_outbound,
@@ -20,6 +21,7 @@ __all__ = [
     "app",
     "cli_contacts",
     "cli_daemon",
+    "cli_demo",
     "cli_inbound",
     "cli_init",
     "cli_outbound",

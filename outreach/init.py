@@ -109,12 +109,12 @@ def render_config(answers: Answers) -> str:
         ("imap", "username"): answers.sender,
     }
     for (section, key), value in values.items():
-        text = _set_value(text, section, key, value)
+        text = set_value(text, section, key, value)
     tomllib.loads(text)  # a broken result is a bug here, never a file for the user
     return text
 
 
-def _set_value(text: str, section: str, key: str, value: str) -> str:
+def set_value(text: str, section: str, key: str, value: str) -> str:
     """Replace ``key = "..."`` inside ``[section]``, keeping the line's comment."""
     start = text.index(f"\n[{section}]\n")
     end = text.find("\n[", start + 1)
