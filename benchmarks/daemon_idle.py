@@ -163,8 +163,16 @@ def main() -> None:
         print(f"(sending days: {other_day} only; today is {today})")
 
         baseline = subprocess.Popen(
-            [sys.executable, "-c", BASELINE, "127.0.0.1", str(dovecot.imaps_port), user, password,
-             str(dovecot.cert)],
+            [
+                sys.executable,
+                "-c",
+                BASELINE,
+                "127.0.0.1",
+                str(dovecot.imaps_port),
+                user,
+                password,
+                str(dovecot.cert),
+            ],
             stdout=subprocess.PIPE,
         )
         assert baseline.stdout is not None
@@ -174,12 +182,16 @@ def main() -> None:
         finally:
             baseline.terminate()
             baseline.wait()
-        print(f"  baseline  IMAPClient IDLE + asyncio timer:  {base_cpu:6.2f} CPU s/hour, "
-              f"RSS {base_rss:6.1f} MiB")
+        print(
+            f"  baseline  IMAPClient IDLE + asyncio timer:  {base_cpu:6.2f} CPU s/hour, "
+            f"RSS {base_rss:6.1f} MiB"
+        )
 
         settled_cpu, settled_rss = run_daemon(config, env, work, window)
-        print(f"  outreach run, settled (nothing due):      {settled_cpu:6.2f} CPU s/hour, "
-              f"RSS {settled_rss:6.1f} MiB")
+        print(
+            f"  outreach run, settled (nothing due):      {settled_cpu:6.2f} CPU s/hour, "
+            f"RSS {settled_rss:6.1f} MiB"
+        )
 
         store = open_store(settings.database_url)
         with store.engine.begin() as connection:
@@ -188,8 +200,10 @@ def main() -> None:
             )
         store.close()
         backlog_cpu, backlog_rss = run_daemon(config, env, work, window)
-        print(f"  outreach run, backlog ({count} due, window shut): {backlog_cpu:6.2f} CPU s/hour, "
-              f"RSS {backlog_rss:6.1f} MiB")
+        print(
+            f"  outreach run, backlog ({count} due, window shut): {backlog_cpu:6.2f} CPU s/hour, "
+            f"RSS {backlog_rss:6.1f} MiB"
+        )
     finally:
         smtp.stop()
         dovecot.stop()

@@ -48,15 +48,10 @@ NowOption = Annotated[
 def _parse_now(value: str | None, settings: Settings) -> datetime:
     if value is None:
         return _now()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            [f"--now: {value!r} is not an ISO 8601 time such as 2026-03-02T09:30"]
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo(settings.practice.timezone))
-    return parsed.astimezone(UTC)
+    from outreach.fields import parse_local_time
+
+    zone = ZoneInfo(settings.practice.timezone)
+    return parse_local_time(value, zone, "--now").astimezone(UTC)
 
 
 def _require_templates(state: Context) -> Dispatcher:

@@ -37,6 +37,7 @@ from outreach.delivery import Outcome, SmtpTransport
 from outreach.digest import digest_message
 from outreach.dispatch import Dispatcher, DispatchReport
 from outreach.errors import ConfigError, MailServerUnusable, OutreachError
+from outreach.fields import parse_local_time
 from outreach.inbound import InboundProcessor
 from outreach.instance import InstanceLock
 from outreach.logs import hide_secrets
@@ -82,14 +83,7 @@ class Clock:
         value = os.environ.get("OUTREACH_NOW", "")
         if not value:
             return cls()
-        try:
-            start = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(
-                [f"OUTREACH_NOW: {value!r} is not an ISO 8601 time such as 2026-03-02T09:30"]
-            ) from None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=zone)
+        start = parse_local_time(value, zone, "OUTREACH_NOW")
         log.warning("OUTREACH_NOW is set: the daemon's clock starts at %s", start.isoformat())
         return cls(start)
 

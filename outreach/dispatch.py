@@ -58,6 +58,7 @@ from outreach.sequencing import (
     NURTURE_STAGES,
     NURTURE_STEP_BASE,
     REPLY_STEP_BASE,
+    DueStep,
     StepRecord,
     Touch,
     finished_at,
@@ -212,18 +213,7 @@ class Dispatcher:
             zone=zone,
             paused_until=row.paused_until,
         )
-        if step is None:
-            return None
-        return Candidate(
-            contact_id=row.id,
-            email=row.email,
-            organization=row.organization,
-            segment=row.segment,
-            step_index=step.step_index,
-            due_at=step.due_at,
-            zone=zone,
-            calendar=calendar,
-        )
+        return None if step is None else self._candidate(row, step)
 
     def nurture_candidate(
         self, row: ContactRow, touch: Touch, suppressed: set[str]
@@ -237,8 +227,9 @@ class Dispatcher:
             touch=touch,
             paused_until=row.paused_until,
         )
-        if due is None:
-            return None
+        return None if due is None else self._candidate(row, due)
+
+    def _candidate(self, row: ContactRow, due: DueStep) -> Candidate:
         return Candidate(
             contact_id=row.id,
             email=row.email,

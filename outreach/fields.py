@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from datetime import datetime
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+
+from outreach.errors import ConfigError
 
 # CR and LF would let a value smuggle extra headers into a message (header injection);
 # NUL breaks SMTP and most databases. Refuse them wherever a value enters outreach.
@@ -51,3 +54,14 @@ def check_timezone(name: str) -> str:
 def has_control_characters(value: str) -> bool:
     """True if ``value`` holds CR, LF or NUL, which no single-line field may contain."""
     return _CONTROL.search(value) is not None
+
+
+def parse_local_time(value: str, zone: zoneinfo.ZoneInfo, what: str) -> datetime:
+    """An ISO 8601 time; without an offset it is read in ``zone``. ConfigError names ``what``."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            [f"{what}: {value!r} is not an ISO 8601 time such as 2026-03-02T09:30"]
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)

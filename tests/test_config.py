@@ -10,6 +10,7 @@ import pytest
 from outreach.config import load_config
 from outreach.errors import ConfigError
 from tests.conftest import Run
+from tests.test_init import SEGMENTS as STARTER_SEGMENTS
 
 
 def edit(path: Path, old: str, new: str) -> Path:
@@ -29,17 +30,7 @@ class TestExample:
     def test_the_shipped_example_is_valid(self, config_file: Path) -> None:
         settings = load_config(config_file)
         assert settings.practice.timezone == "America/New_York"
-        assert list(settings.segments) == [
-            "psychiatrist",
-            "primary_care",
-            "pediatrician",
-            "teacher",
-            "clergy",
-            "ob_gyn",
-            "family_law",
-            "hr_eap",
-            "therapist",
-        ]
+        assert list(settings.segments) == STARTER_SEGMENTS
         assert settings.segments["psychiatrist"].sequence[1].delay_business_days == 4
         assert settings.segments["psychiatrist"].profile["address_as"] == "Dr."
         assert "meeting" in settings.the_pipeline.stages
