@@ -161,12 +161,11 @@ class Demo:
 
     def reaction_message(self, sent: SendLine, reaction: Reaction, when: datetime) -> bytes:
         practice = self.settings.sender.from_address
-        domain = sent.email.rpartition("@")[2]
-        message = EmailMessage()
-        message["Date"] = format_datetime(when)
-        message["Message-ID"] = make_msgid(domain=domain)
         if reaction.kind == "bounce":
             return bounce_report(practice, sent, when)
+        message = EmailMessage()
+        message["Date"] = format_datetime(when)
+        message["Message-ID"] = make_msgid(domain=sent.email.rpartition("@")[2])
         message["From"] = sent.email
         message["To"] = practice
         message["Subject"] = f"Re: {sent.subject}"
