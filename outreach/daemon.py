@@ -275,7 +275,9 @@ class Daemon:
             )
             local = self.now().astimezone(zone)
             if local.time() >= at and not self._digest_sent(local.date()):
-                self.scheduler.add_job(self._digest, DateTrigger(), id="digest-catch-up")
+                self.scheduler.add_job(
+                    self._digest, DateTrigger(), id="digest-catch-up", replace_existing=True
+                )
 
     # --- jobs -------------------------------------------------------------------------------
 
