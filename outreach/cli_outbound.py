@@ -27,6 +27,7 @@ from outreach.cli_common import (
 from outreach.errors import (
     ConfigError,
 )
+from outreach.sequencing import step_label
 
 if TYPE_CHECKING:
     from outreach.config import Settings
@@ -178,21 +179,21 @@ def _print_report(report: DispatchReport) -> None:
     verb = "would send" if report.dry_run else "sent"
     for line in report.sent:
         out.print(
-            f"{verb} step {line.step} to {line.email}"
+            f"{verb} {line.label} to {line.email}"
             + (f": {line.subject} {line.message_id}" if line.subject else ""),
             markup=False,
         )
     for line in report.reconciled:
         out.print(
-            f"found in Sent after an interruption: step {line.step} to {line.email}", markup=False
+            f"found in Sent after an interruption: {line.label} to {line.email}", markup=False
         )
     for line in report.retrying:
-        out.print(f"will retry step {line.step} to {line.email}: {line.detail}", markup=False)
+        out.print(f"will retry {line.label} to {line.email}: {line.detail}", markup=False)
     for line in report.failed:
-        out.print(f"failed step {line.step} to {line.email}: {line.detail}", markup=False)
+        out.print(f"failed {line.label} to {line.email}: {line.detail}", markup=False)
     for line in report.unknown:
         out.print(
-            f"UNKNOWN whether step {line.step} reached {line.email} ({line.message_id}); "
+            f"UNKNOWN whether {line.label} reached {line.email} ({line.message_id}); "
             "check, then `outreach outbox resolve`",
             markup=False,
         )
@@ -242,7 +243,7 @@ def outbox_list(
             str(e.id),
             e.state,
             e.email,
-            str(e.step),
+            step_label(e.step),
             e.subject,
             f"{e.updated_at:%Y-%m-%d %H:%M}",
             e.last_error,

@@ -554,17 +554,17 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 def _log_report(report: DispatchReport) -> None:
     for line in report.sent:
-        log.info("sent step %d to %s: %s", line.step, line.email, line.message_id)
+        log.info("sent %s to %s: %s", line.label, line.email, line.message_id)
     for line in report.reconciled:
-        log.info("found in Sent after an interruption: step %d to %s", line.step, line.email)
+        log.info("found in Sent after an interruption: %s to %s", line.label, line.email)
     for line in report.retrying:
-        log.warning("will retry step %d to %s: %s", line.step, line.email, line.detail)
+        log.warning("will retry %s to %s: %s", line.label, line.email, line.detail)
     for line in report.failed:
-        log.warning("failed step %d to %s: %s", line.step, line.email, line.detail)
+        log.warning("failed %s to %s: %s", line.label, line.email, line.detail)
     for line in report.unknown:
         log.error(
-            "UNKNOWN whether step %d reached %s (%s); check, then `outreach outbox resolve`",
-            line.step,
+            "UNKNOWN whether %s reached %s (%s); check, then `outreach outbox resolve`",
+            line.label,
             line.email,
             line.message_id,
         )

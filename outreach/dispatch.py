@@ -53,6 +53,7 @@ from outreach.sequencing import (
     ACTIVE_STAGES,
     NURTURE_STEP_BASE,
     REPLY_STEP_BASE,
+    step_label,
 )
 from outreach.store import Store, in_chunks
 from outreach.templates import TemplateSet
@@ -79,6 +80,11 @@ class SendLine:
     message_id: str
     at: datetime
     detail: str = ""
+
+    @property
+    def label(self) -> str:
+        """How people read the step: "step 2", "rule reply" or "check-in 1"."""
+        return step_label(self.step)
 
 
 @dataclass

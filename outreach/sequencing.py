@@ -129,3 +129,12 @@ def next_nurture(
     if paused_until is not None and paused_until > due:
         due = paused_until
     return DueStep(step_index=NURTURE_STEP_BASE + touch.nurtures_sent, due_at=due)
+
+
+def step_label(number: int) -> str:
+    """How people read a ledger step (1-based): "step 2", "rule reply", "check-in 1"."""
+    if number > NURTURE_STEP_BASE:
+        return f"check-in {number - NURTURE_STEP_BASE}"
+    if number > REPLY_STEP_BASE:
+        return "rule reply"
+    return f"step {number}"

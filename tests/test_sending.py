@@ -424,3 +424,15 @@ class TestNurture:
             session.commit()
         report = world.run(T0 + timedelta(days=200))
         assert [line for line in report.sent if line.step > 1000] == []
+
+
+def test_steps_read_as_people_say_them() -> None:
+    from outreach.sequencing import step_label
+
+    assert [step_label(n) for n in (1, 3, 1001, 2001, 2002)] == [
+        "step 1",
+        "step 3",
+        "rule reply",
+        "check-in 1",
+        "check-in 2",
+    ]
