@@ -259,13 +259,10 @@ class Dispatcher(DueSteps):
             return row, message
         message_id = new_message_id(self.settings.sender.message_id_domain)
         message = self.compose(contact, candidate.step_index, earlier, message_id, now)
-        segment = self.settings.segments[contact.segment]
         row = OutboxRow(
             contact_id=contact.id,
             step_index=candidate.step_index,
-            template=segment.nurture_template
-            if nurture
-            else segment.sequence[candidate.step_index].template,
+            template=self.template_of(candidate),
             message_id=message_id,
             subject=message.subject,
             state="queued",

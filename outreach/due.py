@@ -57,6 +57,7 @@ class Candidate:
     zone: ZoneInfo
     calendar: BusinessCalendar
     outbox_id: int | None = None  # an existing retry/queued row, resent with its Message-ID
+    template: str | None = None  # that row's template
 
     @property
     def key(self) -> tuple[int, int]:
@@ -160,6 +161,15 @@ class DueSteps:
         )
         return None if due is None else self._candidate(row, due)
 
+    def template_of(self, candidate: Candidate) -> str:
+        """The template a candidate step sends: its row's, the check-in's, or the sequence's."""
+        if candidate.template is not None:
+            return candidate.template
+        segment = self.settings.segments[candidate.segment]
+        if candidate.step_index >= NURTURE_STEP_BASE:
+            return segment.nurture_template
+        return segment.sequence[candidate.step_index].template
+
     def _candidate(self, row: ContactRow, due: DueStep) -> Candidate:
         return Candidate(
             contact_id=row.id,
@@ -251,6 +261,7 @@ class DueSteps:
                 zone=self.zone_for(contact.timezone),
                 calendar=self.calendar_for(contact.segment),
                 outbox_id=row.id,
+                template=row.template,
             )
             for row, contact in session.execute(query)
             if contact.segment in self.settings.segments

@@ -17,7 +17,7 @@ from outreach.errors import OutreachError, TemplateProblem
 from outreach.ledger import SENDING_PAUSED
 from outreach.models import ContactRow, OutboxRow, StateRow
 from outreach.pacing import schedule
-from outreach.sequencing import StepRecord
+from outreach.sequencing import NURTURE_STAGES, StepRecord
 from outreach.store import Store
 from outreach.templates import TemplateSet
 
@@ -178,6 +178,9 @@ def plan(dispatcher: Dispatcher, *, now: datetime, days: int) -> list[PlannedSen
         ledger = dispatcher._ledger(session, list(rows))
         suppressed = dispatcher._suppressed(session, [r.email_key for r in rows.values()])
         records = {cid: list(ledger.get(cid, [])) for cid in rows}
+        touches = dispatcher._touches(
+            session, [cid for cid, r in rows.items() if r.stage in NURTURE_STAGES]
+        )
         waiting = {c.key: c for c in dispatcher._waiting_rows(session, until)}
         for _round in range(
             1 + max((len(s.sequence) for s in settings.segments.values()), default=0)
@@ -185,7 +188,12 @@ def plan(dispatcher: Dispatcher, *, now: datetime, days: int) -> list[PlannedSen
             candidates = list(waiting.values())
             waiting = {}
             for cid, row in rows.items():
-                candidate = dispatcher.next_candidate(row, records[cid], suppressed)
+                touch = touches.get(cid)
+                candidate = (
+                    dispatcher.nurture_candidate(row, touch, suppressed)
+                    if row.stage in NURTURE_STAGES and touch is not None
+                    else dispatcher.next_candidate(row, records[cid], suppressed)
+                )
                 if candidate is None:
                     continue
                 if any(r.step_index == candidate.step_index for r in records[cid]):
@@ -199,7 +207,7 @@ def plan(dispatcher: Dispatcher, *, now: datetime, days: int) -> list[PlannedSen
                 break
             for due, at in scheduled:
                 c = by_key[due.key]  # type: ignore[index]
-                template = settings.segments[c.segment].sequence[c.step_index].template
+                template = dispatcher.template_of(c)
                 planned.append(PlannedSend(at, c.email, c.segment, c.step_index + 1, template))
                 records.setdefault(c.contact_id, []).append(StepRecord(c.step_index, "sent", at))
                 if rows.get(c.contact_id) is not None and rows[c.contact_id].stage == "new":

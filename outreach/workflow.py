@@ -24,7 +24,7 @@ from outreach.models import ContactRow, OutboxRow
 from outreach.notify import notice, send_notice
 from outreach.pipeline import Pipeline, StageChange
 from outreach.rules import RuleEvent, evaluate
-from outreach.sequencing import REPLY_STEP_BASE
+from outreach.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
 from outreach.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,9 @@ def queue_reply(
     """A ledger row for a rule's reply: sent by the dispatcher under the sending policy."""
     highest = session.scalar(
         select(func.max(OutboxRow.step_index)).where(
-            OutboxRow.contact_id == contact.id, OutboxRow.step_index >= REPLY_STEP_BASE
+            OutboxRow.contact_id == contact.id,
+            OutboxRow.step_index >= REPLY_STEP_BASE,
+            OutboxRow.step_index < NURTURE_STEP_BASE,  # check-ins number on their own
         )
     )
     session.add(

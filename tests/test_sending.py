@@ -436,3 +436,54 @@ def test_steps_read_as_people_say_them() -> None:
         "check-in 1",
         "check-in 2",
     ]
+
+
+def test_plan_forecasts_check_ins_and_queued_rule_replies(world: World) -> None:
+    """plan shows what the dispatcher will send: a waiting rule reply (once crashed with an
+    IndexError: a reply's step is past the sequence) and an engaged source's check-in."""
+    from outreach.contacts import set_stage
+    from outreach.outbound import plan
+    from outreach.workflow import queue_reply
+
+    world.run(T0)
+    pipeline = world.settings.the_pipeline
+    engaged_at = T0 + timedelta(days=1)
+    set_stage(world.store, pipeline, "alma@nb.example.com", "engaged", now=engaged_at)
+    with world.store.session() as session:
+        from sqlalchemy import select
+
+        from outreach.models import ContactRow
+
+        tom = session.scalars(
+            select(ContactRow).where(ContactRow.email == "tom@lm.example.org")
+        ).one()
+        queue_reply(session, world.settings, tom, "thank_you", engaged_at)
+        session.commit()
+    planned = plan(world.dispatcher, now=engaged_at, days=100)
+    forecast = [(p.email, p.step, p.template) for p in planned]
+    assert ("tom@lm.example.org", 1001, "thank_you") in forecast
+    check_ins = [p for p in planned if p.email == "alma@nb.example.com" and p.step > 2000]
+    assert [(p.step, p.template) for p in check_ins] == [(2001, "nurture")]
+    assert check_ins[0].at >= engaged_at + timedelta(days=90)
+
+
+def test_a_rule_reply_after_a_check_in_is_numbered_as_a_reply(
+    world: World, smtp_sink: SmtpServer
+) -> None:
+    from sqlalchemy import select
+
+    from outreach.contacts import set_stage
+    from outreach.models import ContactRow
+    from outreach.workflow import queue_reply
+
+    world.run(T0)
+    set_stage(world.store, world.settings.the_pipeline, "alma@nb.example.com", "engaged", now=T0)
+    world.run(T0 + timedelta(days=91))  # the first check-in: step index 2000
+    with world.store.session() as session:
+        alma = session.scalars(
+            select(ContactRow).where(ContactRow.email == "alma@nb.example.com")
+        ).one()
+        queue_reply(session, world.settings, alma, "thank_you", T0 + timedelta(days=92))
+        session.commit()
+    steps = sorted(s for e, s, _st in world.states() if e == "alma@nb.example.com")
+    assert steps == [1, 1001, 2001]
