@@ -24,15 +24,8 @@ from outreach.models import (
     ReferralRow,
     StageChangeRow,
 )
-from outreach.pipeline import (
-    CONTACTED,
-    ENGAGED,
-    NEW,
-    REFERRING,
-    Pipeline,
-    StageChange,
-    change_stage,
-)
+from outreach.pipeline import NEW, REFERRING, Pipeline, StageChange, change_stage
+from outreach.sequencing import ACTIVE_STAGES, NURTURE_STAGES
 from outreach.store import Store, in_chunks
 
 _UPDATABLE = ("first_name", "last_name", "title", "organization", "segment", "timezone", "tags")
@@ -322,7 +315,7 @@ def move_contact(
     if change is not None:
         row.stage = change.to_stage
         row.updated_at = now
-        if change.to_stage in (NEW, CONTACTED, ENGAGED, REFERRING):
+        if change.to_stage in ACTIVE_STAGES | NURTURE_STAGES:
             # Back in a sequence, or kept in touch by check-ins: let the dispatcher look again.
             row.next_check_at = now
         session = Session.object_session(row)
