@@ -24,6 +24,7 @@ import time as monotonic_time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -50,14 +51,14 @@ from outreach.status import (
     DIGEST_SENT_ON,
     LAST_DISPATCH,
     LAST_SYNC,
-    due_by,
+    due_today,
     read_fact,
     record_facts,
 )
 from outreach.store import Store, open_store
 from outreach.systemd import Notifier, watchdog_interval
 from outreach.templates import TemplateSet
-from outreach.watcher import SyncReport, in_daemon_thread, watch_async
+from outreach.watcher import SyncReport, in_daemon_thread, watch
 
 log = logging.getLogger(__name__)
 
@@ -345,23 +346,15 @@ class Daemon:
         inbound = parts.settings.inbound
 
         def on_pass(report: SyncReport) -> None:
-            _call_soon(loop, self._after_sync, report)
+            loop.call_soon_threadsafe(self._after_sync, report)
 
-        if inbound.maildir is None:
-            await watch_async(
-                parts.settings.imap,
-                parts.processor,
-                stop=flag.event,
-                poll_seconds=inbound.poll_seconds,
-                on_pass=on_pass,
-                heartbeat=self._beat,
-                now=self.now,
-            )
-            return
-        inbox = MaildirInbox(inbound.maildir)
+        source = (
+            partial(watch, parts.settings.imap)
+            if inbound.maildir is None
+            else partial(watch_maildir, MaildirInbox(inbound.maildir))
+        )
         await in_daemon_thread(
-            lambda: watch_maildir(
-                inbox,
+            lambda: source(
                 parts.processor,
                 stop=flag.event,
                 poll_seconds=inbound.poll_seconds,
@@ -420,16 +413,14 @@ class Daemon:
     # --- health -----------------------------------------------------------------------------
 
     def status_line(self) -> str:
-        """One line for systemd's STATUS=: what is watched, what is due, the last reply."""
+        """One line for systemd's STATUS=: what is watched, what is due, a paused sending."""
         parts, store = self.parts, self.store
         if parts is None or store is None:
             return "starting"
         zone = ZoneInfo(parts.settings.practice.timezone)
-        local = self.now().astimezone(zone)
-        end_of_day = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
         maildir = parts.settings.inbound.maildir
         watched = str(maildir) if maildir else ", ".join(parts.settings.imap.folders)
-        line = f"watching {watched}; {due_by(store, end_of_day)} due today"
+        line = f"watching {watched}; {due_today(store, zone, self.now())} due today"
         paused = parts.dispatcher.paused_reason()
         if paused:
             line += "; SENDING PAUSED (outreach sending resume)"
@@ -535,12 +526,6 @@ def _load(config_path: Path | None) -> Settings:
         raise ConfigError(problems)
     hide_secrets(settings.secret_values())
     return settings
-
-
-def _call_soon(
-    loop: asyncio.AbstractEventLoop, function: Callable[[SyncReport], None], report: SyncReport
-) -> None:
-    loop.call_soon_threadsafe(function, report)
 
 
 def time_pair() -> tuple[float, float]:

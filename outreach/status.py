@@ -80,8 +80,6 @@ class Status:
 
 def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
     """Read the daemon's facts and the pipeline (nothing is written)."""
-    zone = ZoneInfo(settings.practice.timezone)
-    end_of_today = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), time(), zone)
     running = daemon_running(settings.database_url)
     with store.session() as session:
         facts = {row.key: row for row in session.scalars(select(StateRow))}
@@ -114,11 +112,17 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         last_dispatch_summary=dispatch.value if dispatch else "",
         last_sync=sync.updated_at if sync else None,
         last_reply=last_reply,
-        due_today=due_by(store, end_of_today),
+        due_today=due_today(store, ZoneInfo(settings.practice.timezone), now),
         sending_paused=paused.value if paused else None,
         outbox_problems={str(k): int(v) for k, v in problems.items()},
         pipeline=pipeline,
     )
+
+
+def due_today(store: Store, zone: ZoneInfo, now: datetime) -> int:
+    """Steps due by the end of the practice's day (``due_by`` midnight in ``zone``)."""
+    end = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), time(), zone)
+    return due_by(store, end)
 
 
 def due_by(store: Store, until: datetime) -> int:
