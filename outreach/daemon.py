@@ -52,6 +52,7 @@ from outreach.status import (
     LAST_DISPATCH,
     LAST_SYNC,
     due_today,
+    last_reply,
     read_fact,
     record_facts,
 )
@@ -413,14 +414,21 @@ class Daemon:
     # --- health -----------------------------------------------------------------------------
 
     def status_line(self) -> str:
-        """One line for systemd's STATUS=: what is watched, what is due, a paused sending."""
+        """One line for systemd's STATUS=: what is watched, what is due, the last reply, and
+        whether sending is paused ("watching INBOX; 3 due today; last reply 10:42")."""
         parts, store = self.parts, self.store
         if parts is None or store is None:
             return "starting"
         zone = ZoneInfo(parts.settings.practice.timezone)
+        now = self.now()
         maildir = parts.settings.inbound.maildir
         watched = str(maildir) if maildir else ", ".join(parts.settings.imap.folders)
-        line = f"watching {watched}; {due_today(store, zone, self.now())} due today"
+        line = f"watching {watched}; {due_today(store, zone, now)} due today"
+        replied = last_reply(store)
+        if replied is not None:
+            local = replied.astimezone(zone)
+            same_day = local.date() == now.astimezone(zone).date()
+            line += f"; last reply {local:%H:%M}" if same_day else f"; last reply {local:%Y-%m-%d}"
         paused = parts.dispatcher.paused_reason()
         if paused:
             line += "; SENDING PAUSED (outreach sending resume)"

@@ -96,9 +96,6 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
                 .group_by(OutboxRow.state)
             ).all()
         )
-        last_reply = session.scalar(
-            select(func.max(InboundEventRow.received_at)).where(InboundEventRow.kind == "reply")
-        )
     pid = facts.get(DAEMON_PID)
     started = facts.get(DAEMON_STARTED)
     dispatch = facts.get(LAST_DISPATCH)
@@ -111,12 +108,20 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         last_dispatch=dispatch.updated_at if dispatch else None,
         last_dispatch_summary=dispatch.value if dispatch else "",
         last_sync=sync.updated_at if sync else None,
-        last_reply=last_reply,
+        last_reply=last_reply(store),
         due_today=due_today(store, ZoneInfo(settings.practice.timezone), now),
         sending_paused=paused.value if paused else None,
         outbox_problems={str(k): int(v) for k, v in problems.items()},
         pipeline=pipeline,
     )
+
+
+def last_reply(store: Store) -> datetime | None:
+    """When the latest reply from a source was read."""
+    with store.session() as session:
+        return session.scalar(
+            select(func.max(InboundEventRow.received_at)).where(InboundEventRow.kind == "reply")
+        )
 
 
 def due_today(store: Store, zone: ZoneInfo, now: datetime) -> int:

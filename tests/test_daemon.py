@@ -321,6 +321,10 @@ class TestFaults:
             60,
         )
         assert daemon.notify.count("WATCHDOG=1") > pings
+        daemon.wait_until(
+            "a status naming the reply",
+            lambda: any("; last reply " in s for s in daemon.notify.statuses()),
+        )
         assert daemon.stop()[0] == 0
         assert "inbox: reply from p0@org0.example.com" in daemon.output()
         assert "let's talk" not in daemon.output()  # bodies are never logged
