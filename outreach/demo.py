@@ -83,16 +83,14 @@ REFERRAL_FROM = ("alma.reyes@northbaypsych.example.com", timedelta(days=7))
 class DeliveryHandler:
     """aiosmtpd handler: each accepted message goes into its recipient's Maildir."""
 
-    def __init__(self, mail: Path, on_delivery: Callable[[str, bytes], None]) -> None:
+    def __init__(self, mail: Path) -> None:
         self.mail = mail
-        self.on_delivery = on_delivery
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data = envelope.original_content or envelope.content
         for recipient in envelope.rcpt_tos:
             box = mailbox.Maildir(self.mail / recipient.lower(), create=True)
             box.add(data)
-            self.on_delivery(recipient.lower(), data)
         return "250 OK: delivered to the demo's Maildir"
 
 
@@ -106,7 +104,6 @@ class Demo:
     store: Store = field(init=False)
     pending: list[tuple[datetime, bytes]] = field(default_factory=list)
     final: list[tuple[str, str, str, str]] = field(default_factory=list)
-    delivered: list[tuple[str, bytes]] = field(default_factory=list)
     now: datetime = field(init=False)
 
     @property
@@ -147,9 +144,6 @@ class Demo:
         return datetime.combine(monday, time(8, 30), ZONE)
 
     # --- the sources' side ------------------------------------------------------------------
-
-    def on_delivery(self, recipient: str, data: bytes) -> None:
-        self.delivered.append((recipient, data))
 
     def react(self, sent: SendLine) -> None:
         """Schedule a source's reaction to our first email, as the demo's script says."""
@@ -341,9 +335,7 @@ def run_demo(parent: Path | None, say: Callable[[str], None]) -> Demo:
 
     demo = Demo(make_folder(parent), say)
     port = free_port()
-    controller = Controller(
-        DeliveryHandler(demo.mail, demo.on_delivery), hostname="127.0.0.1", port=port
-    )
+    controller = Controller(DeliveryHandler(demo.mail), hostname="127.0.0.1", port=port)
     controller.start()
     try:
         demo.run(port)
