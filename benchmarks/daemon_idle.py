@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
-from outreach.contacts import import_contacts  # noqa: E402
-from outreach.store import open_store  # noqa: E402
+from outreach.services.contacts import import_contacts  # noqa: E402
+from outreach.store.database import open_store  # noqa: E402
 from tests.mailstack import start_dovecot, start_smtp  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
-from outreach.dispatch import Dispatcher  # noqa: E402
-from outreach.models import ContactRow  # noqa: E402
-from outreach.pacing import schedule  # noqa: E402
-from outreach.sequencing import ACTIVE_STAGES  # noqa: E402
-from outreach.store import open_store  # noqa: E402
-from outreach.templates import TemplateSet  # noqa: E402
+from outreach.domain.pacing import schedule  # noqa: E402
+from outreach.domain.sequencing import ACTIVE_STAGES  # noqa: E402
+from outreach.mail.templates import TemplateSet  # noqa: E402
+from outreach.services.dispatch import Dispatcher  # noqa: E402
+from outreach.store.database import open_store  # noqa: E402
+from outreach.store.models import ContactRow  # noqa: E402
 
 DUE = 100
 NOW = datetime(2027, 3, 1, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York

@@ -22,9 +22,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from outreach.contacts import import_contacts
-from outreach.pipeline import Pipeline
-from outreach.store import open_store
+from outreach.domain.pipeline import Pipeline
+from outreach.services.contacts import import_contacts
+from outreach.store.database import open_store
 
 SEGMENTS = ["psychiatrist", "physician", "pediatrician", "teacher", "clergy", "attorney"]
 ZONES = ["", "America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London"]

@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
-from outreach.contacts import import_contacts, show_contact  # noqa: E402
-from outreach.inbound import InboundProcessor  # noqa: E402
-from outreach.models import OutboxRow  # noqa: E402
-from outreach.store import open_store  # noqa: E402
-from outreach.watcher import sync_once, watch  # noqa: E402
+from outreach.mail.imap_inbox import sync_once, watch  # noqa: E402
+from outreach.services.contacts import import_contacts, show_contact  # noqa: E402
+from outreach.services.inbound import InboundProcessor  # noqa: E402
+from outreach.store.database import open_store  # noqa: E402
+from outreach.store.models import OutboxRow  # noqa: E402
 from tests.mailstack import start_dovecot  # noqa: E402
 
 NOW = datetime.now(UTC)

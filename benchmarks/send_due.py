@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
-from outreach.contacts import import_contacts  # noqa: E402
-from outreach.dispatch import Dispatcher  # noqa: E402
-from outreach.store import open_store  # noqa: E402
-from outreach.templates import TemplateSet  # noqa: E402
+from outreach.mail.templates import TemplateSet  # noqa: E402
+from outreach.services.contacts import import_contacts  # noqa: E402
+from outreach.services.dispatch import Dispatcher  # noqa: E402
+from outreach.store.database import open_store  # noqa: E402
 
 RELAXED = {
     "SMTP__SECURITY": "none",

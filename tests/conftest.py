@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from outreach.cli import app
-from outreach.store import Store, open_store
+from outreach.store.database import Store, open_store
 from tests.mailstack import (
     Dovecot,
     Postgres,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outreach.config import load_config
-from outreach.outbound import list_outbox
-from outreach.store import open_store
+from outreach.services.outbound import list_outbox
+from outreach.store.database import open_store
 
 
 class NotifyListener:

@@ -7,7 +7,7 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.classify import classify
+from outreach.domain.classify import classify
 
 OURS = "<abc123@calmharbor.example.com>"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.store import Store
+from outreach.store.database import Store
 from tests.conftest import EXAMPLE_CONTACTS, ROOT, Run
 
 

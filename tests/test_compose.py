@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from outreach.compose import Thread, build_message, reply_subject, thread_for
 from outreach.config import load_config
-from outreach.templates import RenderedMessage
+from outreach.mail.compose import Thread, build_message, reply_subject, thread_for
+from outreach.mail.templates import RenderedMessage
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 RENDERED = RenderedMessage(template="t", subject="Hello", body="Dear Ann,\n\nHi.\n")

@@ -7,7 +7,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.contacts_csv import (
+from outreach.domain.contacts_csv import (
     ContactRecord,
     ParsedContacts,
     custom_field_key,
@@ -15,7 +15,7 @@ from outreach.contacts_csv import (
     split_tags,
     write_contacts,
 )
-from outreach.pipeline import BUILTIN_STAGES
+from outreach.domain.pipeline import BUILTIN_STAGES
 
 SEGMENTS = ("psychiatrist", "teacher", "clergy")
 

@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import func, select
 
-from outreach import contacts
+from outreach.domain.pipeline import ExtraStage, Pipeline
 from outreach.errors import ContactNotFound, ImportProblems, InvalidStage, StoreError
-from outreach.models import ContactRow, StageChangeRow
-from outreach.pipeline import ExtraStage, Pipeline
-from outreach.store import Store, open_store
+from outreach.services import contacts
+from outreach.store.database import Store, open_store
+from outreach.store.models import ContactRow, StageChangeRow
 
 PIPELINE = Pipeline.with_extra([ExtraStage("meeting", "engaged")])
 SEGMENTS = ["psychiatrist", "teacher", "clergy"]
@@ -231,7 +231,7 @@ class TestMigrations:
     def test_upgrade_from_the_first_schema_keeps_contacts(self, database_url: str) -> None:
         from alembic import command
 
-        from outreach.store import _alembic_config
+        from outreach.store.database import _alembic_config
 
         store = Store(database_url)
         try:

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from outreach import watcher
-from outreach.daemon import Clock, Daemon
-from outreach.systemd import Notifier
+from outreach.mail import imap_inbox as watcher
+from outreach.runtime.daemon import Clock, Daemon
+from outreach.runtime.systemd import Notifier
 from tests.conftest import Run
 from tests.daemon_harness import NotifyListener, ledger_states, received_counts, write_contacts
 from tests.mailstack import SmtpServer

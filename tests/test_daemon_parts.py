@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from outreach.daemon import Clock
-from outreach.digest import DigestFacts, compose_digest
 from outreach.errors import AlreadyRunning, ConfigError
-from outreach.instance import InstanceLock, daemon_running
-from outreach.logs import OneLineFormatter
-from outreach.outbound import PlannedSend
-from outreach.reporting import Attention
-from outreach.systemd import Notifier, journal_attached, watchdog_interval
+from outreach.report.build import Attention
+from outreach.runtime.daemon import Clock
+from outreach.runtime.logs import OneLineFormatter
+from outreach.runtime.systemd import Notifier, journal_attached, watchdog_interval
+from outreach.services.digest import DigestFacts, compose_digest
+from outreach.services.outbound import PlannedSend
+from outreach.store.instance import InstanceLock, daemon_running
 
 ZONE = ZoneInfo("America/New_York")
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from outreach.cli import app
-from outreach.demo import run_demo
 from outreach.errors import ConfigError
+from outreach.runtime.demo import run_demo
 
 
 def test_the_demo_runs_the_whole_loop_and_leaves_the_mail_to_read(tmp_path: Path) -> None:

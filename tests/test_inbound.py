@@ -15,14 +15,14 @@ from imapclient import IMAPClient
 from sqlalchemy import update
 
 from outreach.config import load_config
-from outreach.contacts import import_contacts, show_contact
-from outreach.dispatch import Dispatcher
-from outreach.inbound import InboundProcessor
-from outreach.models import MailboxStateRow
-from outreach.outbound import list_outbox
-from outreach.store import Store, open_store
-from outreach.templates import TemplateSet
-from outreach.watcher import sync_once, watch, watch_async
+from outreach.mail.imap_inbox import sync_once, watch, watch_async
+from outreach.mail.templates import TemplateSet
+from outreach.services.contacts import import_contacts, show_contact
+from outreach.services.dispatch import Dispatcher
+from outreach.services.inbound import InboundProcessor
+from outreach.services.outbound import list_outbox
+from outreach.store.database import Store, open_store
+from outreach.store.models import MailboxStateRow
 from tests.conftest import Run
 from tests.mailstack import Dovecot, SmtpServer
 

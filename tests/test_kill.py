@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from outreach.config import load_config
-from outreach.outbound import list_outbox
-from outreach.store import open_store
+from outreach.services.outbound import list_outbox
+from outreach.store.database import open_store
 from tests.mailstack import SmtpServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

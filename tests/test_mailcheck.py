@@ -11,7 +11,7 @@ import pytest
 
 from outreach.config import Settings, load_config
 from outreach.errors import MailServerUnusable
-from outreach.mailcheck import check_imap, check_smtp
+from outreach.mail.check import check_imap, check_smtp
 from tests.conftest import Run
 from tests.mailstack import Dovecot, SmtpServer, free_port, start_smtp
 

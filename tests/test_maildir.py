@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from outreach.config import load_config
-from outreach.contacts import import_contacts, show_contact
 from outreach.errors import ConfigError
-from outreach.inbound import InboundProcessor
-from outreach.maildir import MaildirInbox
-from outreach.store import open_store
+from outreach.mail.maildir import MaildirInbox
+from outreach.services.contacts import import_contacts, show_contact
+from outreach.services.inbound import InboundProcessor
+from outreach.store.database import open_store
 from tests.conftest import without_rules
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outreach.domain.pipeline import BUILTIN_STAGES, ExtraStage, Pipeline, change_stage
 from outreach.errors import InvalidStage
-from outreach.pipeline import BUILTIN_STAGES, ExtraStage, Pipeline, change_stage
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

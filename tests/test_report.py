@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from outreach import contacts
 from outreach.config import load_config
-from outreach.models import OutboxRow, StateRow
-from outreach.pipeline import ExtraStage, Pipeline
-from outreach.report_html import render_html
-from outreach.reporting import build_report
-from outreach.store import Store
+from outreach.domain.pipeline import ExtraStage, Pipeline
+from outreach.report.build import build_report
+from outreach.report.html import render_html
+from outreach.services import contacts
+from outreach.store.database import Store
+from outreach.store.models import OutboxRow, StateRow
 from tests.conftest import IN_CI, Run
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ import pytest
 from imapclient import IMAPClient
 
 from outreach.config import Rule, load_config
-from outreach.contacts import show_contact
+from outreach.domain.rules import RuleEvent, evaluate
 from outreach.errors import ConfigError
-from outreach.rules import RuleEvent, evaluate
+from outreach.services.contacts import show_contact
 from tests.conftest import ROOT, Run, without_rules
 from tests.mailstack import Dovecot, SmtpServer
 from tests.test_inbound import Practice, reply
@@ -153,7 +153,7 @@ class TestOnRealServers:
             assert "rule 0, 1 on reply" in effect
             contact = (
                 practice.store
-                and __import__("outreach.contacts", fromlist=["x"])
+                and __import__("outreach.services.contacts", fromlist=["x"])
                 .show_contact(practice.store, email)
                 .contact
             )
@@ -224,8 +224,8 @@ def test_reply_with_sends_a_threaded_reply_under_the_sending_policy(
     from datetime import timedelta
     from email import message_from_bytes
 
-    from outreach.dispatch import Dispatcher
-    from outreach.templates import TemplateSet
+    from outreach.mail.templates import TemplateSet
+    from outreach.services.dispatch import Dispatcher
     from tests.test_inbound import T0
 
     outbound_config.write_text(

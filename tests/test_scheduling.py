@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.business_days import SendingWindow, make_calendar
-from outreach.pacing import DueSend, Policy, SendLog, schedule
-from outreach.sequencing import StepRecord, finished_at, next_step
+from outreach.domain.business_days import SendingWindow, make_calendar
+from outreach.domain.pacing import DueSend, Policy, SendLog, schedule
+from outreach.domain.sequencing import StepRecord, finished_at, next_step
 
 NY = ZoneInfo("America/New_York")
 CHICAGO = ZoneInfo("America/Chicago")

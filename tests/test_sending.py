@@ -13,10 +13,10 @@ import pytest
 from imapclient import IMAPClient
 
 from outreach.config import Settings, load_config
-from outreach.dispatch import Dispatcher, DispatchReport
-from outreach.outbound import list_outbox, resolve_outbox, resume_sending
-from outreach.store import Store, open_store
-from outreach.templates import TemplateSet
+from outreach.mail.templates import TemplateSet
+from outreach.services.dispatch import Dispatcher, DispatchReport
+from outreach.services.outbound import list_outbox, resolve_outbox, resume_sending
+from outreach.store.database import Store, open_store
 from tests.conftest import ROOT, Run
 from tests.mailstack import Dovecot, SmtpServer
 
@@ -34,7 +34,7 @@ class World:
     """A configured practice with two imported contacts, driven pass by pass."""
 
     def __init__(self, config: Path, now: datetime = T0) -> None:
-        from outreach.contacts import import_contacts
+        from outreach.services.contacts import import_contacts
 
         self.settings: Settings = load_config(config)
         self.store: Store = open_store(self.settings.database_url)
@@ -88,7 +88,7 @@ class TestSequence:
         assert "Dear Dr. Reyes," in body
         assert "120 Harbor Street" in body and "unsubscribe" in body
         assert smtp_sink.received[0].mail_from == "maya@calmharbor.example.com"
-        from outreach.contacts import show_contact
+        from outreach.services.contacts import show_contact
 
         history = show_contact(world.store, "alma@nb.example.com")
         assert history.contact.stage == "contacted"
@@ -109,7 +109,7 @@ class TestSequence:
         assert follow_up["References"] == intro["Message-ID"]
 
     def test_a_reply_stops_the_sequence(self, world: World) -> None:
-        from outreach.contacts import set_stage
+        from outreach.services.contacts import set_stage
 
         world.run(T0)
         set_stage(
@@ -123,7 +123,7 @@ class TestSequence:
         assert [line.email for line in later] == ["tom@lm.example.org"]
 
     def test_moving_back_by_hand_resumes_the_sequence(self, world: World) -> None:
-        from outreach.contacts import set_stage
+        from outreach.services.contacts import set_stage
 
         world.run(T0)
         pipeline = world.settings.the_pipeline
@@ -153,7 +153,7 @@ class TestSequence:
         assert report.finished == ["alma@nb.example.com"]
 
     def test_suppressed_address_gets_nothing(self, world: World) -> None:
-        from outreach.ledger import suppress
+        from outreach.store.ledger import suppress
 
         with world.store.session() as session:
             suppress(session, "tom@lm.example.org", "asked by phone", T0)
@@ -175,7 +175,7 @@ class TestFaults:
     def test_permanent_failure_bounces_and_suppresses(
         self, world: World, smtp_sink: SmtpServer
     ) -> None:
-        from outreach.contacts import show_contact
+        from outreach.services.contacts import show_contact
 
         smtp_sink.handler.rcpt_replies += ["550 5.1.1 no such user"]
         report = world.run(T0)
@@ -238,7 +238,7 @@ class TestSentFolder:
                 assert len(imap.search("ALL")) == 2
             # Simulate a crash after the send: the row is left in 'sending'.
             with world.store.session() as session:
-                from outreach.models import OutboxRow
+                from outreach.store.models import OutboxRow
 
                 row = session.query(OutboxRow).first()
                 assert row is not None
@@ -378,7 +378,7 @@ class TestNurture:
     def test_an_engaged_source_gets_a_check_in_every_90_days(
         self, world: World, smtp_sink: SmtpServer
     ) -> None:
-        from outreach.contacts import set_stage
+        from outreach.services.contacts import set_stage
 
         world.run(T0)  # both intros
         engaged_at = T0 + timedelta(days=2)
@@ -412,8 +412,8 @@ class TestNurture:
     def test_no_check_in_for_other_stages_or_suppressed_sources(
         self, world: World, smtp_sink: SmtpServer
     ) -> None:
-        from outreach.contacts import set_stage
-        from outreach.ledger import suppress
+        from outreach.services.contacts import set_stage
+        from outreach.store.ledger import suppress
 
         world.run(T0)
         pipeline = world.settings.the_pipeline
@@ -427,7 +427,7 @@ class TestNurture:
 
 
 def test_steps_read_as_people_say_them() -> None:
-    from outreach.sequencing import step_label
+    from outreach.domain.sequencing import step_label
 
     assert [step_label(n) for n in (1, 3, 1001, 2001, 2002)] == [
         "step 1",
@@ -441,9 +441,9 @@ def test_steps_read_as_people_say_them() -> None:
 def test_plan_forecasts_check_ins_and_queued_rule_replies(world: World) -> None:
     """plan shows what the dispatcher will send: a waiting rule reply (once crashed with an
     IndexError: a reply's step is past the sequence) and an engaged source's check-in."""
-    from outreach.contacts import set_stage
-    from outreach.outbound import plan
-    from outreach.workflow import queue_reply
+    from outreach.services.contacts import set_stage
+    from outreach.services.outbound import plan
+    from outreach.services.workflow import queue_reply
 
     world.run(T0)
     pipeline = world.settings.the_pipeline
@@ -452,7 +452,7 @@ def test_plan_forecasts_check_ins_and_queued_rule_replies(world: World) -> None:
     with world.store.session() as session:
         from sqlalchemy import select
 
-        from outreach.models import ContactRow
+        from outreach.store.models import ContactRow
 
         tom = session.scalars(
             select(ContactRow).where(ContactRow.email == "tom@lm.example.org")
@@ -472,9 +472,9 @@ def test_a_rule_reply_after_a_check_in_is_numbered_as_a_reply(
 ) -> None:
     from sqlalchemy import select
 
-    from outreach.contacts import set_stage
-    from outreach.models import ContactRow
-    from outreach.workflow import queue_reply
+    from outreach.services.contacts import set_stage
+    from outreach.services.workflow import queue_reply
+    from outreach.store.models import ContactRow
 
     world.run(T0)
     set_stage(world.store, world.settings.the_pipeline, "alma@nb.example.com", "engaged", now=T0)

@@ -1,0 +1,17 @@
+"""The ``outreach`` command line: Typer commands over the service functions, no logic of its own.
+
+The commands live in one module per area (``contacts``, ``daemon``, ``demo``, ``inbound``,
+``init``, ``outbound``, ``report``); importing them registers them on ``app``.
+"""
+
+from __future__ import annotations
+
+from outreach.cli import contacts, daemon, demo, inbound, init, outbound, report
+from outreach.cli.common import app
+
+__all__ = ["app", "contacts", "daemon", "demo", "inbound", "init", "main", "outbound", "report"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,97 @@
+"""The daemon's commands: ``run`` (the service) and ``status``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from outreach.cli.common import _context, _now, _print_json, _reported, app, out
+from outreach.errors import ConfigError, OutreachError
+
+if TYPE_CHECKING:
+    from outreach.services.status import Status
+
+
+log = logging.getLogger("outreach.daemon")
+NOT_RUNNING = 3  # the LSB status code for "program is not running"
+
+
+@app.command("run")
+def run(ctx: typer.Context) -> None:
+    """Run the daemon: send due steps every minute, watch the inbox, email a daily digest.
+
+    This is what the systemd service runs (outreach.service). It tells systemd it is ready
+    only after the config, templates, database and mail logins are checked. SIGTERM or
+    Ctrl-C stops it after the message in flight; SIGHUP reloads config and templates.
+    """
+    with _reported():
+        from outreach.runtime.daemon import run_daemon
+
+        try:
+            code = run_daemon(_context(ctx).config_path)
+        except OutreachError as exc:
+            # Into the log too, at error priority, so journalctl -p err shows why it stopped.
+            lines = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            for line in lines:
+                log.error("can't start: %s", line)
+            code = 2
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Is the daemon running; last send pass and inbox sync; what is due; the pipeline.
+
+    Exits 3 when no daemon is running on this database.
+    """
+    with _reported():
+        from outreach.services.status import gather_status
+
+        state = _context(ctx)
+        found = gather_status(state.store(), state.settings(), _now())
+    if as_json:
+        _print_json(found.to_json())
+    else:
+        _print_status(found)
+    if not found.running:
+        raise typer.Exit(NOT_RUNNING)
+
+
+def _print_status(found: Status) -> None:
+    def when(value: datetime | None) -> str:
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if value else "never"
+
+    if found.running:
+        out.print(f"daemon:        running (pid {found.pid}, since {when(found.since)})")
+    else:
+        out.print("daemon:        not running")
+    summary = f" ({found.last_dispatch_summary})" if found.last_dispatch_summary else ""
+    out.print(f"last dispatch: {when(found.last_dispatch)}{summary}", markup=False)
+    out.print(f"last inbox:    {when(found.last_sync)}", markup=False)
+    out.print(f"last reply:    {when(found.last_reply)}", markup=False)
+    out.print(f"due today:     {found.due_today}", markup=False)
+    if found.sending_paused:
+        out.print(f"SENDING PAUSED: {found.sending_paused}", markup=False)
+        out.print("  (outreach sending resume, once the cause is fixed)", markup=False)
+    problems = ", ".join(f"{n} {state}" for state, n in sorted(found.outbox_problems.items()))
+    out.print(f"outbox:        {problems or 'no problems'}", markup=False)
+    if found.outbox_problems.get("unknown"):
+        out.print("  unknown sends: outreach outbox list --state unknown", markup=False)
+    stages = sorted({s for counts in found.pipeline.values() for s in counts})
+    if not stages:
+        out.print("pipeline:      no contacts yet (outreach contacts import FILE)")
+        return
+    table = Table(title="pipeline", title_justify="left")
+    table.add_column("segment")
+    for stage in stages:
+        table.add_column(stage, justify="right")
+    for segment, counts in sorted(found.pipeline.items()):
+        table.add_row(segment, *(str(counts.get(s, 0)) for s in stages))
+    out.print(table)

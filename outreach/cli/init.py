@@ -1,0 +1,97 @@
+"""``outreach init``: a new practice folder from a few answers (prompted, or given as flags)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from outreach.cli.common import _reported, app, err, out
+
+Flag = Annotated[str | None, typer.Option(show_default=False)]
+
+
+@app.command("init")
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="The new practice folder (default: here).")
+    ] = Path(),
+    practice_name: Flag = None,
+    therapist: Flag = None,
+    ideal_client: Flag = None,
+    method: Flag = None,
+    result: Flag = None,
+    postal_address: Flag = None,
+    sender: Flag = None,
+    smtp_host: Flag = None,
+    imap_host: Flag = None,
+    timezone: Flag = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files that already exist.")
+    ] = False,
+    non_interactive: Annotated[
+        bool,
+        typer.Option("--non-interactive", help="Never prompt: every answer comes from a flag."),
+    ] = False,
+) -> None:
+    """Start a practice: config/outreach.toml (every key commented), the starter templates
+    for nine kinds of referral source, and a sample contacts.csv.
+
+    Asks for what it needs (or takes it from the flags): practice, therapist, ideal client,
+    method, main result, postal address, sender address, SMTP and IMAP hosts, time zone.
+    Existing files are never overwritten without --force.
+    """
+    from outreach.runtime import init as starter
+
+    given = {
+        "practice_name": practice_name,
+        "therapist": therapist,
+        "ideal_client": ideal_client,
+        "method": method,
+        "result": result,
+        "postal_address": postal_address,
+        "sender": sender,
+        "smtp_host": smtp_host,
+        "imap_host": imap_host,
+        "timezone": timezone,
+    }
+    with _reported():
+        if not non_interactive:
+            for name, question in starter.QUESTIONS.items():
+                given[name] = _ask(name, question, given[name], starter.check_answer)
+        answers = starter.answers_from(given)
+        written = starter.init_project(directory, answers, force=force)
+    config = directory / "config" / "outreach.toml"
+    out.print(f"wrote {len(written)} files in {directory.resolve()}:", markup=False)
+    out.print(f"  {config}  (the configuration; every key is commented)", markup=False)
+    out.print(
+        f"  {directory / 'templates'}/  (emails for 9 kinds of referral source)", markup=False
+    )
+    out.print(
+        f"  {directory / 'contacts.csv'}  (sample contacts: replace with yours)", markup=False
+    )
+    out.print("next:", markup=False)
+    for step in (
+        f"$EDITOR {config}   # check the segments' wording; add phone and website",
+        "export OUTREACH_SMTP__PASSWORD=... OUTREACH_IMAP__PASSWORD=...",
+        f"outreach -c {config} config check --connect",
+        f"outreach -c {config} contacts import YOUR-CONTACTS.csv",
+        f"outreach -c {config} templates check && outreach -c {config} plan --days 14",
+        "then install the service: README, 'Running as a service'",
+    ):
+        out.print(f"  {step}", markup=False)
+
+
+def _ask(name: str, question: str, value: str | None, check: Callable[[str, str], str]) -> str:
+    """Prompt until the answer passes ``check``; a valid flag's value is not asked again."""
+    default = "America/New_York" if name == "timezone" else None
+    while True:
+        if value is None:
+            value = typer.prompt(question, default=default)
+        try:
+            return check(name, value)
+        except ValueError as exc:
+            err.print(f"{question}: {exc}", markup=False)
+            value = None

@@ -1,0 +1,284 @@
+"""Commands for templates, previews, plans, sending and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from outreach.cli.common import (
+    Context,
+    _context,
+    _now,
+    _print_json,
+    _reported,
+    app,
+    err,
+    out,
+    outbox_app,
+    sending_app,
+    templates_app,
+)
+from outreach.domain.sequencing import step_label
+from outreach.errors import (
+    ConfigError,
+)
+
+if TYPE_CHECKING:
+    from outreach.config import Settings
+    from outreach.services.dispatch import Dispatcher, DispatchReport
+
+
+# --- outbound -------------------------------------------------------------------------------
+
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Pretend it is this time (ISO 8601; without an offset, the "
+        "practice's time zone), for forecasts and tests.",
+    ),
+]
+
+
+def _parse_now(value: str | None, settings: Settings) -> datetime:
+    if value is None:
+        return _now()
+    from outreach.domain.fields import parse_local_time
+
+    zone = ZoneInfo(settings.practice.timezone)
+    return parse_local_time(value, zone, "--now").astimezone(UTC)
+
+
+def _require_templates(state: Context) -> Dispatcher:
+    from outreach.services import outbound
+
+    dispatcher = state.dispatcher()
+    failures = outbound.check_templates(dispatcher.store, dispatcher.settings, dispatcher.templates)
+    if failures:
+        raise ConfigError(
+            [
+                *map(str, failures),
+                "templates check failed: nothing is sent until every template renders",
+            ]
+        )
+    return dispatcher
+
+
+@templates_app.command("check")
+def templates_check(ctx: typer.Context) -> None:
+    """Render every template of every sequence for every contact of its segment."""
+    with _reported():
+        from outreach.services import outbound
+
+        state = _context(ctx)
+        dispatcher = state.dispatcher()
+        failures = outbound.check_templates(
+            dispatcher.store, dispatcher.settings, dispatcher.templates
+        )
+        if failures:
+            raise ConfigError([str(f) for f in failures])
+    steps = sum(len(s.sequence) for s in dispatcher.settings.segments.values())
+    out.print(f"templates: all {steps} sequence steps render for every contact", markup=False)
+
+
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    step: Annotated[
+        int | None,
+        typer.Option("--step", help="Sequence step (1 = intro); default: the contact's next one."),
+    ] = None,
+    now: NowOption = None,
+) -> None:
+    """Print the exact message, headers and body, that a step would send a contact."""
+    with _reported():
+        from outreach.services import outbound
+
+        state = _context(ctx)
+        data = outbound.preview(
+            state.dispatcher(), email, step=step, now=_parse_now(now, state.settings())
+        )
+    sys.stdout.write(data.decode("utf-8", errors="replace").replace("\r\n", "\n"))
+
+
+@app.command("plan")
+def plan(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How far ahead.")] = 7,
+    now: NowOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Forecast what would be sent when, honoring windows, holidays, caps and pacing."""
+    with _reported():
+        from outreach.services import outbound
+
+        state = _context(ctx)
+        planned = outbound.plan(
+            state.dispatcher(), now=_parse_now(now, state.settings()), days=days
+        )
+        zone = ZoneInfo(state.settings().practice.timezone)
+    if as_json:
+        _print_json([p.to_json() for p in planned])
+        return
+    table = Table(
+        title=f"{len(planned)} sends in the next {days} days (times in {zone.key})",
+        title_justify="left",
+    )
+    for column in ("when", "email", "segment", "step", "template"):
+        table.add_column(column, overflow="fold")
+    for p in planned:
+        table.add_row(
+            f"{p.at.astimezone(zone):%a %Y-%m-%d %H:%M}",
+            p.email,
+            p.segment,
+            str(p.step),
+            p.template,
+        )
+    out.print(table)
+
+
+@app.command("send-due")
+def send_due(
+    ctx: typer.Context,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="One pass, then exit (default: keep passing while sends are due within a minute).",
+        ),
+    ] = False,
+    now: NowOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; send and change nothing.")
+    ] = False,
+) -> None:
+    """Send every step that is due now: the same pass the daemon runs every minute."""
+    with _reported():
+        state = _context(ctx)
+        dispatcher = _require_templates(state)
+        fixed_now = now is not None
+        when = _parse_now(now, state.settings())
+        while True:
+            report = asyncio.run(dispatcher.run_pass(when, dry_run=dry_run))
+            _print_report(report)
+            if once or dry_run or fixed_now or not report.sent or report.paused or report.problems:
+                break
+            when = _now()
+    if report.problems or report.paused:
+        raise typer.Exit(1)
+
+
+def _print_report(report: DispatchReport) -> None:
+    verb = "would send" if report.dry_run else "sent"
+    for line in report.sent:
+        out.print(
+            f"{verb} {line.label} to {line.email}"
+            + (f": {line.subject} {line.message_id}" if line.subject else ""),
+            markup=False,
+        )
+    for line in report.reconciled:
+        out.print(
+            f"found in Sent after an interruption: {line.label} to {line.email}", markup=False
+        )
+    for line in report.retrying:
+        out.print(f"will retry {line.label} to {line.email}: {line.detail}", markup=False)
+    for line in report.failed:
+        out.print(f"failed {line.label} to {line.email}: {line.detail}", markup=False)
+    for line in report.unknown:
+        out.print(
+            f"UNKNOWN whether {line.label} reached {line.email} ({line.message_id}); "
+            "check, then `outreach outbox resolve`",
+            markup=False,
+        )
+    for email in report.finished:
+        out.print(f"{email}: sequence finished without a reply -> no_response", markup=False)
+    for problem in report.problems:
+        err.print(problem, markup=False)
+    if report.paused:
+        err.print(f"sending is paused: {report.paused}", markup=False)
+    if not (
+        report.sent
+        or report.reconciled
+        or report.retrying
+        or report.failed
+        or report.unknown
+        or report.finished
+        or report.problems
+        or report.paused
+    ):
+        out.print("nothing due", markup=False)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    ctx: typer.Context,
+    state_filter: Annotated[
+        str | None,
+        typer.Option(
+            "--state", help="Only this state: sending, sent, retry, queued, failed, unknown."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List the delivery ledger, newest first; `unknown` rows need your decision."""
+    with _reported():
+        from outreach.services import outbound
+
+        entries = outbound.list_outbox(_context(ctx).store(), state=state_filter)
+    if as_json:
+        _print_json([e.to_json() for e in entries])
+        return
+    table = Table(title=f"{len(entries)} outbox rows", title_justify="left")
+    for column in ("id", "state", "email", "step", "subject", "updated (UTC)", "note"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.state,
+            e.email,
+            step_label(e.step),
+            e.subject,
+            f"{e.updated_at:%Y-%m-%d %H:%M}",
+            e.last_error,
+        )
+    out.print(table)
+
+
+@outbox_app.command("resolve")
+def outbox_resolve(
+    ctx: typer.Context,
+    outbox_id: Annotated[int, typer.Argument(metavar="ID", help="The row's id (outbox list).")],
+    sent: Annotated[bool, typer.Option("--sent", help="It did arrive: record it as sent.")] = False,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="It did not: send it again, with the same Message-ID.")
+    ] = False,
+) -> None:
+    """Settle an `unknown` send after an interruption: --sent or --resend."""
+    with _reported():
+        from outreach.services import outbound
+
+        if sent == resend:
+            raise ConfigError(["give exactly one of --sent or --resend"])
+        state = _context(ctx)
+        result = outbound.resolve_outbox(state.dispatcher(), outbox_id, sent=sent, now=_now())
+    out.print(f"outbox row {outbox_id}: {result}", markup=False)
+
+
+@sending_app.command("resume")
+def sending_resume(ctx: typer.Context) -> None:
+    """Resume sending after a policy rejection (5.7.x) paused it, once the cause is fixed."""
+    with _reported():
+        from outreach.services import outbound
+
+        reason = outbound.resume_sending(_context(ctx).store())
+    out.print(
+        "sending was not paused" if reason is None else f"sending resumed (was paused: {reason})",
+        markup=False,
+    )

@@ -1,0 +1,190 @@
+"""Loading the configuration: finding the file, reading TOML, credentials, relative paths, and
+checking the files it names."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from outreach import redact
+from outreach.config.problems import describe_validation_errors
+from outreach.config.schema import (
+    CONFIG_ENV,
+    DEFAULT_LOCATIONS,
+    ENV_PREFIX,
+    SECRET_KEYS,
+    Server,
+    Settings,
+    Templates,
+)
+from outreach.errors import ConfigError
+
+
+def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+    """The config file to use: ``explicit``, else ``$OUTREACH_CONFIG``, else the default places."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    base = cwd or Path.cwd()
+    for candidate in DEFAULT_LOCATIONS:
+        path = candidate if candidate.is_absolute() else base / candidate
+        if path.is_file():
+            return path
+    looked = ", ".join(str(p) for p in DEFAULT_LOCATIONS)
+    raise ConfigError(
+        [
+            f"No config file found: give --config PATH or set ${CONFIG_ENV} "
+            f"(also looked in {looked}); start from config/outreach.example.toml."
+        ]
+    )
+
+
+def load_config(explicit: Path | None = None) -> Settings:
+    """Find, read and validate the configuration, or raise ConfigError listing every problem."""
+    path = find_config_file(explicit).absolute()
+    data = _read_toml(path)
+    problems = _misplaced_secrets(data)
+    _add_credentials(data)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        problems += describe_validation_errors(exc)
+    if problems:
+        raise ConfigError(problems)
+    settings._path = path
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    settings._state_directory = Path(state) if state else None
+    return _resolve_paths(settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError([f"Config file {path} does not exist."])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError([f"Config file {path} is a directory, not a file."]) from None
+    except OSError as exc:
+        raise ConfigError([f"Config file {path} can't be read: {exc.strerror}."]) from None
+    except UnicodeDecodeError as exc:
+        line = text_line_of_offset_bytes(path.read_bytes(), exc.start)
+        raise ConfigError([f"Config file {path} is not UTF-8 text (line {line})."]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"Config file {path} is not valid TOML: {exc}."]) from None
+
+
+def text_line_of_offset_bytes(data: bytes, offset: int) -> int:
+    """The 1-based line number holding byte ``offset`` of ``data``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _misplaced_secrets(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for section in ("smtp", "imap"):
+        table = data.get(section)
+        if isinstance(table, dict) and "password" in table:
+            problems.append(
+                f"{section}.password: passwords don't belong in the config file; put it in "
+                f"$CREDENTIALS_DIRECTORY/{section}_password (systemd LoadCredential=) or "
+                f"the environment variable {ENV_PREFIX}{section.upper()}__PASSWORD"
+            )
+            del table["password"]
+    return problems
+
+
+def _add_credentials(data: dict[str, Any]) -> None:
+    """Passwords from systemd credentials (``LoadCredential=smtp_password:...``).
+
+    They sit below the environment, so ``OUTREACH_SMTP__PASSWORD`` still wins.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return
+    for key in SECRET_KEYS:
+        file = Path(directory) / key
+        if file.is_file():
+            section = key.removesuffix("_password")
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):
+                table["password"] = file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def _resolve_paths(settings: Settings) -> Settings:
+    base = settings.path.parent
+    updates: dict[str, Any] = {}
+    for name in ("smtp", "imap"):
+        server: Server = getattr(settings, name)
+        if server.ca_file is not None and not server.ca_file.is_absolute():
+            updates[name] = server.model_copy(update={"ca_file": base / server.ca_file})
+    if not settings.templates.dir.is_absolute():
+        updates["templates"] = Templates(dir=base / settings.templates.dir)
+    maildir = settings.inbound.maildir
+    if maildir is not None and not maildir.is_absolute():
+        updates["inbound"] = settings.inbound.model_copy(update={"maildir": base / maildir})
+    if not updates:
+        return settings
+    resolved = settings.model_copy(update=updates)
+    resolved._path = settings.path
+    resolved._state_directory = settings._state_directory
+    return resolved
+
+
+def check_config_files(settings: Settings) -> list[str]:
+    """Problems with the files and folders the configuration points at (one sentence each)."""
+    problems = []
+    for name in ("smtp", "imap"):
+        ca_file = getattr(settings, name).ca_file
+        if ca_file is not None and not ca_file.is_file():
+            problems.append(f"{name}.ca_file: {ca_file} does not exist")
+    for name in ("smtp", "imap"):
+        server: Server = getattr(settings, name)
+        if server.security == "none" and not server.is_loopback:
+            problems.append(
+                f"{name}.security: 'none' sends the password in the clear; it is allowed "
+                f"only for a server on this machine (127.0.0.1, localhost), not {server.host!r}"
+            )
+    maildir = settings.inbound.maildir
+    if maildir is not None and not (maildir / "cur").is_dir():
+        problems.append(f"inbound.maildir: {maildir} is not a Maildir (no cur/ folder in it)")
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        problem = check_writable_directory(Path(url.database).parent)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def check_writable_directory(directory: Path) -> str | None:
+    """None if outreach can create files in ``directory`` (made if missing), else why not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".outreach-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return (
+            f"The state directory {directory} is not writable ({reason}); fix its "
+            f"permissions, set $STATE_DIRECTORY, or set [storage] url."
+        )
+    return None
+
+
+def load_checked(explicit: Path | None = None) -> Settings:
+    """The configuration with the files and folders it names checked, and its secrets masked
+    in every log line from now on: what the CLI and the daemon start from. Raises ConfigError."""
+    settings = load_config(explicit)
+    problems = check_config_files(settings)
+    if problems:
+        raise ConfigError(problems)
+    redact.hide(settings.secret_values())
+    return settings

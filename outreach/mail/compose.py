@@ -1,0 +1,151 @@
+"""Composing outbound messages: the template context, headers, threading and the bytes to send.
+
+Headers are built through the email package's SMTP policy, which refuses CR and LF in any
+header value, so header injection is impossible even if a value slipped past validation.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any
+
+from outreach.config import Segment, Settings
+from outreach.mail.templates import RenderedMessage
+
+CONTACT_FIELDS = ("email", "first_name", "last_name", "title", "organization", "timezone")
+
+
+def new_message_id(domain: str) -> str:
+    """A fresh Message-ID at our domain (RFC 5322 section 3.6.4): 128 random bits."""
+    return f"<{secrets.token_hex(16)}@{domain}>"
+
+
+def template_context(
+    settings: Settings,
+    segment_name: str,
+    contact: Mapping[str, Any],
+    *,
+    step_number: int,
+    template: str,
+) -> dict[str, Any]:
+    """What a template sees. Empty contact fields are left out, so using one is an error."""
+    segment: Segment = settings.segments[segment_name]
+    custom = {k: v for k, v in (contact.get("custom") or {}).items() if v}
+    contact_view = {**custom, "custom": custom}
+    contact_view.update({k: contact[k] for k in CONTACT_FIELDS if contact.get(k)})
+    if contact.get("tags"):
+        contact_view["tags"] = list(contact["tags"])
+    return {
+        "contact": contact_view,
+        "segment": {**segment.profile, "name": segment_name, "label": segment.label},
+        "practice": settings.practice.model_dump(),
+        "sender": settings.sender.model_dump(),
+        "step": {
+            "number": step_number,
+            "template": template,
+            "total": len(segment.sequence),
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Thread:
+    """Where a message sits in its conversation."""
+
+    subject: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message ready to send: its envelope and its bytes, serialized once."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    subject: str
+    data: bytes
+
+
+def reply_subject(subject: str) -> str:
+    """``Re: subject``, without stacking prefixes."""
+    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
+
+
+def build_message(
+    settings: Settings,
+    rendered: RenderedMessage,
+    *,
+    to_name: str,
+    to_address: str,
+    message_id: str,
+    thread: Thread,
+    date: datetime,
+) -> OutboundMessage:
+    """The full message (headers and body) for one send."""
+    message = EmailMessage(policy=SMTP)
+    sender = settings.sender
+    message["From"] = _shared_header(
+        "From", str(Address(sender.from_name, addr_spec=sender.from_address))
+    )
+    message["To"] = Address(to_name, addr_spec=to_address) if to_name else to_address
+    message["Subject"] = _shared_header("Subject", thread.subject)
+    message["Date"] = _shared_header("Date", format_datetime(date))
+    message["Message-ID"] = message_id
+    if thread.in_reply_to:
+        message["In-Reply-To"] = thread.in_reply_to
+        message["References"] = " ".join(thread.references)
+    message["List-Unsubscribe"] = _shared_header("List-Unsubscribe", _list_unsubscribe(settings))
+    if settings.sending.unsubscribe_url:
+        # RFC 8058 one-click: the https URL answers a POST with this body.
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.body, charset="utf-8", cte="quoted-printable")
+    return OutboundMessage(
+        message_id=message_id,
+        sender=sender.from_address,
+        recipient=to_address,
+        subject=thread.subject,
+        data=message.as_bytes(),
+    )
+
+
+@lru_cache(maxsize=512)
+def _shared_header(name: str, value: str) -> Any:
+    """A parsed header shared by many messages of a pass (same sender, subject, date).
+
+    The SMTP policy takes an already-parsed header as it is, so a batch parses each
+    repeated value once; header objects are immutable. The policy's CR/LF guard sits in
+    assignment, which a parsed header skips, so it is applied here (header injection).
+    """
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} header may not contain a line break: {value!r}")
+    return SMTP.header_factory(name, value)
+
+
+def _list_unsubscribe(settings: Settings) -> str:
+    # RFC 2369: angle-bracketed URIs, mailto first; replies go to the watched inbox.
+    uris = [f"<mailto:{settings.sender.from_address}?subject=unsubscribe>"]
+    if settings.sending.unsubscribe_url:
+        uris.append(f"<{settings.sending.unsubscribe_url}>")
+    return ", ".join(uris)
+
+
+def thread_for(
+    step_subject: str | None, threaded: bool, earlier: Sequence[tuple[str, str]]
+) -> Thread:
+    """The thread of a step, given the (message_id, subject) of earlier sent steps, oldest first."""
+    if not threaded or not earlier:
+        assert step_subject is not None
+        return Thread(subject=step_subject)
+    root_subject = earlier[0][1]
+    ids = tuple(message_id for message_id, _ in earlier)
+    return Thread(subject=reply_subject(root_subject), in_reply_to=ids[-1], references=ids)

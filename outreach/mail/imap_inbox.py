@@ -1,0 +1,270 @@
+"""Reading the practice's IMAP folders: one catch-up pass over every new message.
+
+Read-only: folders are selected with EXAMINE (``readonly=True``) and fetched with
+``BODY.PEEK[]``, so no flag changes and nothing moves (RFC 3501 6.3.2, 6.4.5). Each
+folder's (UIDVALIDITY, last UID) is saved with each message's effects; when UIDVALIDITY
+changes the folder is read again from the start and the Message-ID dedupe keeps every
+effect single. ``UID n:*`` always returns the highest UID even when it is below n
+(RFC 3501 6.4.8), so the result is filtered.
+
+IMAPClient is blocking; the daemon runs this in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from outreach.config import Imap
+from outreach.errors import MailServerUnusable
+from outreach.mail.sent_folder import close_imap, open_imap
+from outreach.services.inbound import InboundProcessor, InboundResult, Watermark, advance_watermark
+from outreach.store.models import MailboxStateRow
+
+log = logging.getLogger("outreach.watcher")  # pinned: journal lines show it
+FETCH_BATCH = 200
+IDLE_RENEW_SECONDS = 9 * 60  # RFC 2177 allows 29 minutes; NAT boxes drop quiet links sooner
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass
+class SyncReport:
+    """What one catch-up pass saw."""
+
+    results: list[InboundResult] = field(default_factory=list)
+    folders: dict[str, int] = field(default_factory=dict)  # folder -> messages read
+
+
+def sync_once(
+    imap: Imap, processor: InboundProcessor, *, now: Callable[[], datetime] | None = None
+) -> SyncReport:
+    """Read every message that arrived since the last pass, in every watched folder."""
+    client = open_imap(imap)
+    try:
+        return _sync_all(client, imap, processor, now or (lambda: datetime.now(UTC)))
+    finally:
+        close_imap(client)
+
+
+def _sync_all(
+    client: IMAPClient,
+    imap: Imap,
+    processor: InboundProcessor,
+    clock: Callable[[], datetime],
+    heartbeat: Callable[[], None] | None = None,
+) -> SyncReport:
+    report = SyncReport()
+    for folder in imap.folders:
+        report.folders[folder] = _sync_folder(client, folder, processor, clock, report, heartbeat)
+    return report
+
+
+def watch(
+    imap: Imap,
+    processor: InboundProcessor,
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 60.0,
+    idle_seconds: float = IDLE_RENEW_SECONDS,
+    on_pass: Callable[[SyncReport], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> None:
+    """Catch up, then wait for new mail with IDLE (RFC 2177), or poll where the server lacks
+    it, until ``stop`` is set. A lost connection or a server restart is retried with capped
+    exponential backoff; every reconnect starts with a catch-up, so nothing is missed.
+
+    IDLE watches the first folder; the others are read after each wake-up, and at least
+    every ``poll_seconds``.
+    ``heartbeat`` is called at least once a second while the watcher waits, and after each
+    message it reads; a watcher stuck in one call stops calling it.
+    """
+    clock = now or (lambda: datetime.now(UTC))
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            client = open_imap(imap)
+        except (MailServerUnusable, IMAPClientError, OSError) as exc:
+            log.warning("inbox: can't connect (%s); retrying in %.0f s", exc, backoff)
+            _wait(stop, backoff, heartbeat)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            continue
+        try:
+            idle = b"IDLE" in client.capabilities()
+            while not stop.is_set():
+                report = _sync_all(client, imap, processor, clock, heartbeat)
+                backoff = 1.0
+                if on_pass is not None:
+                    on_pass(report)
+                if idle:
+                    # IDLE watches one folder; with more, wake up to read the others too.
+                    wait = (
+                        idle_seconds if len(imap.folders) == 1 else min(idle_seconds, poll_seconds)
+                    )
+                    _idle(client, imap.folders[0], processor, stop, wait, heartbeat)
+                else:
+                    _wait(stop, poll_seconds, heartbeat)
+        except (IMAPClientError, OSError) as exc:
+            log.warning("inbox: connection lost (%s); reconnecting in %.0f s", exc, backoff)
+            _wait(stop, backoff, heartbeat)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        except Exception:  # the watcher must outlive any one bad pass; the next one retries
+            log.exception("inbox: unexpected error; retrying in %.0f s", backoff)
+            _wait(stop, backoff, heartbeat)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        finally:
+            close_imap(client)
+
+
+def _idle(
+    client: IMAPClient,
+    folder: str,
+    processor: InboundProcessor,
+    stop: threading.Event,
+    seconds: float,
+    heartbeat: Callable[[], None] | None,
+) -> None:
+    """Wait in IDLE until the folder changes, ``stop`` is set, or it is time to renew."""
+    selected = client.select_folder(folder, readonly=True)
+    with processor.store.session() as session:
+        state = session.get(MailboxStateRow, folder)
+        last = state.last_uid if state else 0
+    if int(selected.get(b"UIDNEXT", 0)) - 1 > last:
+        return  # mail arrived between the catch-up and now: IDLE would not announce it
+    client.idle()
+    try:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            responses = client.idle_check(timeout=1)
+            if heartbeat is not None:
+                heartbeat()
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                return
+    finally:
+        client.idle_done()
+
+
+def _wait(stop: threading.Event, seconds: float, heartbeat: Callable[[], None] | None) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        stop.wait(1)
+        if heartbeat is not None:
+            heartbeat()
+
+
+def _sync_folder(
+    client: IMAPClient,
+    folder: str,
+    processor: InboundProcessor,
+    clock: Callable[[], datetime],
+    report: SyncReport,
+    heartbeat: Callable[[], None] | None = None,
+) -> int:
+    selected = client.select_folder(folder, readonly=True)
+    uidvalidity = int(selected[b"UIDVALIDITY"])
+    with processor.store.session() as session:
+        state = session.get(MailboxStateRow, folder)
+        last = state.last_uid if state and state.uidvalidity == uidvalidity else 0
+    uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
+    moves: dict[str, list[int]] = {}
+    for start in range(0, len(uids), FETCH_BATCH):
+        batch = uids[start : start + FETCH_BATCH]
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        for uid in batch:
+            raw = fetched.get(uid, {}).get(b"BODY[]")
+            if not isinstance(raw, bytes):
+                log.warning("%s UID %s: no body returned; skipped", folder, uid)
+                continue
+            result = processor.process(
+                raw, folder=folder, now=clock(), watermark=Watermark(folder, uidvalidity, uid)
+            )
+            report.results.append(result)
+            if heartbeat is not None:
+                heartbeat()
+            if result.move_to:
+                moves.setdefault(result.move_to, []).append(uid)
+    # Every UID below UIDNEXT was either read above or no longer exists: past them all.
+    highest = int(selected.get(b"UIDNEXT", 0)) - 1
+    if highest > max([last, *uids]):
+        advance_watermark(processor.store, Watermark(folder, uidvalidity, highest), clock())
+    if moves:
+        _move(client, folder, moves)
+    return len(uids)
+
+
+def _move(client: IMAPClient, folder: str, moves: dict[str, list[int]]) -> None:
+    """File messages as rules ask: the only time the watcher writes to the mailbox."""
+    client.select_folder(folder, readonly=False)
+    try:
+        for target, uids in moves.items():
+            try:
+                client.move(uids, target)
+            except IMAPClientError as exc:
+                log.error("inbox: can't move %d message(s) to %r: %s", len(uids), target, exc)
+    finally:
+        client.select_folder(folder, readonly=True)
+
+
+async def watch_async(
+    imap: Imap,
+    processor: InboundProcessor,
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 60.0,
+    on_pass: Callable[[SyncReport], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> None:
+    """``watch`` in a thread of its own, awaited from the daemon's event loop (IMAPClient
+    blocks). Cancelling this sets ``stop``."""
+    await in_daemon_thread(
+        lambda: watch(
+            imap,
+            processor,
+            stop=stop,
+            poll_seconds=poll_seconds,
+            on_pass=on_pass,
+            heartbeat=heartbeat,
+            now=now,
+        ),
+        stop,
+    )
+
+
+async def in_daemon_thread(work: Callable[[], None], stop: threading.Event) -> None:
+    """Run blocking ``work`` in a daemon thread rather than the loop's executor, so a call
+    stuck in a socket read never holds up the process's exit. Cancelling sets ``stop``."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop may have closed meanwhile
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="inbox-watcher", daemon=True).start()
+    try:
+        await done
+    finally:
+        stop.set()

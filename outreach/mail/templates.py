@@ -1,0 +1,157 @@
+"""Message templates: Jinja2, sandboxed and strict, read like an email (headers, blank line, body).
+
+Lookup: ``<dir>/<segment>/<name>.txt.j2``, else ``<dir>/_default/<name>.txt.j2``; shared pieces
+in ``<dir>/_partials/``. Every message must include the footer partial
+(``_partials/footer.txt.j2``: practice, postal address, opt-out); a template without it fails.
+
+Context: ``contact`` (only its non-empty fields, custom fields included, so a blank first
+name is an error rather than "Hi ,"), ``segment`` (name, label, profile fields),
+``practice``, ``sender``, ``step`` (number, template, total).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
+from jinja2.sandbox import SandboxedEnvironment
+
+from outreach.domain.fields import has_control_characters
+from outreach.errors import TemplateProblem
+
+FOOTER = "_partials/footer.txt.j2"
+DEFAULT = "_default"
+SUFFIX = ".txt.j2"
+HEADERS = {"subject": "Subject"}
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """A rendered template: its headers and plain-text body."""
+
+    template: str
+    subject: str | None
+    body: str
+
+
+class TemplateSet:
+    """The templates in one folder, rendered in a sandbox with strict undefined variables."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(directory)),
+            undefined=StrictUndefined,
+            autoescape=False,  # plain text; an HTML part would get its own escaping env
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def path_for(self, segment: str, name: str) -> str:
+        """The template a segment uses for ``name`` (its own, else the default one)."""
+        own = f"{segment}/{name}{SUFFIX}"
+        if (self.directory / own).is_file():
+            return own
+        fallback = f"{DEFAULT}/{name}{SUFFIX}"
+        if (self.directory / fallback).is_file():
+            return fallback
+        raise TemplateProblem(
+            own,
+            f"no template {name!r} for segment {segment!r}: create {self.directory / own} "
+            f"or {self.directory / fallback}",
+        )
+
+    def render(
+        self, segment: str, name: str, context: Mapping[str, Any], *, needs_subject: bool
+    ) -> RenderedMessage:
+        """Render a template, or raise TemplateProblem naming its file, line and variable."""
+        path = self.path_for(segment, name)
+        text = self._render(path, context)
+        footer = self._render(FOOTER, context).strip()
+        if text.startswith("\n"):
+            header_block, body = "", text  # no header lines: a follow-up in its thread
+        else:
+            header_block, blank, body = text.partition("\n\n")
+            if not blank:
+                raise TemplateProblem(path, "needs header lines, a blank line, then the body")
+        headers = self._headers(path, header_block)
+        subject = headers.get("subject")
+        if needs_subject and not subject:
+            raise TemplateProblem(path, "needs a 'Subject:' line: this step starts a thread")
+        if footer not in body:
+            raise TemplateProblem(
+                path, f"leaves out the footer; add {{% include '{FOOTER}' %}} at the end"
+            )
+        return RenderedMessage(template=path, subject=subject, body=body.strip("\n") + "\n")
+
+    def _render(self, path: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self.env.get_template(path).render(context)
+        except TemplateSyntaxError as exc:
+            where = exc.filename or path
+            raise TemplateProblem(
+                _relative(where, self.directory), exc.message or "syntax error", line=exc.lineno
+            ) from None
+        except TemplateNotFound as exc:
+            raise TemplateProblem(path, f"includes {exc.name!r}, which does not exist") from None
+        except UndefinedError as exc:
+            file, line = _template_frame(exc, self.directory) or (path, None)
+            raise TemplateProblem(file, _undefined_message(exc), line=line) from None
+        except TemplateError as exc:
+            raise TemplateProblem(path, str(exc)) from None
+
+    @staticmethod
+    def _headers(path: str, block: str) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for number, line in enumerate(block.splitlines(), start=1):
+            name, colon, value = line.partition(":")
+            key = name.strip().lower()
+            if not colon or key not in HEADERS:
+                raise TemplateProblem(
+                    path,
+                    f"header line {line!r} is not one of: {', '.join(HEADERS.values())}",
+                    line=number,
+                )
+            if has_control_characters(value):
+                raise TemplateProblem(
+                    path, f"{HEADERS[key]} contains a control character", line=number
+                )
+            headers[key] = value.strip()
+        return headers
+
+
+def _relative(filename: str, directory: Path) -> str:
+    try:
+        return str(Path(filename).relative_to(directory))
+    except ValueError:
+        return filename
+
+
+def _template_frame(exc: BaseException, directory: Path) -> tuple[str, int] | None:
+    """The innermost template file and line in the traceback (Jinja maps frames to them)."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(SUFFIX) and frame.lineno is not None:
+            found = (_relative(frame.filename, directory), frame.lineno)
+    return found
+
+
+def _undefined_message(exc: UndefinedError) -> str:
+    # Jinja says "'dict object' has no attribute 'first_name'"; name the variable instead.
+    message = exc.message or "undefined variable"
+    if "has no attribute" in message:
+        attribute = message.rsplit("has no attribute", 1)[1].strip().strip("'")
+        return f"undefined variable {attribute!r}"
+    return message

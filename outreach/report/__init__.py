@@ -1,0 +1,1 @@
+"""The report: figures read from the store, and their HTML page."""

@@ -1,0 +1,356 @@
+"""``outreach demo``: the whole loop in about a minute, on a mail setup that lives in one folder.
+
+An SMTP server in this process (aiosmtpd) delivers every message into a Maildir per recipient;
+the practice's inbox is a Maildir too, read by the same ``[inbound] maildir`` source production
+can use. The real dispatcher, inbox processor and rules run on an accelerated clock (business
+days pass in seconds) while a few sources react as people do: two replies, an out-of-office,
+a bounce report, an opt-out, and later a referral. Nothing in the core knows it is a demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from outreach.config import Settings, load_config
+from outreach.errors import ConfigError
+from outreach.mail.maildir import MaildirInbox
+from outreach.mail.templates import TemplateSet
+from outreach.runtime.init import STARTER, Answers, render_config, set_value
+from outreach.services.contacts import import_contacts, list_contacts
+from outreach.services.dispatch import Dispatcher, SendLine
+from outreach.services.inbound import InboundProcessor
+from outreach.services.workflow import record_referral
+from outreach.store.database import Store, open_store
+
+ZONE = ZoneInfo("America/New_York")
+PRACTICE = Answers(
+    practice_name="Calm Harbor Counseling",
+    therapist="Maya Lindqvist",
+    ideal_client="adults and teens with anxiety disorders",
+    method="mindfulness-based cognitive therapy",
+    result="better coping skills and fewer anxiety symptoms",
+    postal_address="120 Harbor Street, Suite 4, Portland, ME 04101",
+    sender="maya@calmharbor.example.com",
+    smtp_host="127.0.0.1",
+    imap_host="127.0.0.1",
+    timezone="America/New_York",
+)
+STEP_MINUTES = 10
+DAYS = 24  # calendar days simulated: enough for both follow-ups
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """What a source does after our first email reaches it."""
+
+    after: timedelta
+    kind: str  # reply | out_of_office | bounce | unsubscribe
+    text: str = ""
+
+
+REACTIONS = {
+    "alma.reyes@northbaypsych.example.com": Reaction(
+        timedelta(hours=3),
+        "reply",
+        "Thank you, this is timely. I have a patient I'd like to refer; please send your "
+        "availability.",
+    ),
+    "jonah.whitfield@northbaypsych.example.com": Reaction(
+        timedelta(days=1, hours=2), "reply", "Thanks for reaching out. I'll keep your name on file."
+    ),
+    "priya.natarajan@lincolnmiddle.example.org": Reaction(timedelta(minutes=1), "out_of_office"),
+    "tom.beaulieu@lincolnmiddle.example.org": Reaction(timedelta(minutes=5), "bounce"),
+    "grace.okafor@stmarkschurch.example.org": Reaction(
+        timedelta(days=2), "unsubscribe", "Please remove me from your list. Thank you."
+    ),
+}
+REFERRAL_FROM = ("alma.reyes@northbaypsych.example.com", timedelta(days=7))
+
+
+class DeliveryHandler:
+    """aiosmtpd handler: each accepted message goes into its recipient's Maildir."""
+
+    def __init__(self, mail: Path) -> None:
+        self.mail = mail
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or envelope.content
+        for recipient in envelope.rcpt_tos:
+            box = mailbox.Maildir(self.mail / recipient.lower(), create=True)
+            box.add(data)
+        return "250 OK: delivered to the demo's Maildir"
+
+
+@dataclass
+class Demo:
+    """One run: its folder, its store and the simulated clock."""
+
+    root: Path
+    say: Callable[[str], None]
+    settings: Settings = field(init=False)
+    store: Store = field(init=False)
+    pending: list[tuple[datetime, bytes]] = field(default_factory=list)
+    final: list[tuple[str, str, str, str]] = field(default_factory=list)
+    now: datetime = field(init=False)
+
+    @property
+    def mail(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def practice_inbox(self) -> Path:
+        """The practice's own address's Maildir: replies, bounces and notices land there."""
+        return self.mail / PRACTICE.sender
+
+    # --- setting up -------------------------------------------------------------------------
+
+    def write_config(self, port: int) -> Path:
+        config = self.root / "config" / "outreach.toml"
+        config.parent.mkdir(parents=True)
+        text = render_config(PRACTICE)
+        text = set_value(text, "smtp", "security", "none")  # a server in this very process
+        text = set_value(text, "smtp", "username", "")
+        text = text.replace("\nport = 587 ", f"\nport = {port} ", 1)
+        text = text.replace(
+            "\npoll_seconds = 60 ",
+            f'\nmaildir = "../mail/{PRACTICE.sender}"  # the demo\'s inbox: a local Maildir\n'
+            "poll_seconds = 60 ",
+            1,
+        )
+        config.write_text(text, encoding="utf-8")
+        with resources.as_file(STARTER / "templates") as templates:
+            shutil.copytree(templates, self.root / "templates")
+        self.mail.mkdir()
+        mailbox.Maildir(self.practice_inbox, create=True)
+        return config
+
+    def start_clock(self) -> datetime:
+        """The next Monday, 08:30 at the practice."""
+        today = datetime.now(ZONE).date()
+        monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+        return datetime.combine(monday, time(8, 30), ZONE)
+
+    # --- the sources' side ------------------------------------------------------------------
+
+    def react(self, sent: SendLine) -> None:
+        """Schedule a source's reaction to our first email, as the demo's script says."""
+        reaction = REACTIONS.get(sent.email)
+        if sent.step != 1 or reaction is None:
+            return
+        when = self.now + reaction.after
+        self.pending.append((when, self.reaction_message(sent, reaction, when)))
+
+    def reaction_message(self, sent: SendLine, reaction: Reaction, when: datetime) -> bytes:
+        practice = self.settings.sender.from_address
+        if reaction.kind == "bounce":
+            return bounce_report(practice, sent, when)
+        message = EmailMessage()
+        message["Date"] = format_datetime(when)
+        message["Message-ID"] = make_msgid(domain=sent.email.rpartition("@")[2])
+        message["From"] = sent.email
+        message["To"] = practice
+        message["Subject"] = f"Re: {sent.subject}"
+        message["In-Reply-To"] = sent.message_id
+        message["References"] = sent.message_id
+        if reaction.kind == "out_of_office":
+            back = (when + timedelta(days=7)).date()
+            message.replace_header("Subject", f"Out of Office: {sent.subject}")
+            message["Auto-Submitted"] = "auto-replied"
+            message.set_content(
+                f"I am out of the office and will return on {back:%B} {back.day}, {back:%Y}.\n"
+            )
+        else:
+            message.set_content(reaction.text + "\n")
+        return message.as_bytes()
+
+    def arrive(self) -> None:
+        """Messages whose time has come land in the practice's Maildir."""
+        inbox = mailbox.Maildir(self.practice_inbox, create=False)
+        for when, raw in sorted(p for p in self.pending if p[0] <= self.now):
+            inbox.add(raw)
+            self.pending.remove((when, raw))
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self, port: int) -> None:
+        config = self.write_config(port)
+        self.settings = load_config(config)
+        self.store = open_store(self.settings.database_url)
+        self.now = self.start_clock()
+        self.say(
+            f"outreach demo in {self.root}: an SMTP server in this process delivers into "
+            "Maildirs there; simulated business days pass in seconds"
+        )
+        csv = (STARTER / "contacts.csv").read_bytes()
+        summary = import_contacts(
+            self.store,
+            self.settings.the_pipeline,
+            list(self.settings.segments),
+            csv,
+            source="contacts.csv",
+            now=self.now,
+        )
+        self.say(
+            f"{self.stamp()}  imported {summary.created} referral sources in "
+            f"{len(summary.by_segment)} segments; sending Mon-Fri 09:00-16:30, "
+            "at most one email a day per organization"
+        )
+        dispatcher = Dispatcher(self.store, self.settings, TemplateSet(self.settings.templates.dir))
+        processor = InboundProcessor(self.store, self.settings)
+        inbox = MaildirInbox(self.practice_inbox)
+        labels = {name: s.label for name, s in self.settings.segments.items()}
+        segment_of = {c.email: c.segment for c in list_contacts(self.store)}
+        referral_at = self.now + REFERRAL_FROM[1]
+        referred = False
+        end = self.now + timedelta(days=DAYS)
+        while self.now < end:
+            report = asyncio.run(dispatcher.run_pass(self.now))
+            for line in report.sent:
+                what = step_name(line.step)
+                label = labels.get(segment_of.get(line.email, ""), "")
+                self.say(f"{self.stamp()}  sent     {what} to {line.email} ({label})")
+                self.react(line)
+            for line in report.failed:
+                self.say(
+                    f"{self.stamp()}  FAILED   step {line.step} to {line.email}: {line.detail}"
+                )
+            for email in report.finished:
+                self.say(f"{self.stamp()}  {email}: no reply after the last follow-up")
+            self.arrive()
+            for result in inbox.sync_once(processor, now=self.now).results:
+                if result.contact:
+                    self.say(
+                        f"{self.stamp()}  inbound  {result.kind} from {result.contact}: "
+                        f"{result.effect}"
+                    )
+            if not referred and self.now >= referral_at:
+                referred = True
+                email = REFERRAL_FROM[0]
+                change, ruled = record_referral(
+                    self.store,
+                    self.settings,
+                    email,
+                    received_on=self.now.date(),
+                    now=self.now,
+                    note="demo: one referral (never a client's name)",
+                )
+                moved = f" -> {change.to_stage}" if change else ""
+                self.say(f"{self.stamp()}  referral recorded from {email}{moved}; rules: {ruled}")
+            self.now = self.tick(self.now)
+
+    def tick(self, now: datetime) -> datetime:
+        """The next moment worth simulating: every 10 minutes in office hours, else the next
+        morning (nights and weekends pass in one step)."""
+        local = now.astimezone(ZONE) + timedelta(minutes=STEP_MINUTES)
+        if local.time() > time(17, 0):
+            local = datetime.combine(local.date() + timedelta(days=1), time(8, 30), ZONE)
+        return local
+
+    def stamp(self) -> str:
+        return f"{self.now.astimezone(ZONE):%a %d %b %H:%M}"
+
+
+def step_name(step: int) -> str:
+    if step >= 2000:
+        return "nurture check-in"
+    if step > 1000:
+        return "thank-you (rule)"
+    return {1: "intro", 2: "follow-up 1", 3: "follow-up 2"}.get(step, f"step {step}")
+
+
+def bounce_report(practice: str, sent: SendLine, when: datetime) -> bytes:
+    """A delivery status notification (RFC 3464), as the receiving server would send it."""
+    domain = practice.rpartition("@")[2]
+    remote = sent.email.rpartition("@")[2]
+    boundary = "demo-dsn-boundary"
+    text = f"""From: Mail Delivery System <MAILER-DAEMON@{domain}>
+To: {practice}
+Subject: Undelivered Mail Returned to Sender
+Date: {format_datetime(when)}
+Message-ID: {make_msgid(domain=domain)}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"
+
+--{boundary}
+Content-Type: text/plain; charset=us-ascii
+
+Your message to {sent.email} could not be delivered: no such user.
+
+--{boundary}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.{remote}
+
+Final-Recipient: rfc822; {sent.email}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <{sent.email}>: user unknown
+
+--{boundary}
+Content-Type: text/rfc822-headers
+
+From: {practice}
+To: {sent.email}
+Subject: {sent.subject}
+Message-ID: {sent.message_id}
+
+--{boundary}--
+"""
+    return text.replace("\n", "\r\n").encode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_folder(parent: Path | None) -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix="outreach-demo-", dir=parent))
+    except OSError as exc:
+        where = parent or Path(tempfile.gettempdir())
+        raise ConfigError(
+            [f"demo: can't create a folder in {where} ({exc.strerror}); try --dir SOMEWHERE"]
+        ) from None
+
+
+def run_demo(parent: Path | None, say: Callable[[str], None]) -> Demo:
+    """Run the demo in a new folder under ``parent`` (default: the system's temp folder)."""
+    from aiosmtpd.controller import Controller  # noqa: PLC0415  (only the demo needs it)
+
+    demo = Demo(make_folder(parent), say)
+    port = free_port()
+    controller = Controller(DeliveryHandler(demo.mail), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        demo.run(port)
+        demo.final = pipeline_rows(demo)
+    finally:
+        controller.stop()
+        if hasattr(demo, "store"):
+            demo.store.close()
+    return demo
+
+
+def pipeline_rows(demo: Demo) -> list[tuple[str, str, str, str]]:
+    """(email, segment, stage, paused until) for every source, by segment."""
+    rows = []
+    for contact in sorted(list_contacts(demo.store), key=lambda c: (c.segment, c.email)):
+        paused = f"{contact.paused_until:%Y-%m-%d}" if contact.paused_until else ""
+        rows.append((contact.email, contact.segment, contact.stage, paused))
+    return rows

@@ -1,0 +1,1 @@
+"""What outreach does, over the store and the mail seams: each module one service."""

@@ -1,0 +1,484 @@
+"""One dispatch pass: find what is due, pace it, claim it in the ledger, send it, record it.
+
+The order of each send is what makes "never twice" hold: the ledger row (with its Message-ID)
+is committed in state ``sending`` before the SMTP transaction starts and updated after it. A
+row found in ``sending`` at the start of a pass was interrupted (crash, kill): it is never
+resent blindly, but looked up in the Sent folder when copies are kept there, else marked
+``unknown`` for the therapist to resolve (``outreach outbox resolve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from outreach.config import Settings
+from outreach.domain.pacing import schedule
+from outreach.domain.pipeline import BOUNCED, CONTACTED, EXIT_STAGES, NEW
+from outreach.domain.sequencing import (
+    ACTIVE_STAGES,
+    NURTURE_STEP_BASE,
+    REPLY_STEP_BASE,
+    step_label,
+)
+from outreach.errors import MailServerUnusable, TemplateProblem
+from outreach.mail.compose import (
+    OutboundMessage,
+    build_message,
+    new_message_id,
+    template_context,
+    thread_for,
+)
+from outreach.mail.sent_folder import SentFolder
+from outreach.mail.smtp import Delivery, Outcome, SmtpTransport
+from outreach.mail.templates import TemplateSet
+from outreach.services.contacts import Contact
+from outreach.services.due import Candidate, DueSteps
+from outreach.store.database import Store, in_chunks
+from outreach.store.ledger import (
+    CHECK_AGAIN,
+    CONTACTED_HISTORY,
+    FIRST_CONTACT,
+    MARK_SENT,
+    SENDING_PAUSED,
+    START,
+    WAITING,
+    suppress,
+)
+from outreach.store.models import (
+    ContactRow,
+    OutboxRow,
+    StateRow,
+)
+
+log = logging.getLogger("outreach.dispatch")  # pinned: journal lines show it
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A step with its ledger row and the exact message it will send."""
+
+    outbox_id: int
+    candidate: Candidate
+    message: OutboundMessage
+
+
+@dataclass(frozen=True)
+class SendLine:
+    """One line of a pass's report."""
+
+    email: str
+    step: int  # 1-based
+    subject: str
+    message_id: str
+    at: datetime
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        """How people read the step: "step 2", "rule reply" or "check-in 1"."""
+        return step_label(self.step)
+
+
+@dataclass
+class DispatchReport:
+    """What one pass did (or, with ``dry_run``, would do)."""
+
+    sent: list[SendLine] = field(default_factory=list)
+    retrying: list[SendLine] = field(default_factory=list)
+    failed: list[SendLine] = field(default_factory=list)
+    unknown: list[SendLine] = field(default_factory=list)
+    reconciled: list[SendLine] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    paused: str | None = None
+    dry_run: bool = False
+
+
+class Dispatcher(DueSteps):
+    """Pacing, claiming and delivery of the due steps for one practice's configuration."""
+
+    def __init__(self, store: Store, settings: Settings, templates: TemplateSet) -> None:
+        super().__init__(store, settings)
+        self.templates = templates
+        self.sent_folder = SentFolder(settings.imap) if settings.imap.save_sent else None
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    async def run_pass(
+        self,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> DispatchReport:
+        """Reconcile interrupted sends, then send every step that is due and allowed now.
+
+        ``stopping`` is asked before each message: once it is true, the message in flight is
+        finished and recorded, and the rest stay queued for the next pass."""
+        report = DispatchReport(dry_run=dry_run)
+        report.paused = self.paused_reason()
+        if report.paused:
+            return report
+        if not dry_run:
+            await self._reconcile(now, report)
+        with self.store.session() as session:
+            candidates, report.finished = self.due_candidates(session, now, write=not dry_run)
+            by_key = {c.key: c for c in candidates}
+            plan = schedule(
+                self.due_dues(candidates),
+                self.policy,
+                self.send_log(session, now),
+                start=now,
+                until=now,
+            )
+            if dry_run:
+                session.rollback()
+        ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
+        if not ready:
+            return report
+        if dry_run:
+            for c in ready:
+                report.sent.append(SendLine(c.email, c.step_index + 1, "", "", now, "dry run"))
+            return report
+        async with SmtpTransport(self.settings.smtp) as transport:
+            try:
+                await transport.connect()
+            except MailServerUnusable as exc:
+                report.problems.append(str(exc))
+                return report
+            await self._send_all(transport, self._claim(ready, now, report), now, report, stopping)
+        return report
+
+    async def _send_all(
+        self,
+        transport: SmtpTransport,
+        claims: Sequence[Claim],
+        now: datetime,
+        report: DispatchReport,
+        stopping: Callable[[], bool],
+    ) -> None:
+        unrecorded: Claim | None = None  # sent, recorded with the next start
+        try:
+            for claim in claims:
+                if stopping():
+                    break
+                started = self._advance(unrecorded, claim, now)
+                unrecorded = None
+                if not started:
+                    continue  # replied, opted out or paused since the claim: not sent
+                delivery = await transport.send(claim.message)
+                if delivery.outcome is Outcome.SENT:
+                    unrecorded = claim
+                if not await self._after_send(claim, delivery, now, report):
+                    break
+                if delivery.outcome is Outcome.RETRY and not transport.connected:
+                    break  # the server is gone: the rest stay queued for the next pass
+        finally:
+            self._advance(unrecorded, None, now)
+
+    async def _after_send(
+        self, claim: Claim, delivery: Delivery, now: datetime, report: DispatchReport
+    ) -> bool:
+        """Report one send (a failure is recorded here; a success with the next start);
+        False when the pass must stop (sending paused)."""
+        candidate, message = claim.candidate, claim.message
+        line = SendLine(
+            candidate.email,
+            candidate.step_index + 1,
+            message.subject,
+            message.message_id,
+            now,
+            delivery.detail,
+        )
+        if delivery.outcome is not Outcome.SENT:
+            self._record(claim.outbox_id, delivery, now, report, line)
+            return delivery.outcome is not Outcome.POLICY
+        report.sent.append(line)
+        if self.sent_folder is not None:
+            try:
+                await asyncio.to_thread(self.sent_folder.append, message.data, now)
+            except Exception as exc:
+                report.problems.append(f"{candidate.email}: sent, but not filed in Sent ({exc})")
+        return True
+
+    def _claim(
+        self, ready: Sequence[Candidate], now: datetime, report: DispatchReport
+    ) -> list[Claim]:
+        """Ledger rows for this pass's sends, each with its Message-ID, in one transaction.
+
+        New rows are ``queued``: nothing has been handed to SMTP yet, so a crash before
+        ``_advance`` starts one leaves it for the next pass, with the same Message-ID.
+        """
+        claimed: list[tuple[OutboxRow, Candidate, OutboundMessage]] = []
+        try:
+            with self.store.session() as session:
+                contacts = self._contacts(session, [c.contact_id for c in ready])
+                suppressed = self._suppressed(session, [c.email_key for c in contacts.values()])
+                for candidate in ready:
+                    contact = contacts.get(candidate.contact_id)
+                    rule_reply = candidate.step_index >= REPLY_STEP_BASE
+                    if contact is None or not _may_send(contact, suppressed, now, rule_reply):
+                        continue
+                    try:
+                        pair = self._row_for(session, contact, candidate, now)
+                    except TemplateProblem as exc:
+                        report.problems.append(f"{candidate.email}: not sent: {exc}")
+                        continue
+                    if pair is not None:
+                        claimed.append((pair[0], candidate, pair[1]))
+                session.flush()
+                return [Claim(row.id, candidate, message) for row, candidate, message in claimed]
+        except IntegrityError:
+            report.problems.append("another dispatch pass claimed these steps first")
+            return []
+
+    def _row_for(
+        self, session: Session, contact: ContactRow, candidate: Candidate, now: datetime
+    ) -> tuple[OutboxRow, OutboundMessage] | None:
+        nurture = candidate.step_index >= NURTURE_STEP_BASE
+        earlier = (
+            self._thread_rows(session, contact.id, candidate.step_index)
+            if candidate.step_index and not nurture
+            else []
+        )
+        if candidate.outbox_id is not None:
+            row = session.get(OutboxRow, candidate.outbox_id)
+            if row is None or row.state not in WAITING:
+                return None
+            message = self.compose(
+                contact, candidate.step_index, earlier, row.message_id, now, template=row.template
+            )
+            return row, message
+        message_id = new_message_id(self.settings.sender.message_id_domain)
+        message = self.compose(contact, candidate.step_index, earlier, message_id, now)
+        row = OutboxRow(
+            contact_id=contact.id,
+            step_index=candidate.step_index,
+            template=self.template_of(candidate),
+            message_id=message_id,
+            subject=message.subject,
+            state="queued",
+            attempts=0,
+            last_error="",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        return row, message
+
+    def _advance(self, sent: Claim | None, start: Claim | None, now: datetime) -> bool:
+        """One transaction per message: record the previous message as sent, and mark the next
+        ``sending`` right before its SMTP transaction if its contact may still be written to
+        (stage, pause and suppression checked in the same statement). True if it may go."""
+        with self.store.engine.begin() as connection:
+            if sent is not None:
+                contact_id = sent.candidate.contact_id
+                values = {"oid": sent.outbox_id, "cid": contact_id, "now": now}
+                connection.execute(MARK_SENT, values)
+                connection.execute(CHECK_AGAIN, values)
+                if connection.execute(FIRST_CONTACT, values).rowcount == 1:
+                    step = sent.candidate.step_index + 1
+                    reason = f"step {step} sent {sent.message.message_id}"
+                    connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
+            if start is None:
+                return False
+            result = connection.execute(START, {"oid": start.outbox_id, "now": now})
+            return result.rowcount == 1
+
+    @staticmethod
+    def _contacts(session: Session, ids: Sequence[int]) -> dict[int, ContactRow]:
+        found: dict[int, ContactRow] = {}
+        for chunk in in_chunks(ids):
+            found.update(
+                (row.id, row)
+                for row in session.scalars(select(ContactRow).where(ContactRow.id.in_(chunk)))
+            )
+        return found
+
+    @staticmethod
+    def _thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
+        query = (
+            select(OutboxRow.message_id, OutboxRow.subject)
+            .where(
+                OutboxRow.contact_id == contact_id,
+                OutboxRow.step_index < before,
+                OutboxRow.state == "sent",
+            )
+            .order_by(OutboxRow.step_index)
+        )
+        return [(m, s) for m, s in session.execute(query)]
+
+    def compose(
+        self,
+        contact: ContactRow,
+        step_index: int,
+        earlier: Sequence[tuple[str, str]],
+        message_id: str,
+        now: datetime,
+        *,
+        template: str | None = None,
+    ) -> OutboundMessage:
+        """The exact message a step (or a rule's reply) sends this contact (and ``preview``)."""
+        if step_index >= NURTURE_STEP_BASE:
+            # A check-in months later starts a conversation of its own.
+            name = template or self.settings.segments[contact.segment].nurture_template
+            thread_it, number = False, 0
+        elif step_index >= REPLY_STEP_BASE:
+            # A rule's reply threads under our conversation when there is one.
+            assert template is not None
+            name, thread_it, number = template, True, 0
+        else:
+            step = self.settings.segments[contact.segment].sequence[step_index]
+            name, thread_it, number = step.template, step.thread, step_index + 1
+        context = template_context(
+            self.settings,
+            contact.segment,
+            _contact_fields(contact),
+            step_number=number,
+            template=name,
+        )
+        threaded = thread_it and bool(earlier)
+        rendered = self.templates.render(contact.segment, name, context, needs_subject=not threaded)
+        thread = thread_for(rendered.subject, thread_it, earlier)
+        name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+        return build_message(
+            self.settings,
+            rendered,
+            to_name=name,
+            to_address=contact.email,
+            message_id=message_id,
+            thread=thread,
+            date=now,
+        )
+
+    def _record(  # a failed or uncertain send
+        self,
+        outbox_id: int,
+        delivery: Delivery,
+        now: datetime,
+        report: DispatchReport,
+        line: SendLine,
+    ) -> None:
+        sending = self.settings.sending
+        with self.store.session() as session:
+            row = session.get(OutboxRow, outbox_id)
+            assert row is not None
+            contact = row.contact
+            row.updated_at = now
+            row.last_error = delivery.detail
+            outcome = delivery.outcome  # never SENT here: a success is recorded by _advance
+            if outcome is Outcome.RETRY and row.attempts < sending.retry_max_attempts:
+                minutes = min(
+                    sending.retry_first_minutes * 2 ** (row.attempts - 1), sending.retry_max_minutes
+                )
+                row.state = "retry"
+                row.next_attempt_at = now + timedelta(minutes=minutes)
+                report.retrying.append(line)
+            elif outcome is Outcome.POLICY:
+                row.state = "retry"
+                row.attempts -= 1  # not this message's fault
+                row.next_attempt_at = None
+                reason = (
+                    f"{now:%Y-%m-%d %H:%M} UTC: the server refused on policy grounds "
+                    f"({delivery.detail}); check the practice's SMTP login, SPF/DKIM and "
+                    "reputation, then run `outreach sending resume`"
+                )
+                self._set_state(session, SENDING_PAUSED, reason, now)
+                report.paused = reason
+                log.critical("sending paused: %s", reason)
+            elif outcome is Outcome.UNKNOWN:
+                row.state = "unknown"
+                report.unknown.append(line)
+            else:  # permanent failure, or retries used up
+                row.state = "failed"
+                report.failed.append(line)
+                if outcome is Outcome.FAILED:
+                    self._bounce(session, contact, now, f"hard bounce at send: {delivery.detail}")
+
+    def _mark_sent(self, row: OutboxRow, contact: ContactRow, now: datetime) -> None:
+        row.state = "sent"
+        row.sent_at = now
+        row.next_attempt_at = None
+        contact.next_check_at = now  # compute the next step on the next pass
+        if contact.stage == NEW:
+            self._move(contact, CONTACTED, now, f"step {row.step_index + 1} sent {row.message_id}")
+
+    def _bounce(self, session: Session, contact: ContactRow, now: datetime, reason: str) -> None:
+        self._move(contact, BOUNCED, now, reason)
+        suppress(session, contact.email_key, reason, now)
+
+    # --- interrupted sends, pause -----------------------------------------------------------
+
+    async def _reconcile(self, now: datetime, report: DispatchReport) -> None:
+        with self.store.session() as session:
+            orphans = session.execute(
+                select(OutboxRow.id, OutboxRow.message_id).where(OutboxRow.state == "sending")
+            ).all()
+        for outbox_id, message_id in orphans:
+            found: bool | None = None
+            if self.sent_folder is not None:
+                try:
+                    found = await asyncio.to_thread(self.sent_folder.contains, message_id)
+                except Exception as exc:
+                    report.problems.append(f"can't search Sent for {message_id}: {exc}")
+                    continue
+            with self.store.session() as session:
+                row = session.get(OutboxRow, outbox_id)
+                if row is None or row.state != "sending":
+                    continue
+                contact = row.contact
+                line = SendLine(contact.email, row.step_index + 1, row.subject, message_id, now)
+                if found:
+                    self._mark_sent(row, contact, row.updated_at)
+                    row.last_error = "interrupted; found in the Sent folder"
+                    report.reconciled.append(line)
+                else:
+                    row.state = "unknown"
+                    row.last_error = (
+                        "interrupted during sending; not found in Sent"
+                        if found is False
+                        else "interrupted during sending; no Sent copies to check"
+                    )
+                    report.unknown.append(line)
+
+    def paused_reason(self) -> str | None:
+        with self.store.session() as session:
+            row = session.get(StateRow, SENDING_PAUSED)
+            return row.value if row else None
+
+    @staticmethod
+    def _set_state(session: Session, key: str, value: str, now: datetime) -> None:
+        row = session.get(StateRow, key)
+        if row is None:
+            session.add(StateRow(key=key, value=value, updated_at=now))
+        else:
+            row.value, row.updated_at = value, now
+
+
+def _may_send(
+    contact: ContactRow, suppressed: set[str], now: datetime, rule_reply: bool = False
+) -> bool:
+    """Whether a message may go to a contact now (checked again in the statement that
+    starts each send, since a reply or opt-out may arrive in between)."""
+    if contact.email_key in suppressed:
+        return False
+    allowed = contact.stage not in EXIT_STAGES if rule_reply else contact.stage in ACTIVE_STAGES
+    if not allowed:
+        return False
+    return contact.paused_until is None or contact.paused_until <= now
+
+
+def _contact_fields(contact: ContactRow) -> dict[str, object]:
+    """A stored contact as the template context builder takes it."""
+    return asdict(Contact.from_row(contact))
+
+
+__all__ = ["Candidate", "Claim", "DispatchReport", "Dispatcher", "SendLine", "suppress"]

@@ -1,0 +1,315 @@
+"""Which steps are due, and when: contacts and the ledger read into candidates, for the
+dispatch pass and for ``plan``. Reading only, apart from moving a finished sequence to
+``no_response`` and pushing each contact's next check time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import Session
+
+from outreach.config import Settings
+from outreach.domain.business_days import BusinessCalendar, SendingWindow, make_calendar
+from outreach.domain.pacing import DueSend, Policy, SendLog
+from outreach.domain.pipeline import CONTACTED, NO_RESPONSE
+from outreach.domain.sequencing import (
+    ACTIVE_STAGES,
+    NURTURE_STAGES,
+    NURTURE_STEP_BASE,
+    REPLY_STEP_BASE,
+    DueStep,
+    StepRecord,
+    Touch,
+    finished_at,
+    next_nurture,
+    next_step,
+)
+from outreach.services.contacts import move_contact
+from outreach.store.database import Store, in_chunks
+from outreach.store.ledger import (
+    STAGE_ALLOWS_ROW,
+    WAITING,
+)
+from outreach.store.models import (
+    ContactRow,
+    OutboxRow,
+    StageChangeRow,
+    SuppressionRow,
+)
+
+HISTORY_WINDOW = timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A step that may be sent now or later."""
+
+    contact_id: int
+    email: str
+    organization: str | None
+    segment: str
+    step_index: int
+    due_at: datetime
+    zone: ZoneInfo
+    calendar: BusinessCalendar
+    outbox_id: int | None = None  # an existing retry/queued row, resent with its Message-ID
+    template: str | None = None  # that row's template
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.contact_id, self.step_index)
+
+
+class DueSteps:
+    """Reads what is due for one practice's configuration; the dispatcher sends it."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        sending = settings.sending
+        self.practice_zone = ZoneInfo(settings.practice.timezone)
+        self.base_calendar = make_calendar(
+            sending.days,
+            sending.holidays_country,
+            sending.holidays_subdivision,
+            [(b.start, b.end) for b in sending.blackouts],
+        )
+        self.policy = Policy(
+            window=SendingWindow(sending.start_time, sending.end_time),
+            practice_zone=self.practice_zone,
+            max_per_hour=sending.max_per_hour,
+            max_per_day=sending.max_per_day,
+            min_gap=timedelta(seconds=sending.min_gap_seconds),
+            jitter=timedelta(seconds=sending.jitter_seconds),
+            per_organization_per_day=sending.per_organization_per_day,
+        )
+        self.pipeline = settings.the_pipeline
+
+    def calendar_for(self, segment: str) -> BusinessCalendar:
+        blackouts = self.settings.segments[segment].blackouts
+        return self.base_calendar.with_blackouts([(b.start, b.end) for b in blackouts])
+
+    def zone_for(self, timezone: str | None) -> ZoneInfo:
+        return ZoneInfo(timezone) if timezone else self.practice_zone
+
+    def due_candidates(
+        self, session: Session, now: datetime, *, write: bool
+    ) -> tuple[list[Candidate], list[str]]:
+        """Steps due by ``now``; with ``write``, also moves finished sequences to no_response
+        and pushes each contact's next check to when its next step falls due."""
+        finished: list[str] = []
+        rows = session.scalars(
+            # Only the next_check_at index: a stage condition here lets SQLite's planner
+            # scan every "new" contact instead. Rows that left the active stages are read
+            # once more and get no next check (see _examine).
+            select(ContactRow).where(ContactRow.next_check_at <= now)
+        ).all()
+        ledger = self._ledger(session, [r.id for r in rows])
+        suppressed = self._suppressed(session, [r.email_key for r in rows])
+        touches = self._touches(session, [r.id for r in rows if r.stage in NURTURE_STAGES])
+        candidates = []
+        for row in rows:
+            candidate, check_at = self._examine(
+                row, ledger.get(row.id, []), suppressed, now, touches.get(row.id)
+            )
+            if candidate is not None:
+                candidates.append(candidate)
+            elif write and check_at is not None and check_at <= now and row.stage == CONTACTED:
+                self._move(row, NO_RESPONSE, now, "sequence finished without a reply")
+                row.next_check_at = None
+                finished.append(row.email)
+            elif write:
+                row.next_check_at = check_at
+        candidates += self._waiting_rows(session, now)
+        return candidates, finished
+
+    def next_candidate(
+        self, row: ContactRow, records: Sequence[StepRecord], suppressed: set[str]
+    ) -> Candidate | None:
+        """The contact's next sequence step, whenever it falls due (None: nothing to send)."""
+        segment = self.settings.segments.get(row.segment)
+        if segment is None:
+            return None  # a segment removed from the config
+        zone, calendar = self.zone_for(row.timezone), self.calendar_for(row.segment)
+        step = next_step(
+            stage=row.stage,
+            suppressed=row.email_key in suppressed,
+            enrolled_at=row.created_at,
+            delays=[s.delay_business_days for s in segment.sequence],
+            records=records,
+            calendar=calendar,
+            zone=zone,
+            paused_until=row.paused_until,
+        )
+        return None if step is None else self._candidate(row, step)
+
+    def nurture_candidate(
+        self, row: ContactRow, touch: Touch, suppressed: set[str]
+    ) -> Candidate | None:
+        """An engaged or referring source's next check-in, whenever it falls due."""
+        segment = self.settings.segments[row.segment]
+        due = next_nurture(
+            stage=row.stage,
+            suppressed=row.email_key in suppressed,
+            every_days=segment.nurture_every_days,
+            touch=touch,
+            paused_until=row.paused_until,
+        )
+        return None if due is None else self._candidate(row, due)
+
+    def template_of(self, candidate: Candidate) -> str:
+        """The template a candidate step sends: its row's, the check-in's, or the sequence's."""
+        if candidate.template is not None:
+            return candidate.template
+        segment = self.settings.segments[candidate.segment]
+        if candidate.step_index >= NURTURE_STEP_BASE:
+            return segment.nurture_template
+        return segment.sequence[candidate.step_index].template
+
+    def _candidate(self, row: ContactRow, due: DueStep) -> Candidate:
+        return Candidate(
+            contact_id=row.id,
+            email=row.email,
+            organization=row.organization,
+            segment=row.segment,
+            step_index=due.step_index,
+            due_at=due.due_at,
+            zone=self.zone_for(row.timezone),
+            calendar=self.calendar_for(row.segment),
+        )
+
+    @staticmethod
+    def _touches(session: Session, contact_ids: Sequence[int]) -> dict[int, Touch]:
+        """When we were last in touch with each source, and its nurture rows so far."""
+        last: dict[int, datetime] = {}
+        nurtures: dict[int, tuple[int, bool]] = {}
+        in_flight = case((OutboxRow.state.in_((*WAITING, "sending", "unknown")), 1), else_=0)
+        for chunk in in_chunks(contact_ids):
+            for query in (
+                select(OutboxRow.contact_id, func.max(OutboxRow.sent_at))
+                .where(OutboxRow.contact_id.in_(chunk))
+                .group_by(OutboxRow.contact_id),
+                select(StageChangeRow.contact_id, func.max(StageChangeRow.at))
+                .where(StageChangeRow.contact_id.in_(chunk))
+                .group_by(StageChangeRow.contact_id),
+            ):
+                for contact_id, at in session.execute(query):
+                    if at is not None and (contact_id not in last or at > last[contact_id]):
+                        last[contact_id] = at
+            counts = (
+                select(OutboxRow.contact_id, func.count(), func.sum(in_flight))
+                .where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index >= NURTURE_STEP_BASE)
+                .group_by(OutboxRow.contact_id)
+            )
+            for contact_id, count, waiting in session.execute(counts):
+                nurtures[contact_id] = (int(count), bool(waiting))
+        return {cid: Touch(at, *nurtures.get(cid, (0, False))) for cid, at in last.items()}
+
+    def _examine(
+        self,
+        row: ContactRow,
+        records: Sequence[StepRecord],
+        suppressed: set[str],
+        now: datetime,
+        touch: Touch | None = None,
+    ) -> tuple[Candidate | None, datetime | None]:
+        segment = self.settings.segments.get(row.segment)
+        if segment is not None and row.stage in NURTURE_STAGES and touch is not None:
+            candidate = self.nurture_candidate(row, touch, suppressed)
+        elif segment is None or row.stage not in ACTIVE_STAGES:
+            return None, None  # removed segment, or the sequence has stopped: no more checks
+        else:
+            candidate = self.next_candidate(row, records, suppressed)
+            if candidate is None:
+                done = finished_at(
+                    stage=row.stage,
+                    steps=len(segment.sequence),
+                    records=records,
+                    after_business_days=self.settings.sending.no_response_after_business_days,
+                    calendar=self.calendar_for(row.segment),
+                    zone=self.zone_for(row.timezone),
+                )
+                return None, done
+        if candidate is None:
+            return None, None  # nothing until a send or a stage change sets the next check
+        if candidate.due_at > now:
+            return None, candidate.due_at
+        return candidate, row.next_check_at
+
+    def _waiting_rows(self, session: Session, now: datetime) -> list[Candidate]:
+        query = (
+            select(OutboxRow, ContactRow)
+            .join(ContactRow, OutboxRow.contact_id == ContactRow.id)
+            .where(
+                OutboxRow.state.in_(WAITING),
+                or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
+                STAGE_ALLOWS_ROW,
+            )
+        )
+        return [
+            Candidate(
+                contact_id=contact.id,
+                email=contact.email,
+                organization=contact.organization,
+                segment=contact.segment,
+                step_index=row.step_index,
+                due_at=row.next_attempt_at or now,
+                zone=self.zone_for(contact.timezone),
+                calendar=self.calendar_for(contact.segment),
+                outbox_id=row.id,
+                template=row.template,
+            )
+            for row, contact in session.execute(query)
+            if contact.segment in self.settings.segments
+        ]
+
+    @staticmethod
+    def _ledger(session: Session, contact_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
+        found: dict[int, list[StepRecord]] = {}
+        for chunk in in_chunks(contact_ids):
+            query = select(
+                OutboxRow.contact_id, OutboxRow.step_index, OutboxRow.state, OutboxRow.sent_at
+            ).where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index < REPLY_STEP_BASE)
+            for contact_id, index, state, sent_at in session.execute(query):
+                found.setdefault(contact_id, []).append(StepRecord(index, state, sent_at))
+        return found
+
+    @staticmethod
+    def _suppressed(session: Session, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in in_chunks(keys):
+            found.update(
+                session.scalars(
+                    select(SuppressionRow.email_key).where(SuppressionRow.email_key.in_(chunk))
+                )
+            )
+        return found
+
+    def send_log(self, session: Session, now: datetime) -> SendLog:
+        """Recent sends (and sends in flight), which pacing keeps its distance from."""
+        query = (
+            select(
+                OutboxRow.sent_at, OutboxRow.updated_at, OutboxRow.state, ContactRow.organization
+            )
+            .join(ContactRow, OutboxRow.contact_id == ContactRow.id)
+            .where(
+                or_(
+                    OutboxRow.sent_at >= now - HISTORY_WINDOW,
+                    OutboxRow.state.in_(("sending", "unknown")),
+                )
+            )
+        )
+        sends = [
+            (sent_at or updated, org) for sent_at, updated, _state, org in session.execute(query)
+        ]
+        return SendLog.of(sends, self.practice_zone)
+
+    def due_dues(self, candidates: Sequence[Candidate]) -> list[DueSend]:
+        return [DueSend(c.key, c.due_at, c.zone, c.calendar, c.organization) for c in candidates]
+
+    def _move(self, contact: ContactRow, stage: str, now: datetime, reason: str) -> None:
+        move_contact(contact, self.pipeline, stage, now, reason)

@@ -1,0 +1,272 @@
+"""Inbound effects: what a classified, matched message does to a contact, in one transaction.
+
+reply -> ``replied`` (from new, contacted or no_response) and queued steps cancelled;
+out_of_office -> paused until the return date plus one business day (else
+``[inbound] out_of_office_pause_days``), stage unchanged; auto_reply -> recorded only;
+hard bounce -> ``bounced`` and suppressed; soft bounce -> recorded, ``bounced`` after
+``[inbound] soft_bounces_before_bounced``; a policy bounce (5.7.x) pauses all sending;
+unsubscribe -> ``unsubscribed`` and suppressed. Each is recorded as an inbound event with the
+message's Message-ID and date (the contact's history), never its body. The folder's UID
+watermark is saved in the same transaction, so a crash neither loses nor repeats an effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from outreach.config import Settings
+from outreach.domain.business_days import make_calendar
+from outreach.domain.classify import (
+    AUTO_REPLY,
+    BOUNCE,
+    OUT_OF_OFFICE,
+    REPLY,
+    UNSUBSCRIBE,
+    Classification,
+    classify,
+)
+from outreach.domain.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
+from outreach.mail.compose import OutboundMessage
+from outreach.services.contacts import move_contact
+from outreach.services.matching import Match, match_message
+from outreach.services.workflow import RuleRun, run_rules, send_notices
+from outreach.store.database import Store
+from outreach.store.ledger import SENDING_PAUSED, WAITING, suppress
+from outreach.store.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow, StateRow
+
+log = logging.getLogger("outreach.inbound")  # pinned: journal lines show it
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where a message sits in its folder, saved with its effects."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """What one inbound message was and did."""
+
+    message_key: str
+    kind: str
+    contact: str | None
+    effect: str
+    reasons: tuple[str, ...]
+    seen_before: bool = False
+    move_to: str | None = None  # a rule asks for the message to be filed in this folder
+
+
+class InboundProcessor:
+    """Classify, match and apply inbound messages for one practice."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.pipeline = settings.the_pipeline
+        self.zone = ZoneInfo(settings.practice.timezone)
+        sending = settings.sending
+        self.calendar = make_calendar(
+            sending.days, sending.holidays_country, sending.holidays_subdivision
+        )
+
+    def process(
+        self, raw: bytes, *, folder: str, now: datetime, watermark: Watermark | None = None
+    ) -> InboundResult:
+        """Handle one message; never raises for the message's content."""
+        found = classify(raw, received=now.astimezone(self.zone).date())
+        notices: list[OutboundMessage] = []
+        moves: list[str] = []
+        key = found.message_id or f"<sha256-{hashlib.sha256(raw).hexdigest()[:48]}>"
+        with self.store.session() as session:
+            if watermark is not None:
+                _save_watermark(session, watermark, now)
+            seen = session.scalar(
+                select(InboundEventRow.id).where(InboundEventRow.message_key == key)
+            )
+            if seen is not None:
+                return InboundResult(
+                    key, found.kind, None, "seen before: no effect", found.reasons, seen_before=True
+                )
+            match = match_message(session, found, self.settings.sender.from_address)
+            contact = session.get(ContactRow, match.contact_id) if match.contact_id else None
+            if match.ours:
+                effect = f"no effect: {match.how}"
+            elif contact is None:
+                effect = "no effect: no contact matches"
+            elif not match.trusted:
+                effect = f"flagged, no effect: {match.how}"
+            else:
+                before = contact.stage
+                effect = self._apply(session, found, contact, key, now)
+                runs = [self._rules(session, found, contact, key, now, on=found.kind)]
+                if contact.stage != before:
+                    runs.append(self._rules(session, found, contact, key, now, on="stage_changed"))
+                for run in runs:
+                    effect += run.summary
+                    notices += run.notices
+                    moves += [run.move_to] if run.move_to else []
+            session.add(
+                InboundEventRow(
+                    message_key=key,
+                    folder=folder,
+                    kind=found.kind,
+                    contact_id=contact.id if contact else None,
+                    trusted=match.trusted,
+                    sender_domain=(found.sender or "").rpartition("@")[2],
+                    sent_at=found.sent_at,
+                    received_at=now,
+                    step_index=match.step_index,
+                    detail=_detail(found, match),
+                    effect=effect,
+                )
+            )
+        # Metadata only: the Message-ID, kind and effect; never the body.
+        log.info("inbound %s: %s; %s", key, found.kind, effect)
+        send_notices(self.settings, notices, key)  # after the commit: SMTP never holds the DB
+        return InboundResult(
+            key,
+            found.kind,
+            contact.email if contact else None,
+            effect,
+            found.reasons,
+            move_to=moves[-1] if moves else None,
+        )
+
+    def _apply(
+        self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
+    ) -> str:
+        when = f"{found.sent_at:%Y-%m-%d %H:%M}" if found.sent_at else "undated"
+        if found.kind == REPLY:
+            if contact.stage in (NEW, CONTACTED, NO_RESPONSE):
+                move_contact(contact, self.pipeline, REPLIED, now, f"reply {key} of {when}")
+                cancelled = _cancel_waiting(session, contact.id, now)
+                return f"{contact.stage}; {cancelled} queued step(s) cancelled"
+            return f"recorded (already {contact.stage})"
+        if found.kind == UNSUBSCRIBE:
+            move_contact(contact, self.pipeline, UNSUBSCRIBED, now, f"opt-out {key} of {when}")
+            suppress(session, contact.email_key, f"opt-out {key}", now)
+            _cancel_waiting(session, contact.id, now)
+            return "unsubscribed and suppressed"
+        if found.kind == OUT_OF_OFFICE:
+            until = self._pause_until(found, now)
+            if contact.paused_until is None or contact.paused_until < until:
+                contact.paused_until = until
+            contact.next_check_at = contact.paused_until
+            return f"paused until {contact.paused_until:%Y-%m-%d}"
+        if found.kind == BOUNCE:
+            return self._bounce(session, found, contact, key, now)
+        if found.kind == AUTO_REPLY:
+            return "recorded"
+        return "no effect: unclassifiable"
+
+    def _rules(
+        self,
+        session: Session,
+        found: Classification,
+        contact: ContactRow,
+        key: str,
+        now: datetime,
+        *,
+        on: str,
+    ) -> RuleRun:
+        return run_rules(
+            session,
+            self.settings,
+            self.pipeline,
+            contact,
+            on=on,
+            key=key,
+            now=now,
+            text=found.new_text,
+            sender_domain=(found.sender or "").rpartition("@")[2],
+            refers_to=found.refers_to,
+        )
+
+    def _pause_until(self, found: Classification, now: datetime) -> datetime:
+        if found.return_date is not None:
+            day = self.calendar.add_business_days(found.return_date, 1)
+            return datetime.combine(day, time(0), self.zone)
+        return now + timedelta(days=self.settings.inbound.out_of_office_pause_days)
+
+    def _bounce(
+        self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
+    ) -> str:
+        reason = f"bounce {key}: {found.status or found.bounce_class}"
+        if found.bounce_class == "policy":
+            row = session.get(StateRow, SENDING_PAUSED)
+            text = (
+                f"{now:%Y-%m-%d %H:%M} UTC: a policy bounce ({found.status}) for "
+                f"{contact.email}; check SPF/DKIM and reputation, then `outreach sending "
+                "resume`"
+            )
+            if row is None:
+                session.add(StateRow(key=SENDING_PAUSED, value=text, updated_at=now))
+            log.critical("sending paused: %s", text)
+            return "policy bounce: all sending paused"
+        if found.bounce_class == "soft":
+            earlier = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(InboundEventRow)
+                    .where(
+                        InboundEventRow.contact_id == contact.id,
+                        InboundEventRow.kind == BOUNCE,
+                        InboundEventRow.trusted.is_(True),
+                    )
+                )
+                or 0
+            )
+            if earlier + 1 < self.settings.inbound.soft_bounces_before_bounced:
+                return f"soft bounce {earlier + 1} recorded"
+        move_contact(contact, self.pipeline, BOUNCED, now, reason)
+        suppress(session, contact.email_key, reason, now)
+        _cancel_waiting(session, contact.id, now)
+        return "bounced and suppressed"
+
+
+def _cancel_waiting(session: Session, contact_id: int, now: datetime) -> int:
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.contact_id == contact_id, OutboxRow.state.in_(WAITING))
+        .values(state="cancelled", updated_at=now, last_error="cancelled by an inbound message")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def advance_watermark(store: Store, mark: Watermark, now: datetime) -> None:
+    """Move a folder's watermark past UIDs that no longer exist (expunged or moved away), so
+    a folder emptied by hand does not look like it holds unread mail forever."""
+    with store.session() as session:
+        _save_watermark(session, mark, now)
+        session.commit()
+
+
+def _save_watermark(session: Session, mark: Watermark, now: datetime) -> None:
+    row = session.get(MailboxStateRow, mark.folder)
+    if row is None:
+        session.add(
+            MailboxStateRow(
+                folder=mark.folder, uidvalidity=mark.uidvalidity, last_uid=mark.uid, updated_at=now
+            )
+        )
+    elif row.uidvalidity != mark.uidvalidity or mark.uid > row.last_uid:
+        row.uidvalidity, row.last_uid, row.updated_at = mark.uidvalidity, mark.uid, now
+
+
+def _detail(found: Classification, match: Match) -> dict[str, object]:
+    detail: dict[str, object] = {"how": match.how, "reasons": list(found.reasons)}
+    if found.return_date:
+        detail["return_date"] = found.return_date.isoformat()
+    if found.kind == BOUNCE:
+        detail.update(recipient=found.recipient, status=found.status, klass=found.bounce_class)
+    return detail

@@ -1,0 +1,49 @@
+"""Notices to the therapist (``notify`` rule action): who wrote, never what they wrote."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from outreach.config import Settings
+from outreach.mail.compose import OutboundMessage, new_message_id
+from outreach.mail.smtp import Delivery, SmtpTransport
+
+
+def notice(
+    settings: Settings,
+    subject: str,
+    lines: list[str],
+    refers_to: str | None,
+    *,
+    to: str | None = None,
+) -> OutboundMessage:
+    """A plain-text notice to ``to``, by default ``[sender] notify_address``."""
+    sender = settings.sender
+    to = to or sender.notify_address
+    message = EmailMessage(policy=SMTP)
+    message["From"] = Address(f"outreach for {sender.from_name}", addr_spec=sender.from_address)
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message_id = new_message_id(sender.message_id_domain)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: a machine wrote this
+    if refers_to:
+        message["References"] = refers_to
+    message.set_content("\n".join(lines) + "\n", charset="utf-8")
+    return OutboundMessage(message_id, sender.from_address, to, subject, message.as_bytes())
+
+
+def send_notice(settings: Settings, message: OutboundMessage) -> Delivery:
+    """Send a notice now, on its own SMTP connection (they are rare)."""
+
+    async def go() -> Delivery:
+        async with SmtpTransport(settings.smtp) as transport:
+            return await transport.send(message)
+
+    return asyncio.run(go())

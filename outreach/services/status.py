@@ -1,0 +1,150 @@
+"""What ``outreach status`` shows, and the facts the daemon leaves for it in ``app_state``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from outreach.config import Settings
+from outreach.domain.sequencing import ACTIVE_STAGES
+from outreach.store.database import Store
+from outreach.store.instance import daemon_running
+from outreach.store.ledger import SENDING_PAUSED
+from outreach.store.models import ContactRow, InboundEventRow, OutboxRow, StateRow
+
+DAEMON_PID = "daemon.pid"
+DAEMON_STARTED = "daemon.started_at"
+LAST_DISPATCH = "dispatch.last_pass"  # value: a one-line summary of the pass
+LAST_SYNC = "inbox.last_sync"  # value: the folders read
+DIGEST_SENT_ON = "digest.sent_on"  # value: the practice-local date of the last digest
+OUTBOX_PROBLEM_STATES = ("unknown", "failed", "retry", "sending")
+
+
+def record_facts(store: Store, now: datetime, facts: Mapping[str, str]) -> None:
+    """Save facts for ``outreach status`` (each with ``now`` as its time)."""
+    with store.session() as session:
+        for key, value in facts.items():
+            row = session.get(StateRow, key)
+            if row is None:
+                session.add(StateRow(key=key, value=value, updated_at=now))
+            else:
+                row.value, row.updated_at = value, now
+        session.commit()
+
+
+def read_fact(store: Store, key: str) -> tuple[str, datetime] | None:
+    with store.session() as session:
+        row = session.get(StateRow, key)
+        return (row.value, row.updated_at) if row else None
+
+
+@dataclass
+class Status:
+    """The daemon and the pipeline at a glance."""
+
+    running: bool
+    pid: int | None
+    since: datetime | None
+    last_dispatch: datetime | None
+    last_dispatch_summary: str
+    last_sync: datetime | None
+    last_reply: datetime | None
+    due_today: int
+    sending_paused: str | None
+    outbox_problems: dict[str, int]
+    pipeline: dict[str, dict[str, int]] = field(default_factory=dict)  # segment -> stage -> n
+
+    def to_json(self) -> dict[str, Any]:
+        def when(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "since": when(self.since),
+            "last_dispatch": when(self.last_dispatch),
+            "last_dispatch_summary": self.last_dispatch_summary,
+            "last_inbox_sync": when(self.last_sync),
+            "last_reply": when(self.last_reply),
+            "due_today": self.due_today,
+            "sending_paused": self.sending_paused,
+            "outbox_problems": self.outbox_problems,
+            "pipeline": self.pipeline,
+        }
+
+
+def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
+    """Read the daemon's facts and the pipeline (nothing is written)."""
+    running = daemon_running(settings.database_url)
+    with store.session() as session:
+        facts = {row.key: row for row in session.scalars(select(StateRow))}
+        pipeline: dict[str, dict[str, int]] = {}
+        query = select(ContactRow.segment, ContactRow.stage, func.count()).group_by(
+            ContactRow.segment, ContactRow.stage
+        )
+        for segment, stage, count in session.execute(query):
+            pipeline.setdefault(segment, {})[stage] = count
+        problems = dict(
+            session.execute(
+                select(OutboxRow.state, func.count())
+                .where(OutboxRow.state.in_(OUTBOX_PROBLEM_STATES))
+                .group_by(OutboxRow.state)
+            ).all()
+        )
+    pid = facts.get(DAEMON_PID)
+    started = facts.get(DAEMON_STARTED)
+    dispatch = facts.get(LAST_DISPATCH)
+    sync = facts.get(LAST_SYNC)
+    paused = facts.get(SENDING_PAUSED)
+    return Status(
+        running=running,
+        pid=int(pid.value) if running and pid and pid.value.isdigit() else None,
+        since=datetime.fromisoformat(started.value) if running and started else None,
+        last_dispatch=dispatch.updated_at if dispatch else None,
+        last_dispatch_summary=dispatch.value if dispatch else "",
+        last_sync=sync.updated_at if sync else None,
+        last_reply=last_reply(store),
+        due_today=due_today(store, ZoneInfo(settings.practice.timezone), now),
+        sending_paused=paused.value if paused else None,
+        outbox_problems={str(k): int(v) for k, v in problems.items()},
+        pipeline=pipeline,
+    )
+
+
+def last_reply(store: Store) -> datetime | None:
+    """When the latest reply from a source was read."""
+    with store.session() as session:
+        return session.scalar(
+            select(func.max(InboundEventRow.received_at)).where(InboundEventRow.kind == "reply")
+        )
+
+
+def due_today(store: Store, zone: ZoneInfo, now: datetime) -> int:
+    """Steps due by the end of the practice's day (``due_by`` midnight in ``zone``)."""
+    end = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), time(), zone)
+    return due_by(store, end)
+
+
+def due_by(store: Store, until: datetime) -> int:
+    """Steps due by ``until``, before pacing: contacts whose next check has come, plus
+    waiting retries. A cheap count through the next_check_at index, for status lines."""
+    with store.session() as session:
+        contacts = session.scalar(
+            select(func.count())
+            .select_from(ContactRow)
+            .where(ContactRow.next_check_at <= until, ContactRow.stage.in_(ACTIVE_STAGES))
+        )
+        retries = session.scalar(
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(
+                OutboxRow.state.in_(("retry", "queued")),
+                (OutboxRow.next_attempt_at.is_(None)) | (OutboxRow.next_attempt_at <= until),
+            )
+        )
+    return int(contacts or 0) + int(retries or 0)
