@@ -2,7 +2,7 @@
 
 Fills a SQLite store with N contacts of which 100 are due now (the rest were checked and
 have their next step days away, as after earlier passes), then times the pass's selection:
-finding the due steps and pacing them (``due_candidates`` + ``schedule``, no SMTP). Prints
+finding the due steps and pacing them (``DueSteps.scan`` + ``schedule``, no SMTP). Prints
 the time for 10,000 and 1,000,000 contacts; the baseline is the same query without the
 ``next_check_at`` index condition, i.e. a scan of every active contact.
 
@@ -28,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 from outreach.config import load_config  # noqa: E402
 from outreach.domain.pacing import schedule  # noqa: E402
 from outreach.domain.sequencing import ACTIVE_STAGES  # noqa: E402
-from outreach.mail.templates import TemplateSet  # noqa: E402
-from outreach.services.dispatch import Dispatcher  # noqa: E402
+from outreach.services.due import DueSteps  # noqa: E402
 from outreach.store.database import open_store  # noqa: E402
 from outreach.store.models import ContactRow  # noqa: E402
 
@@ -71,22 +70,22 @@ def fill(store_url: str, size: int) -> None:
     store.close()
 
 
-def measure(dispatcher: Dispatcher, indexed: bool) -> float:
+def measure(due: DueSteps, indexed: bool) -> float:
     times = []
     for _ in range(5 if indexed else 1):
-        with dispatcher.store.session() as session:
+        with due.store.session() as session:
             start = time.perf_counter()
             if indexed:
-                candidates, _ = dispatcher.due_candidates(session, NOW, write=False)
+                candidates = due.scan(session, NOW).candidates
             else:
                 rows = session.scalars(
                     select(ContactRow).where(ContactRow.stage.in_(ACTIVE_STAGES))
                 ).all()
                 candidates = [r for r in rows if r.next_check_at and r.next_check_at <= NOW]
             schedule(
-                dispatcher.due_dues(candidates) if indexed else [],
-                dispatcher.policy,
-                dispatcher.send_log(session, NOW),
+                due.due_sends(candidates) if indexed else [],
+                due.policy,
+                due.send_log(session, NOW),
                 start=NOW,
                 until=NOW,
             )
@@ -107,17 +106,15 @@ def main() -> None:
             .read_text()
             .replace('dir = "../templates"', f'dir = "{ROOT / "templates"}"')
         )
-        print(
-            f"{DUE} contacts due; median of 5 selections (baseline: 1) (due_candidates + schedule)"
-        )
+        print(f"{DUE} contacts due; median of 5 selections (baseline: 1) (scan + schedule)")
         for size in sizes:
             os.environ["OUTREACH_STORAGE__URL"] = f"sqlite:///{work}/scale{size}.sqlite3"
             settings = load_config(config)
             fill(settings.database_url, size)
             store = open_store(settings.database_url)
-            dispatcher = Dispatcher(store, settings, TemplateSet(settings.templates.dir))
-            ours = measure(dispatcher, indexed=True)
-            scan = measure(dispatcher, indexed=False)
+            due = DueSteps(store, settings)
+            ours = measure(due, indexed=True)
+            scan = measure(due, indexed=False)
             store.close()
             print(
                 f"{size:>10,} contacts: outreach pass selection {ours * 1000:8.1f} ms;"

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
 from outreach.mail.imap_inbox import sync_once, watch  # noqa: E402
+from outreach.runtime.parts import build_parts  # noqa: E402
 from outreach.services.contacts import import_contacts, show_contact  # noqa: E402
-from outreach.services.inbound import InboundProcessor  # noqa: E402
 from outreach.store.database import open_store  # noqa: E402
 from outreach.store.models import OutboxRow  # noqa: E402
 from tests.mailstack import start_dovecot  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
                         sent_at=NOW,
                     )
                 )
-        processor = InboundProcessor(store, settings)
+        processor = build_parts(settings, store).processor
 
         # Baseline: how long Dovecot takes to announce a delivery to an IDLE client.
         raw: list[float] = []

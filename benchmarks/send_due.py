@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
-from outreach.mail.templates import TemplateSet  # noqa: E402
+from outreach.runtime.parts import build_parts  # noqa: E402
 from outreach.services.contacts import import_contacts  # noqa: E402
-from outreach.services.dispatch import Dispatcher  # noqa: E402
 from outreach.store.database import open_store  # noqa: E402
 
 RELAXED = {
@@ -133,7 +132,7 @@ def ours(contacts: int, port: int, work: Path) -> float:
         source="bench.csv",
         now=now,
     )
-    dispatcher = Dispatcher(store, settings, TemplateSet(settings.templates.dir))
+    dispatcher = build_parts(settings, store).dispatcher
     start = time.perf_counter()
     report = asyncio.run(dispatcher.run_pass(now + timedelta(seconds=1)))
     elapsed = time.perf_counter() - start

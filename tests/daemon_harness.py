@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outreach.config import load_config
-from outreach.services.outbound import list_outbox
+from outreach.services.outbox import list_outbox
 from outreach.store.database import open_store
 
 

@@ -20,7 +20,7 @@ from outreach.runtime.daemon import Clock
 from outreach.runtime.logs import OneLineFormatter
 from outreach.runtime.systemd import Notifier, journal_attached, watchdog_interval
 from outreach.services.digest import DigestFacts, compose_digest
-from outreach.services.outbound import PlannedSend
+from outreach.services.forecast import PlannedSend
 from outreach.store.instance import InstanceLock, daemon_running
 
 ZONE = ZoneInfo("America/New_York")

@@ -16,11 +16,9 @@ from sqlalchemy import update
 
 from outreach.config import load_config
 from outreach.mail.imap_inbox import sync_once, watch, watch_async
-from outreach.mail.templates import TemplateSet
+from outreach.runtime.parts import build_parts
 from outreach.services.contacts import import_contacts, show_contact
-from outreach.services.dispatch import Dispatcher
-from outreach.services.inbound import InboundProcessor
-from outreach.services.outbound import list_outbox
+from outreach.services.outbox import list_outbox
 from outreach.store.database import Store, open_store
 from outreach.store.models import MailboxStateRow
 from tests.conftest import Run
@@ -50,10 +48,11 @@ class Practice:
             source="t.csv",
             now=T0,
         )
-        dispatcher = Dispatcher(self.store, self.settings, TemplateSet(self.settings.templates.dir))
+        parts = build_parts(self.settings, self.store)
+        dispatcher = parts.dispatcher
         asyncio.run(dispatcher.run_pass(T0))
         self.ids = {e.email: e.message_id for e in list_outbox(self.store)}
-        self.processor = InboundProcessor(self.store, self.settings)
+        self.processor = parts.processor
         self.dovecot = dovecot
         self.user = dovecot.user(3)[0]
 
@@ -333,9 +332,7 @@ class TestBounceClasses:
         practice.deliver(dsn_for("tom@lm.example.org", tom, "5.7.1", 9))
         assert practice.sync() == [("tom@lm.example.org", "policy bounce: all sending paused")]
         assert practice.stage("tom@lm.example.org") == "contacted"
-        dispatcher = Dispatcher(
-            practice.store, practice.settings, TemplateSet(practice.settings.templates.dir)
-        )
+        dispatcher = build_parts(practice.settings, practice.store).dispatcher
         assert dispatcher.paused_reason() is not None
 
 

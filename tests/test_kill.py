@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from outreach.config import load_config
-from outreach.services.outbound import list_outbox
+from outreach.services.outbox import list_outbox
 from outreach.store.database import open_store
 from tests.mailstack import SmtpServer
 

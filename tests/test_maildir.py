@@ -11,8 +11,8 @@ import pytest
 from outreach.config import load_config
 from outreach.errors import ConfigError
 from outreach.mail.maildir import MaildirInbox
+from outreach.runtime.parts import build_parts
 from outreach.services.contacts import import_contacts, show_contact
-from outreach.services.inbound import InboundProcessor
 from outreach.store.database import open_store
 from tests.conftest import without_rules
 
@@ -40,15 +40,15 @@ def test_replies_in_a_maildir_take_effect_once_and_nothing_moves(
             b"Subject: Re: hello\r\nMessage-ID: <r1@nb.example.com>\r\n\r\nYes, let's talk.\r\n"
         )
         inbox = MaildirInbox(tmp_path / "inbox")
-        processor = InboundProcessor(store, settings)
-        first = inbox.sync_once(processor, now=NOW)
+        processor = build_parts(settings, store).processor
+        first = inbox.sync_once(processor, now=lambda: NOW)
         assert [(r.kind, r.contact) for r in first.results] == [("reply", "alma@nb.example.com")]
         assert show_contact(store, "alma@nb.example.com").contact.stage == "replied"
-        assert inbox.sync_once(processor, now=NOW).results == []
+        assert inbox.sync_once(processor, now=lambda: NOW).results == []
         # Read-only: still in new/, unflagged.
         assert len(list((tmp_path / "inbox" / "new").iterdir())) == 1
         # A new process reads it again; the Message-ID dedupe gives it no second effect.
-        again = MaildirInbox(tmp_path / "inbox").sync_once(processor, now=NOW)
+        again = MaildirInbox(tmp_path / "inbox").sync_once(processor, now=lambda: NOW)
         assert [r.effect for r in again.results] == ["seen before: no effect"]
     finally:
         store.close()
@@ -58,8 +58,9 @@ def test_a_missing_maildir_is_named(config_file: Path, tmp_path: Path) -> None:
     settings = load_config(config_file)
     store = open_store(settings.database_url)
     try:
+        processor = build_parts(settings, store).processor
         with pytest.raises(ConfigError, match=r"inbound\.maildir: can.t read"):
-            MaildirInbox(tmp_path / "nope").sync_once(InboundProcessor(store, settings), now=NOW)
+            MaildirInbox(tmp_path / "nope").sync_once(processor, now=lambda: NOW)
     finally:
         store.close()
 

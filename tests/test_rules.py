@@ -224,8 +224,7 @@ def test_reply_with_sends_a_threaded_reply_under_the_sending_policy(
     from datetime import timedelta
     from email import message_from_bytes
 
-    from outreach.mail.templates import TemplateSet
-    from outreach.services.dispatch import Dispatcher
+    from outreach.runtime.parts import build_parts
     from tests.test_inbound import T0
 
     outbound_config.write_text(
@@ -244,9 +243,7 @@ then = { set_stage = "engaged", reply_with = "thank_you" }
         ((_, effect),) = practice.sync()
         assert effect.endswith("stage engaged, reply thank_you queued")
         before = len(smtp_sink.received)
-        dispatcher = Dispatcher(
-            practice.store, practice.settings, TemplateSet(practice.settings.templates.dir)
-        )
+        dispatcher = build_parts(practice.settings, practice.store).dispatcher
         report = asyncio.run(dispatcher.run_pass(T0 + timedelta(hours=3)))
         assert [(line.email, line.step) for line in report.sent] == [("alma@nb.example.com", 1001)]
         sent = message_from_bytes(smtp_sink.received[before].data)

@@ -13,9 +13,9 @@ import pytest
 from imapclient import IMAPClient
 
 from outreach.config import Settings, load_config
-from outreach.mail.templates import TemplateSet
-from outreach.services.dispatch import Dispatcher, DispatchReport
-from outreach.services.outbound import list_outbox, resolve_outbox, resume_sending
+from outreach.runtime.parts import build_parts
+from outreach.services.dispatch import DispatchReport
+from outreach.services.outbox import list_outbox, resolve_outbox, resume_sending
 from outreach.store.database import Store, open_store
 from tests.conftest import ROOT, Run
 from tests.mailstack import Dovecot, SmtpServer
@@ -38,9 +38,7 @@ class World:
 
         self.settings: Settings = load_config(config)
         self.store: Store = open_store(self.settings.database_url)
-        self.dispatcher = Dispatcher(
-            self.store, self.settings, TemplateSet(self.settings.templates.dir)
-        )
+        self.dispatcher = build_parts(self.settings, self.store).dispatcher
         import_contacts(
             self.store,
             self.settings.the_pipeline,
@@ -205,7 +203,7 @@ class TestFaults:
         assert len(smtp_sink.received) == 2  # the lost one was received once, never again
         unknown = [e for e in list_outbox(world.store) if e.state == "unknown"]
         assert len(unknown) == 1
-        resolve_outbox(world.dispatcher, unknown[0].id, sent=False, now=T0)
+        resolve_outbox(world.store, unknown[0].id, sent=False, now=T0)
         world.run(T0 + timedelta(minutes=700))
         assert len(smtp_sink.received) == 3
         assert [m["Message-ID"] for m in messages(smtp_sink)].count(unknown[0].message_id) == 2
@@ -442,7 +440,7 @@ def test_plan_forecasts_check_ins_and_queued_rule_replies(world: World) -> None:
     """plan shows what the dispatcher will send: a waiting rule reply (once crashed with an
     IndexError: a reply's step is past the sequence) and an engaged source's check-in."""
     from outreach.services.contacts import set_stage
-    from outreach.services.outbound import plan
+    from outreach.services.forecast import plan
     from outreach.services.workflow import queue_reply
 
     world.run(T0)

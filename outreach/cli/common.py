@@ -26,6 +26,7 @@ from outreach.runtime.logs import LEVELS, configure_logging
 
 if TYPE_CHECKING:
     from outreach.config import Settings
+    from outreach.runtime.parts import Parts
     from outreach.services.dispatch import Dispatcher
     from outreach.store.database import Store
 
@@ -77,6 +78,7 @@ class Context:
     config_path: Path | None
     _settings: Settings | None = None
     _stores: list[Store] = field(default_factory=list)
+    _parts: Parts | None = None
 
     def settings(self) -> Settings:
         """The configuration, with the files and folders it names checked too."""
@@ -94,13 +96,17 @@ class Context:
         self._stores.append(store)
         return store
 
+    def parts(self) -> Parts:
+        """The services over the store, wired to the configured mail servers."""
+        if self._parts is None:
+            from outreach.runtime.parts import build_parts
+
+            self._parts = build_parts(self.settings(), self.store())
+        return self._parts
+
     def dispatcher(self) -> Dispatcher:
         """The dispatcher over the store and the configured templates."""
-        from outreach.mail.templates import TemplateSet
-        from outreach.services.dispatch import Dispatcher
-
-        settings = self.settings()
-        return Dispatcher(self.store(), settings, TemplateSet(settings.templates.dir))
+        return self.parts().dispatcher
 
     def close(self) -> None:
         for store in self._stores:

@@ -323,8 +323,9 @@ def stage_set(
         from outreach.services import workflow
 
         state = _context(ctx)
+        parts = state.parts()
         change, ruled = workflow.set_stage_by_hand(
-            state.store(), state.settings(), email, stage, now=_now(), note=note
+            parts.store, parts.settings, parts.smtp, email, stage, now=_now(), note=note
         )
     if change is None:
         out.print(f"{email} is already {stage}", markup=False)
@@ -359,8 +360,15 @@ def referrals_add(
         from outreach.services import workflow
 
         state = _context(ctx)
+        parts = state.parts()
         change, ruled = workflow.record_referral(
-            state.store(), state.settings(), email, received_on=received, now=_now(), note=note
+            parts.store,
+            parts.settings,
+            parts.smtp,
+            email,
+            received_on=received,
+            now=_now(),
+            note=note,
         )
     moved = f"; {change.from_stage} -> {change.to_stage}" if change else ""
     out.print(f"{email}: referral on {received} recorded{moved}{ruled}", markup=False)

@@ -10,7 +10,6 @@ import typer
 
 from outreach.cli.common import (
     _context,
-    _now,
     _print_json,
     _reported,
     app,
@@ -22,7 +21,7 @@ from outreach.errors import (
 )
 
 if TYPE_CHECKING:
-    from outreach.mail.imap_inbox import SyncReport
+    from outreach.mail.abc import SyncReport
 
 
 # --- inbound --------------------------------------------------------------------------------
@@ -37,36 +36,17 @@ def inbox_sync(
 ) -> None:
     """Read new messages in the watched folders (read-only) and apply their effects."""
     with _reported():
-        from outreach.mail.imap_inbox import sync_once, watch
-        from outreach.services.inbound import InboundProcessor
-
-        state = _context(ctx)
-        settings = state.settings()
-        processor = InboundProcessor(state.store(), settings)
-        if settings.inbound.maildir is not None:
-            from outreach.mail.maildir import MaildirInbox
-
-            inbox = MaildirInbox(settings.inbound.maildir)
-            if once:
-                _print_sync(inbox.sync_once(processor, now=_now()), quiet=False)
-                return
-            raise ConfigError(
-                ["inbox sync: a Maildir inbox is read by `outreach run`; use --once here"]
-            )
+        parts = _context(ctx).parts()
         if once:
-            _print_sync(sync_once(settings.imap, processor), quiet=False)
+            _print_sync(parts.inbox.sync_once(parts.processor), quiet=False)
             return
         stop = threading.Event()
-        out.print(
-            f"watching {', '.join(settings.imap.folders)} on {settings.imap.host} (Ctrl-C to stop)",
-            markup=False,
-        )
+        out.print(f"watching {parts.inbox.location} (Ctrl-C to stop)", markup=False)
         try:
-            watch(
-                settings.imap,
-                processor,
+            parts.inbox.watch(
+                parts.processor,
                 stop=stop,
-                poll_seconds=settings.inbound.poll_seconds,
+                poll_seconds=parts.settings.inbound.poll_seconds,
                 on_pass=lambda report: _print_sync(report, quiet=True),
             )
         except KeyboardInterrupt:

@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from outreach.cli.common import (
-    Context,
     _context,
     _now,
     _print_json,
@@ -31,7 +30,7 @@ from outreach.errors import (
 
 if TYPE_CHECKING:
     from outreach.config import Settings
-    from outreach.services.dispatch import Dispatcher, DispatchReport
+    from outreach.services.dispatch import DispatchReport
 
 
 # --- outbound -------------------------------------------------------------------------------
@@ -55,35 +54,15 @@ def _parse_now(value: str | None, settings: Settings) -> datetime:
     return parse_local_time(value, zone, "--now").astimezone(UTC)
 
 
-def _require_templates(state: Context) -> Dispatcher:
-    from outreach.services import outbound
-
-    dispatcher = state.dispatcher()
-    failures = outbound.check_templates(dispatcher.store, dispatcher.settings, dispatcher.templates)
-    if failures:
-        raise ConfigError(
-            [
-                *map(str, failures),
-                "templates check failed: nothing is sent until every template renders",
-            ]
-        )
-    return dispatcher
-
-
 @templates_app.command("check")
 def templates_check(ctx: typer.Context) -> None:
     """Render every template of every sequence for every contact of its segment."""
     with _reported():
-        from outreach.services import outbound
+        from outreach.services.template_check import require_templates
 
-        state = _context(ctx)
-        dispatcher = state.dispatcher()
-        failures = outbound.check_templates(
-            dispatcher.store, dispatcher.settings, dispatcher.templates
-        )
-        if failures:
-            raise ConfigError([str(f) for f in failures])
-    steps = sum(len(s.sequence) for s in dispatcher.settings.segments.values())
+        parts = _context(ctx).parts()
+        require_templates(parts.store, parts.settings, parts.templates, consequence=None)
+    steps = sum(len(s.sequence) for s in parts.settings.segments.values())
     out.print(f"templates: all {steps} sequence steps render for every contact", markup=False)
 
 
@@ -99,10 +78,10 @@ def preview(
 ) -> None:
     """Print the exact message, headers and body, that a step would send a contact."""
     with _reported():
-        from outreach.services import outbound
+        from outreach.services import forecast
 
         state = _context(ctx)
-        data = outbound.preview(
+        data = forecast.preview(
             state.dispatcher(), email, step=step, now=_parse_now(now, state.settings())
         )
     sys.stdout.write(data.decode("utf-8", errors="replace").replace("\r\n", "\n"))
@@ -117,10 +96,10 @@ def plan(
 ) -> None:
     """Forecast what would be sent when, honoring windows, holidays, caps and pacing."""
     with _reported():
-        from outreach.services import outbound
+        from outreach.services import forecast
 
         state = _context(ctx)
-        planned = outbound.plan(
+        planned = forecast.plan(
             state.dispatcher(), now=_parse_now(now, state.settings()), days=days
         )
         zone = ZoneInfo(state.settings().practice.timezone)
@@ -161,44 +140,27 @@ def send_due(
 ) -> None:
     """Send every step that is due now: the same pass the daemon runs every minute."""
     with _reported():
-        state = _context(ctx)
-        dispatcher = _require_templates(state)
-        fixed_now = now is not None
-        when = _parse_now(now, state.settings())
-        while True:
-            report = asyncio.run(dispatcher.run_pass(when, dry_run=dry_run))
-            _print_report(report)
-            if once or dry_run or fixed_now or not report.sent or report.paused or report.problems:
-                break
-            when = _now()
+        from outreach.services.dispatch import send_due as send
+        from outreach.services.template_check import require_templates
+
+        parts = _context(ctx).parts()
+        require_templates(
+            parts.store,
+            parts.settings,
+            parts.templates,
+            consequence="templates check failed: nothing is sent until every template renders",
+        )
+        when = None if now is None else _parse_now(now, parts.settings)
+        report = asyncio.run(
+            send(parts.dispatcher, now=when, once=once, dry_run=dry_run, on_pass=_print_report)
+        )
     if report.problems or report.paused:
         raise typer.Exit(1)
 
 
 def _print_report(report: DispatchReport) -> None:
-    verb = "would send" if report.dry_run else "sent"
-    for line in report.sent:
-        out.print(
-            f"{verb} {line.label} to {line.email}"
-            + (f": {line.subject} {line.message_id}" if line.subject else ""),
-            markup=False,
-        )
-    for line in report.reconciled:
-        out.print(
-            f"found in Sent after an interruption: {line.label} to {line.email}", markup=False
-        )
-    for line in report.retrying:
-        out.print(f"will retry {line.label} to {line.email}: {line.detail}", markup=False)
-    for line in report.failed:
-        out.print(f"failed {line.label} to {line.email}: {line.detail}", markup=False)
-    for line in report.unknown:
-        out.print(
-            f"UNKNOWN whether {line.label} reached {line.email} ({line.message_id}); "
-            "check, then `outreach outbox resolve`",
-            markup=False,
-        )
-    for email in report.finished:
-        out.print(f"{email}: sequence finished without a reply -> no_response", markup=False)
+    for _level, sentence in report.sentences(subjects=True):
+        out.print(sentence, markup=False)
     for problem in report.problems:
         err.print(problem, markup=False)
     if report.paused:
@@ -229,9 +191,9 @@ def outbox_list(
 ) -> None:
     """List the delivery ledger, newest first; `unknown` rows need your decision."""
     with _reported():
-        from outreach.services import outbound
+        from outreach.services import outbox
 
-        entries = outbound.list_outbox(_context(ctx).store(), state=state_filter)
+        entries = outbox.list_outbox(_context(ctx).store(), state=state_filter)
     if as_json:
         _print_json([e.to_json() for e in entries])
         return
@@ -262,12 +224,11 @@ def outbox_resolve(
 ) -> None:
     """Settle an `unknown` send after an interruption: --sent or --resend."""
     with _reported():
-        from outreach.services import outbound
+        from outreach.services import outbox
 
         if sent == resend:
             raise ConfigError(["give exactly one of --sent or --resend"])
-        state = _context(ctx)
-        result = outbound.resolve_outbox(state.dispatcher(), outbox_id, sent=sent, now=_now())
+        result = outbox.resolve_outbox(_context(ctx).store(), outbox_id, sent=sent, now=_now())
     out.print(f"outbox row {outbox_id}: {result}", markup=False)
 
 
@@ -275,9 +236,9 @@ def outbox_resolve(
 def sending_resume(ctx: typer.Context) -> None:
     """Resume sending after a policy rejection (5.7.x) paused it, once the cause is fixed."""
     with _reported():
-        from outreach.services import outbound
+        from outreach.services import outbox
 
-        reason = outbound.resume_sending(_context(ctx).store())
+        reason = outbox.resume_sending(_context(ctx).store())
     out.print(
         "sending was not paused" if reason is None else f"sending resumed (was paused: {reason})",
         markup=False,

@@ -65,3 +65,8 @@ def parse_local_time(value: str, zone: zoneinfo.ZoneInfo, what: str) -> datetime
             [f"{what}: {value!r} is not an ISO 8601 time such as 2026-03-02T09:30"]
         ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+
+
+def full_name(first_name: str | None, last_name: str | None) -> str:
+    """First and last name as people write them; empty when both are missing."""
+    return " ".join(part for part in (first_name, last_name) if part)

@@ -12,8 +12,8 @@ from imapclient.exceptions import IMAPClientError
 
 from outreach.config import Imap, Smtp
 from outreach.errors import MailServerUnusable
-from outreach.mail.sent_folder import close_imap, open_imap
-from outreach.mail.smtp import SmtpTransport
+from outreach.mail.imap import close_imap, open_imap
+from outreach.mail.smtp import SmtpSession
 
 
 def check_smtp(smtp: Smtp) -> str:
@@ -22,7 +22,7 @@ def check_smtp(smtp: Smtp) -> str:
 
 
 async def check_smtp_async(smtp: Smtp) -> str:
-    async with SmtpTransport(smtp) as transport:
+    async with SmtpSession(smtp) as transport:
         await transport.connect()
     name = f"smtp {smtp.host}:{smtp.effective_port}"
     if smtp.username:

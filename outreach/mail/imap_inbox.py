@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from imapclient import IMAPClient
@@ -26,9 +25,8 @@ from imapclient.exceptions import IMAPClientError
 
 from outreach.config import Imap
 from outreach.errors import MailServerUnusable
-from outreach.mail.sent_folder import close_imap, open_imap
-from outreach.services.inbound import InboundProcessor, InboundResult, Watermark, advance_watermark
-from outreach.store.models import MailboxStateRow
+from outreach.mail.abc import MessageHandler, SyncReport, Watermark
+from outreach.mail.imap import close_imap, open_imap
 
 log = logging.getLogger("outreach.watcher")  # pinned: journal lines show it
 FETCH_BATCH = 200
@@ -36,21 +34,53 @@ IDLE_RENEW_SECONDS = 9 * 60  # RFC 2177 allows 29 minutes; NAT boxes drop quiet 
 MAX_BACKOFF_SECONDS = 300.0
 
 
-@dataclass
-class SyncReport:
-    """What one catch-up pass saw."""
+class ImapInbox:
+    """The ``InboxSource`` of the practice's IMAP folders."""
 
-    results: list[InboundResult] = field(default_factory=list)
-    folders: dict[str, int] = field(default_factory=dict)  # folder -> messages read
+    def __init__(self, imap: Imap) -> None:
+        self.settings = imap
+
+    @property
+    def description(self) -> str:
+        return ", ".join(self.settings.folders)
+
+    @property
+    def location(self) -> str:
+        return f"{self.description} on {self.settings.host}"
+
+    def sync_once(
+        self, handler: MessageHandler, *, now: Callable[[], datetime] | None = None
+    ) -> SyncReport:
+        return sync_once(self.settings, handler, now=now)
+
+    def watch(
+        self,
+        handler: MessageHandler,
+        *,
+        stop: threading.Event,
+        poll_seconds: float,
+        on_pass: Callable[[SyncReport], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        watch(
+            self.settings,
+            handler,
+            stop=stop,
+            poll_seconds=poll_seconds,
+            on_pass=on_pass,
+            heartbeat=heartbeat,
+            now=now,
+        )
 
 
 def sync_once(
-    imap: Imap, processor: InboundProcessor, *, now: Callable[[], datetime] | None = None
+    imap: Imap, handler: MessageHandler, *, now: Callable[[], datetime] | None = None
 ) -> SyncReport:
     """Read every message that arrived since the last pass, in every watched folder."""
     client = open_imap(imap)
     try:
-        return _sync_all(client, imap, processor, now or (lambda: datetime.now(UTC)))
+        return _sync_all(client, imap, handler, now or (lambda: datetime.now(UTC)))
     finally:
         close_imap(client)
 
@@ -58,19 +88,19 @@ def sync_once(
 def _sync_all(
     client: IMAPClient,
     imap: Imap,
-    processor: InboundProcessor,
+    handler: MessageHandler,
     clock: Callable[[], datetime],
     heartbeat: Callable[[], None] | None = None,
 ) -> SyncReport:
     report = SyncReport()
     for folder in imap.folders:
-        report.folders[folder] = _sync_folder(client, folder, processor, clock, report, heartbeat)
+        report.folders[folder] = _sync_folder(client, folder, handler, clock, report, heartbeat)
     return report
 
 
 def watch(
     imap: Imap,
-    processor: InboundProcessor,
+    handler: MessageHandler,
     *,
     stop: threading.Event,
     poll_seconds: float = 60.0,
@@ -89,20 +119,18 @@ def watch(
     message it reads; a watcher stuck in one call stops calling it.
     """
     clock = now or (lambda: datetime.now(UTC))
-    backoff = 1.0
+    backoff = _Backoff(stop, heartbeat)
     while not stop.is_set():
         try:
             client = open_imap(imap)
         except (MailServerUnusable, IMAPClientError, OSError) as exc:
-            log.warning("inbox: can't connect (%s); retrying in %.0f s", exc, backoff)
-            _wait(stop, backoff, heartbeat)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            backoff.wait("inbox: can't connect (%s); retrying in %.0f s", exc)
             continue
         try:
             idle = b"IDLE" in client.capabilities()
             while not stop.is_set():
-                report = _sync_all(client, imap, processor, clock, heartbeat)
-                backoff = 1.0
+                report = _sync_all(client, imap, handler, clock, heartbeat)
+                backoff.reset()
                 if on_pass is not None:
                     on_pass(report)
                 if idle:
@@ -110,34 +138,48 @@ def watch(
                     wait = (
                         idle_seconds if len(imap.folders) == 1 else min(idle_seconds, poll_seconds)
                     )
-                    _idle(client, imap.folders[0], processor, stop, wait, heartbeat)
+                    _idle(client, imap.folders[0], handler, stop, wait, heartbeat)
                 else:
                     _wait(stop, poll_seconds, heartbeat)
         except (IMAPClientError, OSError) as exc:
-            log.warning("inbox: connection lost (%s); reconnecting in %.0f s", exc, backoff)
-            _wait(stop, backoff, heartbeat)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            backoff.wait("inbox: connection lost (%s); reconnecting in %.0f s", exc)
         except Exception:  # the watcher must outlive any one bad pass; the next one retries
-            log.exception("inbox: unexpected error; retrying in %.0f s", backoff)
-            _wait(stop, backoff, heartbeat)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            backoff.wait("inbox: unexpected error; retrying in %.0f s", exc_info=True)
         finally:
             close_imap(client)
+
+
+class _Backoff:
+    """Capped exponential waits between reconnects, each announced in the log."""
+
+    def __init__(self, stop: threading.Event, heartbeat: Callable[[], None] | None) -> None:
+        self.stop, self.heartbeat = stop, heartbeat
+        self.seconds = 1.0
+
+    def wait(self, message: str, *args: object, exc_info: bool = False) -> None:
+        if exc_info:
+            log.exception(message, *args, self.seconds)
+        else:
+            log.warning(message, *args, self.seconds)
+        _wait(self.stop, self.seconds, self.heartbeat)
+        self.seconds = min(self.seconds * 2, MAX_BACKOFF_SECONDS)
+
+    def reset(self) -> None:
+        self.seconds = 1.0
 
 
 def _idle(
     client: IMAPClient,
     folder: str,
-    processor: InboundProcessor,
+    handler: MessageHandler,
     stop: threading.Event,
     seconds: float,
     heartbeat: Callable[[], None] | None,
 ) -> None:
     """Wait in IDLE until the folder changes, ``stop`` is set, or it is time to renew."""
     selected = client.select_folder(folder, readonly=True)
-    with processor.store.session() as session:
-        state = session.get(MailboxStateRow, folder)
-        last = state.last_uid if state else 0
+    mark = handler.watermark(folder)
+    last = mark.uid if mark else 0
     if int(selected.get(b"UIDNEXT", 0)) - 1 > last:
         return  # mail arrived between the catch-up and now: IDLE would not announce it
     client.idle()
@@ -164,16 +206,15 @@ def _wait(stop: threading.Event, seconds: float, heartbeat: Callable[[], None] |
 def _sync_folder(
     client: IMAPClient,
     folder: str,
-    processor: InboundProcessor,
+    handler: MessageHandler,
     clock: Callable[[], datetime],
     report: SyncReport,
     heartbeat: Callable[[], None] | None = None,
 ) -> int:
     selected = client.select_folder(folder, readonly=True)
     uidvalidity = int(selected[b"UIDVALIDITY"])
-    with processor.store.session() as session:
-        state = session.get(MailboxStateRow, folder)
-        last = state.last_uid if state and state.uidvalidity == uidvalidity else 0
+    mark = handler.watermark(folder)
+    last = mark.uid if mark and mark.uidvalidity == uidvalidity else 0
     uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
     moves: dict[str, list[int]] = {}
     for start in range(0, len(uids), FETCH_BATCH):
@@ -184,7 +225,7 @@ def _sync_folder(
             if not isinstance(raw, bytes):
                 log.warning("%s UID %s: no body returned; skipped", folder, uid)
                 continue
-            result = processor.process(
+            result = handler.handle(
                 raw, folder=folder, now=clock(), watermark=Watermark(folder, uidvalidity, uid)
             )
             report.results.append(result)
@@ -195,7 +236,7 @@ def _sync_folder(
     # Every UID below UIDNEXT was either read above or no longer exists: past them all.
     highest = int(selected.get(b"UIDNEXT", 0)) - 1
     if highest > max([last, *uids]):
-        advance_watermark(processor.store, Watermark(folder, uidvalidity, highest), clock())
+        handler.advance(Watermark(folder, uidvalidity, highest), clock())
     if moves:
         _move(client, folder, moves)
     return len(uids)
@@ -216,7 +257,7 @@ def _move(client: IMAPClient, folder: str, moves: dict[str, list[int]]) -> None:
 
 async def watch_async(
     imap: Imap,
-    processor: InboundProcessor,
+    handler: MessageHandler,
     *,
     stop: threading.Event,
     poll_seconds: float = 60.0,
@@ -229,7 +270,7 @@ async def watch_async(
     await in_daemon_thread(
         lambda: watch(
             imap,
-            processor,
+            handler,
             stop=stop,
             poll_seconds=poll_seconds,
             on_pass=on_pass,

@@ -16,22 +16,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from outreach.errors import ConfigError
-from outreach.mail.imap_inbox import SyncReport
-from outreach.services.inbound import InboundProcessor
+from outreach.mail.abc import MessageHandler, SyncReport
 
 log = logging.getLogger("outreach.maildir")  # pinned: journal lines show it
 
 
 class MaildirInbox:
-    """The practice's inbox as a Maildir folder."""
+    """The ``InboxSource`` of a Maildir folder holding the practice's inbox."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.folder = f"maildir:{path.name}"
         self._seen: set[str] = set()
 
-    def sync_once(self, processor: InboundProcessor, *, now: datetime) -> SyncReport:
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    @property
+    def location(self) -> str:
+        return self.description
+
+    def sync_once(
+        self, handler: MessageHandler, *, now: Callable[[], datetime] | None = None
+    ) -> SyncReport:
         """Read every message not read yet, oldest delivery first."""
+        at = (now or _utc_now)()
         try:
             box = mailbox.Maildir(self.path, factory=None, create=False)
             keys = sorted(k for k in box.iterkeys() if k not in self._seen)
@@ -43,36 +53,39 @@ class MaildirInbox:
                 raw = box.get_bytes(key)
             except (KeyError, OSError):
                 continue  # removed by someone else meanwhile
-            report.results.append(processor.process(raw, folder=self.folder, now=now))
+            report.results.append(handler.handle(raw, folder=self.folder, now=at))
             self._seen.add(key)
         report.folders[self.folder] = len(keys)
         return report
 
+    def watch(
+        self,
+        handler: MessageHandler,
+        *,
+        stop: threading.Event,
+        poll_seconds: float = 60.0,
+        on_pass: Callable[[SyncReport], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        """Read the Maildir every ``poll_seconds`` until ``stop`` is set."""
+        clock = now or _utc_now
+        while not stop.is_set():
+            try:
+                report = self.sync_once(handler, now=clock)
+                if on_pass is not None:
+                    on_pass(report)
+            except Exception:  # the watcher must outlive any one bad pass; the next one retries
+                log.exception(
+                    "inbox: reading %s failed; trying again in %.0f s", self.path, poll_seconds
+                )
+            waited = 0.0
+            while not stop.is_set() and waited < poll_seconds:
+                stop.wait(1)
+                waited += 1
+                if heartbeat is not None:
+                    heartbeat()
 
-def watch_maildir(
-    inbox: MaildirInbox,
-    processor: InboundProcessor,
-    *,
-    stop: threading.Event,
-    poll_seconds: float = 60.0,
-    on_pass: Callable[[SyncReport], None] | None = None,
-    heartbeat: Callable[[], None] | None = None,
-    now: Callable[[], datetime] | None = None,
-) -> None:
-    """Read the Maildir every ``poll_seconds`` until ``stop`` is set."""
-    clock = now or (lambda: datetime.now(UTC))
-    while not stop.is_set():
-        try:
-            report = inbox.sync_once(processor, now=clock())
-            if on_pass is not None:
-                on_pass(report)
-        except Exception:  # the watcher must outlive any one bad pass; the next one retries
-            log.exception(
-                "inbox: reading %s failed; trying again in %.0f s", inbox.path, poll_seconds
-            )
-        waited = 0.0
-        while not stop.is_set() and waited < poll_seconds:
-            stop.wait(1)
-            waited += 1
-            if heartbeat is not None:
-                heartbeat()
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)

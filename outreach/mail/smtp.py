@@ -1,4 +1,4 @@
-"""SMTP delivery with aiosmtplib: one verified connection per batch, each reply classified.
+"""SMTP delivery with aiosmtplib: one verified session per batch, each reply classified.
 
 The transaction is driven phase by phase (MAIL, RCPT, DATA) because the phase decides what a
 failure means: before DATA nothing was handed over and a retry is safe; a connection lost
@@ -10,35 +10,16 @@ enhanced status codes RFC 3463 (5.7.x: security or policy, i.e. the practice's o
 from __future__ import annotations
 
 import asyncio
-import enum
 import ssl
-from dataclasses import dataclass
 from types import TracebackType
 
 import aiosmtplib
 
 from outreach.config import Smtp
 from outreach.errors import MailServerUnusable
+from outreach.mail.abc import Delivery, OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage
 from outreach.mail.tls import connect_problem, is_transient, tls_context
-
-
-class Outcome(enum.Enum):
-    """What became of one message."""
-
-    SENT = "sent"
-    RETRY = "retry"  # temporary (4xx, or lost before DATA): try again later
-    FAILED = "failed"  # permanent (5xx for this recipient): a hard bounce
-    POLICY = "policy"  # 5.7.x: refused for the practice's authentication or reputation
-    UNKNOWN = "unknown"  # lost during DATA: may or may not have been delivered
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one send, with the server's words."""
-
-    outcome: Outcome
-    detail: str = ""
 
 
 def classify_reply(code: int, message: str) -> Outcome:
@@ -62,14 +43,15 @@ def smtp_password(smtp: Smtp) -> str:
     return smtp.password.get_secret_value()
 
 
-class SmtpTransport:
-    """An SMTP connection reused across a batch, reconnected when the server drops it."""
+class SmtpSession:
+    """The ``SmtpTransport`` over aiosmtplib: one connection reused across a batch, reconnected
+    when the server drops it. The only place an SMTP client is constructed."""
 
     def __init__(self, smtp: Smtp) -> None:
         self.settings = smtp
         self._client: aiosmtplib.SMTP | None = None
 
-    async def __aenter__(self) -> SmtpTransport:
+    async def __aenter__(self) -> SmtpSession:
         return self
 
     async def __aexit__(
@@ -182,3 +164,11 @@ class SmtpTransport:
             self._client.close()
         self._client = None
         await asyncio.sleep(0)  # let the loop finish closing the socket before it ends
+
+
+def smtp_sessions(smtp: Smtp) -> OpenSmtp:
+    """How services open SMTP sessions to the configured server."""
+    return lambda: SmtpSession(smtp)
+
+
+__all__ = ["Delivery", "Outcome", "SmtpSession", "classify_reply", "smtp_password", "smtp_sessions"]

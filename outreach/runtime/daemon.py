@@ -22,9 +22,7 @@ import signal
 import threading
 import time as monotonic_time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,16 +34,13 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from outreach.config import Settings, load_checked
 from outreach.domain.fields import parse_local_time
 from outreach.errors import ConfigError, MailServerUnusable, OutreachError
+from outreach.mail.abc import Outcome, SyncReport
 from outreach.mail.check import check_imap, check_smtp_async
-from outreach.mail.imap_inbox import SyncReport, in_daemon_thread, watch
-from outreach.mail.maildir import MaildirInbox, watch_maildir
-from outreach.mail.smtp import Outcome, SmtpTransport
-from outreach.mail.templates import TemplateSet
+from outreach.mail.imap_inbox import in_daemon_thread
+from outreach.runtime.parts import Parts, build_checked_parts
 from outreach.runtime.systemd import Notifier, watchdog_interval
 from outreach.services.digest import digest_message
-from outreach.services.dispatch import Dispatcher, DispatchReport
-from outreach.services.inbound import InboundProcessor
-from outreach.services.outbound import check_templates
+from outreach.services.dispatch import DispatchReport
 from outreach.services.status import (
     DAEMON_PID,
     DAEMON_STARTED,
@@ -87,15 +82,6 @@ class Clock:
         start = parse_local_time(value, zone, "OUTREACH_NOW")
         log.warning("OUTREACH_NOW is set: the daemon's clock starts at %s", start.isoformat())
         return cls(start)
-
-
-@dataclass
-class Parts:
-    """What one configuration builds; replaced whole on a reload."""
-
-    settings: Settings
-    dispatcher: Dispatcher
-    processor: InboundProcessor
 
 
 class Daemon:
@@ -197,14 +183,8 @@ class Daemon:
     @staticmethod
     def _build(settings: Settings, store: Store) -> Parts:
         """Check the templates and build the jobs' parts; raises ConfigError if unusable."""
-        templates = TemplateSet(settings.templates.dir)
-        failures = check_templates(store, settings, templates)
-        if failures:
-            raise ConfigError(
-                [*map(str, failures), "templates check failed: fix the templates, then start"]
-            )
-        return Parts(
-            settings, Dispatcher(store, settings, templates), InboundProcessor(store, settings)
+        return build_checked_parts(
+            settings, store, consequence="templates check failed: fix the templates, then start"
         )
 
     async def _wait_for_servers(self, settings: Settings) -> bool:
@@ -343,21 +323,15 @@ class Daemon:
         self, parts: Parts, flag: _Flag, loop: asyncio.AbstractEventLoop
     ) -> None:
         """One run of the configured inbox source: IMAP IDLE, or a local Maildir."""
-        inbound = parts.settings.inbound
 
         def on_pass(report: SyncReport) -> None:
             loop.call_soon_threadsafe(self._after_sync, report)
 
-        source = (
-            partial(watch, parts.settings.imap)
-            if inbound.maildir is None
-            else partial(watch_maildir, MaildirInbox(inbound.maildir))
-        )
         await in_daemon_thread(
-            lambda: source(
+            lambda: parts.inbox.watch(
                 parts.processor,
                 stop=flag.event,
-                poll_seconds=inbound.poll_seconds,
+                poll_seconds=parts.settings.inbound.poll_seconds,
                 on_pass=on_pass,
                 heartbeat=self._beat,
                 now=self.now,
@@ -392,7 +366,7 @@ class Daemon:
             return
         try:
             message = await asyncio.to_thread(digest_message, parts.dispatcher, now)
-            async with SmtpTransport(parts.settings.smtp) as transport:
+            async with parts.smtp() as transport:
                 await transport.connect()
                 delivery = await transport.send(message)
         except (MailServerUnusable, OSError) as exc:
@@ -420,9 +394,7 @@ class Daemon:
             return "starting"
         zone = ZoneInfo(parts.settings.practice.timezone)
         now = self.now()
-        maildir = parts.settings.inbound.maildir
-        watched = str(maildir) if maildir else ", ".join(parts.settings.imap.folders)
-        line = f"watching {watched}; {due_today(store, zone, now)} due today"
+        line = f"watching {parts.inbox.description}; {due_today(store, zone, now)} due today"
         replied = last_reply(store)
         if replied is not None:
             local = replied.astimezone(zone)
@@ -535,23 +507,8 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 
 def _log_report(report: DispatchReport) -> None:
-    for line in report.sent:
-        log.info("sent %s to %s: %s", line.label, line.email, line.message_id)
-    for line in report.reconciled:
-        log.info("found in Sent after an interruption: %s to %s", line.label, line.email)
-    for line in report.retrying:
-        log.warning("will retry %s to %s: %s", line.label, line.email, line.detail)
-    for line in report.failed:
-        log.warning("failed %s to %s: %s", line.label, line.email, line.detail)
-    for line in report.unknown:
-        log.error(
-            "UNKNOWN whether %s reached %s (%s); check, then `outreach outbox resolve`",
-            line.label,
-            line.email,
-            line.message_id,
-        )
-    for email in report.finished:
-        log.info("%s: sequence finished without a reply -> no_response", email)
+    for level, sentence in report.sentences(subjects=False):
+        log.log(level, "%s", sentence)
 
 
 def run_daemon(config_path: Path | None, *, notifier: Notifier | None = None) -> int:

@@ -26,12 +26,10 @@ from zoneinfo import ZoneInfo
 
 from outreach.config import Settings, load_config
 from outreach.errors import ConfigError
-from outreach.mail.maildir import MaildirInbox
-from outreach.mail.templates import TemplateSet
 from outreach.runtime.init import STARTER, Answers, render_config, set_value
+from outreach.runtime.parts import build_parts
 from outreach.services.contacts import import_contacts, list_contacts
-from outreach.services.dispatch import Dispatcher, SendLine
-from outreach.services.inbound import InboundProcessor
+from outreach.services.dispatch import SendLine
 from outreach.services.workflow import record_referral
 from outreach.store.database import Store, open_store
 
@@ -208,9 +206,8 @@ class Demo:
             f"{len(summary.by_segment)} segments; sending Mon-Fri 09:00-16:30, "
             "at most one email a day per organization"
         )
-        dispatcher = Dispatcher(self.store, self.settings, TemplateSet(self.settings.templates.dir))
-        processor = InboundProcessor(self.store, self.settings)
-        inbox = MaildirInbox(self.practice_inbox)
+        parts = build_parts(self.settings, self.store)  # the config's inbox: the Maildir
+        dispatcher, processor, inbox = parts.dispatcher, parts.processor, parts.inbox
         labels = {name: s.label for name, s in self.settings.segments.items()}
         segment_of = {c.email: c.segment for c in list_contacts(self.store)}
         referral_at = self.now + REFERRAL_FROM[1]
@@ -230,7 +227,7 @@ class Demo:
             for email in report.finished:
                 self.say(f"{self.stamp()}  {email}: no reply after the last follow-up")
             self.arrive()
-            for result in inbox.sync_once(processor, now=self.now).results:
+            for result in inbox.sync_once(processor, now=lambda: self.now).results:
                 if result.contact:
                     self.say(
                         f"{self.stamp()}  inbound  {result.kind} from {result.contact}: "
@@ -242,6 +239,7 @@ class Demo:
                 change, ruled = record_referral(
                     self.store,
                     self.settings,
+                    parts.smtp,
                     email,
                     received_on=self.now.date(),
                     now=self.now,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from outreach.domain.contacts_csv import ContactRecord, parse_contacts, write_contacts
-from outreach.domain.fields import email_key, normalize_email
+from outreach.domain.fields import email_key, full_name, normalize_email
 from outreach.domain.pipeline import NEW, REFERRING, Pipeline, StageChange, change_stage
 from outreach.domain.sequencing import ACTIVE_STAGES, NURTURE_STAGES
 from outreach.errors import ContactNotFound, ImportProblems, StoreError
@@ -70,11 +70,16 @@ class Contact:
     @property
     def name(self) -> str:
         """First and last name, or the address when both are missing."""
-        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.email
+        return full_name(self.first_name, self.last_name) or self.email
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = _jsonable(asdict(self))
         return result
+
+
+def template_fields(row: ContactRow) -> dict[str, object]:
+    """A stored contact as the template context builder takes it."""
+    return asdict(Contact.from_row(row))
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from outreach.mail.compose import OutboundMessage
+from outreach.mail.notices import notice
 from outreach.report.build import Attention, build_report
 from outreach.services.dispatch import Dispatcher
-from outreach.services.notices import notice
-from outreach.services.outbound import PlannedSend, plan
+from outreach.services.forecast import PlannedSend, plan
 from outreach.store.models import ContactRow, InboundEventRow, StageChangeRow
 
 MAX_LINES_PER_PART = 30

@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from logging import ERROR, INFO, WARNING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
+from outreach.domain.fields import full_name
 from outreach.domain.pacing import schedule
-from outreach.domain.pipeline import BOUNCED, CONTACTED, EXIT_STAGES, NEW
+from outreach.domain.pipeline import BOUNCED, EXIT_STAGES
 from outreach.domain.sequencing import (
     ACTIVE_STAGES,
     NURTURE_STEP_BASE,
@@ -29,6 +31,7 @@ from outreach.domain.sequencing import (
     step_label,
 )
 from outreach.errors import MailServerUnusable, TemplateProblem
+from outreach.mail.abc import Delivery, OpenSmtp, Outcome, SmtpTransport
 from outreach.mail.compose import (
     OutboundMessage,
     build_message,
@@ -37,26 +40,21 @@ from outreach.mail.compose import (
     thread_for,
 )
 from outreach.mail.sent_folder import SentFolder
-from outreach.mail.smtp import Delivery, Outcome, SmtpTransport
 from outreach.mail.templates import TemplateSet
-from outreach.services.contacts import Contact
-from outreach.services.due import Candidate, DueSteps
+from outreach.services.contacts import move_contact, template_fields
+from outreach.services.due import Candidate, DueSteps, suppressed_keys
 from outreach.store.database import Store, in_chunks
 from outreach.store.ledger import (
-    CHECK_AGAIN,
-    CONTACTED_HISTORY,
-    FIRST_CONTACT,
-    MARK_SENT,
-    SENDING_PAUSED,
     START,
     WAITING,
+    mark_sent,
+    new_row,
+    pause_sending,
+    sending_paused,
     suppress,
+    thread_rows,
 )
-from outreach.store.models import (
-    ContactRow,
-    OutboxRow,
-    StateRow,
-)
+from outreach.store.models import ContactRow, OutboxRow
 
 log = logging.getLogger("outreach.dispatch")  # pinned: journal lines show it
 
@@ -101,14 +99,63 @@ class DispatchReport:
     paused: str | None = None
     dry_run: bool = False
 
+    def sentences(self, *, subjects: bool) -> list[tuple[int, str]]:
+        """What the pass did, one (logging level, sentence) per send or finished sequence;
+        ``subjects`` adds each sent message's subject. Problems and the pause are not in it:
+        the CLI and the daemon each tell those their own way."""
+        verb = "would send" if self.dry_run else "sent"
+        said = []
+        for line in self.sent:
+            text = f"{verb} {line.label} to {line.email}"
+            if not subjects:
+                text += f": {line.message_id}"
+            elif line.subject:
+                text += f": {line.subject} {line.message_id}"
+            said.append((INFO, text))
+        said += [
+            (INFO, f"found in Sent after an interruption: {line.label} to {line.email}")
+            for line in self.reconciled
+        ]
+        said += [
+            (WARNING, f"will retry {line.label} to {line.email}: {line.detail}")
+            for line in self.retrying
+        ]
+        said += [
+            (WARNING, f"failed {line.label} to {line.email}: {line.detail}") for line in self.failed
+        ]
+        said += [
+            (
+                ERROR,
+                f"UNKNOWN whether {line.label} reached {line.email} ({line.message_id}); "
+                "check, then `outreach outbox resolve`",
+            )
+            for line in self.unknown
+        ]
+        said += [
+            (INFO, f"{email}: sequence finished without a reply -> no_response")
+            for email in self.finished
+        ]
+        return said
 
-class Dispatcher(DueSteps):
+
+class Dispatcher:
     """Pacing, claiming and delivery of the due steps for one practice's configuration."""
 
-    def __init__(self, store: Store, settings: Settings, templates: TemplateSet) -> None:
-        super().__init__(store, settings)
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        templates: TemplateSet,
+        *,
+        smtp: OpenSmtp,
+        sent_folder: SentFolder | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
         self.templates = templates
-        self.sent_folder = SentFolder(settings.imap) if settings.imap.save_sent else None
+        self.due = DueSteps(store, settings)
+        self.smtp = smtp
+        self.sent_folder = sent_folder
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -130,17 +177,17 @@ class Dispatcher(DueSteps):
         if not dry_run:
             await self._reconcile(now, report)
         with self.store.session() as session:
-            candidates, report.finished = self.due_candidates(session, now, write=not dry_run)
-            by_key = {c.key: c for c in candidates}
+            found = self.due.scan(session, now)
+            if not dry_run:
+                report.finished = self.due.settle(found, now)
+            by_key = {c.key: c for c in found.candidates}
             plan = schedule(
-                self.due_dues(candidates),
-                self.policy,
-                self.send_log(session, now),
+                self.due.due_sends(found.candidates),
+                self.due.policy,
+                self.due.send_log(session, now),
                 start=now,
                 until=now,
             )
-            if dry_run:
-                session.rollback()
         ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
         if not ready:
             return report
@@ -148,7 +195,7 @@ class Dispatcher(DueSteps):
             for c in ready:
                 report.sent.append(SendLine(c.email, c.step_index + 1, "", "", now, "dry run"))
             return report
-        async with SmtpTransport(self.settings.smtp) as transport:
+        async with self.smtp() as transport:
             try:
                 await transport.connect()
             except MailServerUnusable as exc:
@@ -221,7 +268,7 @@ class Dispatcher(DueSteps):
         try:
             with self.store.session() as session:
                 contacts = self._contacts(session, [c.contact_id for c in ready])
-                suppressed = self._suppressed(session, [c.email_key for c in contacts.values()])
+                suppressed = suppressed_keys(session, [c.email_key for c in contacts.values()])
                 for candidate in ready:
                     contact = contacts.get(candidate.contact_id)
                     rule_reply = candidate.step_index >= REPLY_STEP_BASE
@@ -245,7 +292,7 @@ class Dispatcher(DueSteps):
     ) -> tuple[OutboxRow, OutboundMessage] | None:
         nurture = candidate.step_index >= NURTURE_STEP_BASE
         earlier = (
-            self._thread_rows(session, contact.id, candidate.step_index)
+            thread_rows(session, contact.id, candidate.step_index)
             if candidate.step_index and not nurture
             else []
         )
@@ -259,17 +306,9 @@ class Dispatcher(DueSteps):
             return row, message
         message_id = new_message_id(self.settings.sender.message_id_domain)
         message = self.compose(contact, candidate.step_index, earlier, message_id, now)
-        row = OutboxRow(
-            contact_id=contact.id,
-            step_index=candidate.step_index,
-            template=self.template_of(candidate),
-            message_id=message_id,
-            subject=message.subject,
-            state="queued",
-            attempts=0,
-            last_error="",
-            created_at=now,
-            updated_at=now,
+        template = self.due.template_of(candidate)
+        row = new_row(
+            contact.id, candidate.step_index, template, message_id, now, subject=message.subject
         )
         session.add(row)
         return row, message
@@ -280,14 +319,15 @@ class Dispatcher(DueSteps):
         (stage, pause and suppression checked in the same statement). True if it may go."""
         with self.store.engine.begin() as connection:
             if sent is not None:
-                contact_id = sent.candidate.contact_id
-                values = {"oid": sent.outbox_id, "cid": contact_id, "now": now}
-                connection.execute(MARK_SENT, values)
-                connection.execute(CHECK_AGAIN, values)
-                if connection.execute(FIRST_CONTACT, values).rowcount == 1:
-                    step = sent.candidate.step_index + 1
-                    reason = f"step {step} sent {sent.message.message_id}"
-                    connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
+                candidate = sent.candidate
+                mark_sent(
+                    connection,
+                    sent.outbox_id,
+                    candidate.contact_id,
+                    candidate.step_index,
+                    sent.message.message_id,
+                    now,
+                )
             if start is None:
                 return False
             result = connection.execute(START, {"oid": start.outbox_id, "now": now})
@@ -302,19 +342,6 @@ class Dispatcher(DueSteps):
                 for row in session.scalars(select(ContactRow).where(ContactRow.id.in_(chunk)))
             )
         return found
-
-    @staticmethod
-    def _thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
-        query = (
-            select(OutboxRow.message_id, OutboxRow.subject)
-            .where(
-                OutboxRow.contact_id == contact_id,
-                OutboxRow.step_index < before,
-                OutboxRow.state == "sent",
-            )
-            .order_by(OutboxRow.step_index)
-        )
-        return [(m, s) for m, s in session.execute(query)]
 
     def compose(
         self,
@@ -341,18 +368,17 @@ class Dispatcher(DueSteps):
         context = template_context(
             self.settings,
             contact.segment,
-            _contact_fields(contact),
+            template_fields(contact),
             step_number=number,
             template=name,
         )
         threaded = thread_it and bool(earlier)
         rendered = self.templates.render(contact.segment, name, context, needs_subject=not threaded)
         thread = thread_for(rendered.subject, thread_it, earlier)
-        name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
         return build_message(
             self.settings,
             rendered,
-            to_name=name,
+            to_name=full_name(contact.first_name, contact.last_name),
             to_address=contact.email,
             message_id=message_id,
             thread=thread,
@@ -391,7 +417,7 @@ class Dispatcher(DueSteps):
                     f"({delivery.detail}); check the practice's SMTP login, SPF/DKIM and "
                     "reputation, then run `outreach sending resume`"
                 )
-                self._set_state(session, SENDING_PAUSED, reason, now)
+                pause_sending(session, reason, now, keep_first=False)
                 report.paused = reason
                 log.critical("sending paused: %s", reason)
             elif outcome is Outcome.UNKNOWN:
@@ -403,16 +429,8 @@ class Dispatcher(DueSteps):
                 if outcome is Outcome.FAILED:
                     self._bounce(session, contact, now, f"hard bounce at send: {delivery.detail}")
 
-    def _mark_sent(self, row: OutboxRow, contact: ContactRow, now: datetime) -> None:
-        row.state = "sent"
-        row.sent_at = now
-        row.next_attempt_at = None
-        contact.next_check_at = now  # compute the next step on the next pass
-        if contact.stage == NEW:
-            self._move(contact, CONTACTED, now, f"step {row.step_index + 1} sent {row.message_id}")
-
     def _bounce(self, session: Session, contact: ContactRow, now: datetime, reason: str) -> None:
-        self._move(contact, BOUNCED, now, reason)
+        move_contact(contact, self.due.pipeline, BOUNCED, now, reason)
         suppress(session, contact.email_key, reason, now)
 
     # --- interrupted sends, pause -----------------------------------------------------------
@@ -437,7 +455,15 @@ class Dispatcher(DueSteps):
                 contact = row.contact
                 line = SendLine(contact.email, row.step_index + 1, row.subject, message_id, now)
                 if found:
-                    self._mark_sent(row, contact, row.updated_at)
+                    sent_at = row.updated_at
+                    mark_sent(
+                        session.connection(),
+                        row.id,
+                        contact.id,
+                        row.step_index,
+                        message_id,
+                        sent_at,
+                    )
                     row.last_error = "interrupted; found in the Sent folder"
                     report.reconciled.append(line)
                 else:
@@ -450,17 +476,30 @@ class Dispatcher(DueSteps):
                     report.unknown.append(line)
 
     def paused_reason(self) -> str | None:
+        """Why all sending is paused, or None."""
         with self.store.session() as session:
-            row = session.get(StateRow, SENDING_PAUSED)
-            return row.value if row else None
+            return sending_paused(session)
 
-    @staticmethod
-    def _set_state(session: Session, key: str, value: str, now: datetime) -> None:
-        row = session.get(StateRow, key)
-        if row is None:
-            session.add(StateRow(key=key, value=value, updated_at=now))
-        else:
-            row.value, row.updated_at = value, now
+
+async def send_due(
+    dispatcher: Dispatcher,
+    *,
+    now: datetime | None,
+    once: bool,
+    dry_run: bool,
+    on_pass: Callable[[DispatchReport], None],
+) -> DispatchReport:
+    """Passes as ``outreach send-due`` runs them: one at ``now`` (a fixed time gives exactly
+    one); else, unless ``once``, passes again while the last one sent something and nothing
+    stopped it. Each pass's report goes to ``on_pass``; the last one is returned."""
+    when = now or datetime.now(UTC)
+    while True:
+        report = await dispatcher.run_pass(when, dry_run=dry_run)
+        on_pass(report)
+        stop = once or dry_run or now is not None or report.paused or report.problems
+        if stop or not report.sent:
+            return report
+        when = datetime.now(UTC)
 
 
 def _may_send(
@@ -474,11 +513,6 @@ def _may_send(
     if not allowed:
         return False
     return contact.paused_until is None or contact.paused_until <= now
-
-
-def _contact_fields(contact: ContactRow) -> dict[str, object]:
-    """A stored contact as the template context builder takes it."""
-    return asdict(Contact.from_row(contact))
 
 
 __all__ = ["Candidate", "Claim", "DispatchReport", "Dispatcher", "SendLine", "suppress"]

@@ -1,11 +1,11 @@
 """Which steps are due, and when: contacts and the ledger read into candidates, for the
-dispatch pass and for ``plan``. Reading only, apart from moving a finished sequence to
-``no_response`` and pushing each contact's next check time."""
+dispatch pass and for ``plan``. Reading (``scan``) and writing what a scan found (``settle``:
+finished sequences to ``no_response``, each contact's next check time) are separate calls."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -64,6 +64,16 @@ class Candidate:
         return (self.contact_id, self.step_index)
 
 
+@dataclass
+class DueScan:
+    """What one look at the due contacts found: the steps to send now, and for the others when
+    to look again (None: not until a send or a stage change) or that their sequence is over."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    next_checks: list[tuple[ContactRow, datetime | None]] = field(default_factory=list)
+    finished: list[ContactRow] = field(default_factory=list)
+
+
 class DueSteps:
     """Reads what is due for one practice's configuration; the dispatcher sends it."""
 
@@ -96,36 +106,42 @@ class DueSteps:
     def zone_for(self, timezone: str | None) -> ZoneInfo:
         return ZoneInfo(timezone) if timezone else self.practice_zone
 
-    def due_candidates(
-        self, session: Session, now: datetime, *, write: bool
-    ) -> tuple[list[Candidate], list[str]]:
-        """Steps due by ``now``; with ``write``, also moves finished sequences to no_response
-        and pushes each contact's next check to when its next step falls due."""
-        finished: list[str] = []
+    def scan(self, session: Session, now: datetime) -> DueScan:
+        """Steps due by ``now``, and what ``settle`` should write for the contacts looked at.
+        Reads only."""
+        found = DueScan()
         rows = session.scalars(
             # Only the next_check_at index: a stage condition here lets SQLite's planner
             # scan every "new" contact instead. Rows that left the active stages are read
             # once more and get no next check (see _examine).
             select(ContactRow).where(ContactRow.next_check_at <= now)
         ).all()
-        ledger = self._ledger(session, [r.id for r in rows])
-        suppressed = self._suppressed(session, [r.email_key for r in rows])
-        touches = self._touches(session, [r.id for r in rows if r.stage in NURTURE_STAGES])
-        candidates = []
+        ledger = ledger_records(session, [r.id for r in rows])
+        suppressed = suppressed_keys(session, [r.email_key for r in rows])
+        touches = last_touches(session, [r.id for r in rows if r.stage in NURTURE_STAGES])
         for row in rows:
             candidate, check_at = self._examine(
                 row, ledger.get(row.id, []), suppressed, now, touches.get(row.id)
             )
             if candidate is not None:
-                candidates.append(candidate)
-            elif write and check_at is not None and check_at <= now and row.stage == CONTACTED:
-                self._move(row, NO_RESPONSE, now, "sequence finished without a reply")
-                row.next_check_at = None
-                finished.append(row.email)
-            elif write:
-                row.next_check_at = check_at
-        candidates += self._waiting_rows(session, now)
-        return candidates, finished
+                found.candidates.append(candidate)
+            elif check_at is not None and check_at <= now and row.stage == CONTACTED:
+                found.finished.append(row)
+            else:
+                found.next_checks.append((row, check_at))
+        found.candidates += self.waiting(session, now)
+        return found
+
+    def settle(self, found: DueScan, now: datetime) -> list[str]:
+        """Write what a scan found (in the scan's session): finished sequences move to
+        no_response, every other contact looked at gets its next check time. Returns the
+        addresses whose sequence finished."""
+        for row in found.finished:
+            move_contact(row, self.pipeline, NO_RESPONSE, now, "sequence finished without a reply")
+            row.next_check_at = None
+        for row, check_at in found.next_checks:
+            row.next_check_at = check_at
+        return [row.email for row in found.finished]
 
     def next_candidate(
         self, row: ContactRow, records: Sequence[StepRecord], suppressed: set[str]
@@ -182,33 +198,6 @@ class DueSteps:
             calendar=self.calendar_for(row.segment),
         )
 
-    @staticmethod
-    def _touches(session: Session, contact_ids: Sequence[int]) -> dict[int, Touch]:
-        """When we were last in touch with each source, and its nurture rows so far."""
-        last: dict[int, datetime] = {}
-        nurtures: dict[int, tuple[int, bool]] = {}
-        in_flight = case((OutboxRow.state.in_((*WAITING, "sending", "unknown")), 1), else_=0)
-        for chunk in in_chunks(contact_ids):
-            for query in (
-                select(OutboxRow.contact_id, func.max(OutboxRow.sent_at))
-                .where(OutboxRow.contact_id.in_(chunk))
-                .group_by(OutboxRow.contact_id),
-                select(StageChangeRow.contact_id, func.max(StageChangeRow.at))
-                .where(StageChangeRow.contact_id.in_(chunk))
-                .group_by(StageChangeRow.contact_id),
-            ):
-                for contact_id, at in session.execute(query):
-                    if at is not None and (contact_id not in last or at > last[contact_id]):
-                        last[contact_id] = at
-            counts = (
-                select(OutboxRow.contact_id, func.count(), func.sum(in_flight))
-                .where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index >= NURTURE_STEP_BASE)
-                .group_by(OutboxRow.contact_id)
-            )
-            for contact_id, count, waiting in session.execute(counts):
-                nurtures[contact_id] = (int(count), bool(waiting))
-        return {cid: Touch(at, *nurtures.get(cid, (0, False))) for cid, at in last.items()}
-
     def _examine(
         self,
         row: ContactRow,
@@ -240,7 +229,8 @@ class DueSteps:
             return None, candidate.due_at
         return candidate, row.next_check_at
 
-    def _waiting_rows(self, session: Session, now: datetime) -> list[Candidate]:
+    def waiting(self, session: Session, now: datetime) -> list[Candidate]:
+        """Ledger rows waiting to be (re)sent by ``now``: retries, queued rule replies."""
         query = (
             select(OutboxRow, ContactRow)
             .join(ContactRow, OutboxRow.contact_id == ContactRow.id)
@@ -267,28 +257,6 @@ class DueSteps:
             if contact.segment in self.settings.segments
         ]
 
-    @staticmethod
-    def _ledger(session: Session, contact_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
-        found: dict[int, list[StepRecord]] = {}
-        for chunk in in_chunks(contact_ids):
-            query = select(
-                OutboxRow.contact_id, OutboxRow.step_index, OutboxRow.state, OutboxRow.sent_at
-            ).where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index < REPLY_STEP_BASE)
-            for contact_id, index, state, sent_at in session.execute(query):
-                found.setdefault(contact_id, []).append(StepRecord(index, state, sent_at))
-        return found
-
-    @staticmethod
-    def _suppressed(session: Session, keys: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in in_chunks(keys):
-            found.update(
-                session.scalars(
-                    select(SuppressionRow.email_key).where(SuppressionRow.email_key.in_(chunk))
-                )
-            )
-        return found
-
     def send_log(self, session: Session, now: datetime) -> SendLog:
         """Recent sends (and sends in flight), which pacing keeps its distance from."""
         query = (
@@ -308,8 +276,58 @@ class DueSteps:
         ]
         return SendLog.of(sends, self.practice_zone)
 
-    def due_dues(self, candidates: Sequence[Candidate]) -> list[DueSend]:
+    @staticmethod
+    def due_sends(candidates: Sequence[Candidate]) -> list[DueSend]:
+        """The candidates as pacing takes them."""
         return [DueSend(c.key, c.due_at, c.zone, c.calendar, c.organization) for c in candidates]
 
-    def _move(self, contact: ContactRow, stage: str, now: datetime, reason: str) -> None:
-        move_contact(contact, self.pipeline, stage, now, reason)
+
+def last_touches(session: Session, contact_ids: Sequence[int]) -> dict[int, Touch]:
+    """When we were last in touch with each source, and its nurture rows so far."""
+    last: dict[int, datetime] = {}
+    nurtures: dict[int, tuple[int, bool]] = {}
+    in_flight = case((OutboxRow.state.in_((*WAITING, "sending", "unknown")), 1), else_=0)
+    for chunk in in_chunks(contact_ids):
+        for query in (
+            select(OutboxRow.contact_id, func.max(OutboxRow.sent_at))
+            .where(OutboxRow.contact_id.in_(chunk))
+            .group_by(OutboxRow.contact_id),
+            select(StageChangeRow.contact_id, func.max(StageChangeRow.at))
+            .where(StageChangeRow.contact_id.in_(chunk))
+            .group_by(StageChangeRow.contact_id),
+        ):
+            for contact_id, at in session.execute(query):
+                if at is not None and (contact_id not in last or at > last[contact_id]):
+                    last[contact_id] = at
+        counts = (
+            select(OutboxRow.contact_id, func.count(), func.sum(in_flight))
+            .where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index >= NURTURE_STEP_BASE)
+            .group_by(OutboxRow.contact_id)
+        )
+        for contact_id, count, waiting in session.execute(counts):
+            nurtures[contact_id] = (int(count), bool(waiting))
+    return {cid: Touch(at, *nurtures.get(cid, (0, False))) for cid, at in last.items()}
+
+
+def ledger_records(session: Session, contact_ids: Sequence[int]) -> dict[int, list[StepRecord]]:
+    """Each contact's sequence steps in the ledger (not rule replies or check-ins)."""
+    found: dict[int, list[StepRecord]] = {}
+    for chunk in in_chunks(contact_ids):
+        query = select(
+            OutboxRow.contact_id, OutboxRow.step_index, OutboxRow.state, OutboxRow.sent_at
+        ).where(OutboxRow.contact_id.in_(chunk), OutboxRow.step_index < REPLY_STEP_BASE)
+        for contact_id, index, state, sent_at in session.execute(query):
+            found.setdefault(contact_id, []).append(StepRecord(index, state, sent_at))
+    return found
+
+
+def suppressed_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of these address keys are suppressed."""
+    found: set[str] = set()
+    for chunk in in_chunks(keys):
+        found.update(
+            session.scalars(
+                select(SuppressionRow.email_key).where(SuppressionRow.email_key.in_(chunk))
+            )
+        )
+    return found

@@ -33,24 +33,16 @@ from outreach.domain.classify import (
     classify,
 )
 from outreach.domain.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
+from outreach.mail.abc import OpenSmtp, Watermark
 from outreach.mail.compose import OutboundMessage
 from outreach.services.contacts import move_contact
 from outreach.services.matching import Match, match_message
 from outreach.services.workflow import RuleRun, run_rules, send_notices
 from outreach.store.database import Store
-from outreach.store.ledger import SENDING_PAUSED, WAITING, suppress
-from outreach.store.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow, StateRow
+from outreach.store.ledger import WAITING, pause_sending, suppress
+from outreach.store.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow
 
 log = logging.getLogger("outreach.inbound")  # pinned: journal lines show it
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """Where a message sits in its folder, saved with its effects."""
-
-    folder: str
-    uidvalidity: int
-    uid: int
 
 
 @dataclass(frozen=True)
@@ -67,11 +59,13 @@ class InboundResult:
 
 
 class InboundProcessor:
-    """Classify, match and apply inbound messages for one practice."""
+    """Classify, match and apply inbound messages for one practice: the ``MessageHandler`` an
+    inbox source hands each new message to."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, *, smtp: OpenSmtp) -> None:
         self.store = store
         self.settings = settings
+        self.smtp = smtp  # for the therapist's notices
         self.pipeline = settings.the_pipeline
         self.zone = ZoneInfo(settings.practice.timezone)
         sending = settings.sending
@@ -79,7 +73,7 @@ class InboundProcessor:
             sending.days, sending.holidays_country, sending.holidays_subdivision
         )
 
-    def process(
+    def handle(
         self, raw: bytes, *, folder: str, now: datetime, watermark: Watermark | None = None
     ) -> InboundResult:
         """Handle one message; never raises for the message's content."""
@@ -132,7 +126,7 @@ class InboundProcessor:
             )
         # Metadata only: the Message-ID, kind and effect; never the body.
         log.info("inbound %s: %s; %s", key, found.kind, effect)
-        send_notices(self.settings, notices, key)  # after the commit: SMTP never holds the DB
+        send_notices(self.smtp, notices, key)  # after the commit: SMTP never holds the DB
         return InboundResult(
             key,
             found.kind,
@@ -141,6 +135,19 @@ class InboundProcessor:
             found.reasons,
             move_to=moves[-1] if moves else None,
         )
+
+    def watermark(self, folder: str) -> Watermark | None:
+        """The last message handled in ``folder``, if any."""
+        with self.store.session() as session:
+            row = session.get(MailboxStateRow, folder)
+            return Watermark(folder, row.uidvalidity, row.last_uid) if row else None
+
+    def advance(self, watermark: Watermark, now: datetime) -> None:
+        """Move a folder's watermark past UIDs that no longer exist (expunged or moved away), so
+        a folder emptied by hand does not look like it holds unread mail forever."""
+        with self.store.session() as session:
+            _save_watermark(session, watermark, now)
+            session.commit()
 
     def _apply(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
@@ -203,14 +210,12 @@ class InboundProcessor:
     ) -> str:
         reason = f"bounce {key}: {found.status or found.bounce_class}"
         if found.bounce_class == "policy":
-            row = session.get(StateRow, SENDING_PAUSED)
             text = (
                 f"{now:%Y-%m-%d %H:%M} UTC: a policy bounce ({found.status}) for "
                 f"{contact.email}; check SPF/DKIM and reputation, then `outreach sending "
                 "resume`"
             )
-            if row is None:
-                session.add(StateRow(key=SENDING_PAUSED, value=text, updated_at=now))
+            pause_sending(session, text, now, keep_first=True)
             log.critical("sending paused: %s", text)
             return "policy bounce: all sending paused"
         if found.bounce_class == "soft":
@@ -241,14 +246,6 @@ def _cancel_waiting(session: Session, contact_id: int, now: datetime) -> int:
         .values(state="cancelled", updated_at=now, last_error="cancelled by an inbound message")
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def advance_watermark(store: Store, mark: Watermark, now: datetime) -> None:
-    """Move a folder's watermark past UIDs that no longer exist (expunged or moved away), so
-    a folder emptied by hand does not look like it holds unread mail forever."""
-    with store.session() as session:
-        _save_watermark(session, mark, now)
-        session.commit()
 
 
 def _save_watermark(session: Session, mark: Watermark, now: datetime) -> None:

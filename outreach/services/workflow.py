@@ -7,6 +7,7 @@ by a rule does not fire rules again, so rules can't loop).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,15 +17,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
+from outreach.domain.fields import full_name
 from outreach.domain.pipeline import Pipeline, StageChange
 from outreach.domain.rules import RuleEvent, evaluate
 from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
 from outreach.errors import MailServerUnusable
+from outreach.mail.abc import Delivery, OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage, new_message_id
-from outreach.mail.smtp import Outcome
+from outreach.mail.notices import notice
 from outreach.services.contacts import add_referral, find_contact, move_contact, set_stage
-from outreach.services.notices import notice, send_notice
 from outreach.store.database import Store
+from outreach.store.ledger import new_row
 from outreach.store.models import ContactRow, OutboxRow
 
 log = logging.getLogger("outreach.workflow")  # pinned: journal lines show it
@@ -105,26 +108,15 @@ def queue_reply(
             OutboxRow.step_index < NURTURE_STEP_BASE,  # check-ins number on their own
         )
     )
-    session.add(
-        OutboxRow(
-            contact_id=contact.id,
-            step_index=(highest or REPLY_STEP_BASE - 1) + 1,
-            template=template,
-            message_id=new_message_id(settings.sender.message_id_domain),
-            subject="",
-            state="queued",
-            attempts=0,
-            last_error="",
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    step_index = (highest or REPLY_STEP_BASE - 1) + 1
+    message_id = new_message_id(settings.sender.message_id_domain)
+    session.add(new_row(contact.id, step_index, template, message_id, now))
 
 
 def _notice(
     settings: Settings, contact: ContactRow, on: str, key: str, refers_to: Sequence[str]
 ) -> OutboundMessage:
-    name = " ".join(p for p in (contact.first_name, contact.last_name) if p) or contact.email
+    name = full_name(contact.first_name, contact.last_name) or contact.email
     what = on.replace("_", " ")
     lines = [f"{name} <{contact.email}> ({contact.segment}, now {contact.stage}): {what} {key}."]
     if refers_to:
@@ -135,11 +127,12 @@ def _notice(
     )
 
 
-def send_notices(settings: Settings, notices: Sequence[OutboundMessage], about: str) -> None:
-    """Send notices after the transaction that queued them; a failure is logged, not raised."""
+def send_notices(smtp: OpenSmtp, notices: Sequence[OutboundMessage], about: str) -> None:
+    """Send notices after the transaction that queued them, each on its own SMTP session
+    (they are rare); a failure is logged, not raised."""
     for message in notices:
         try:
-            delivery = send_notice(settings, message)
+            delivery = asyncio.run(_send(smtp, message))
         except MailServerUnusable as exc:
             log.error("notice about %s not sent: %s", about, exc)
             continue
@@ -147,9 +140,15 @@ def send_notices(settings: Settings, notices: Sequence[OutboundMessage], about: 
             log.error("notice about %s not sent: %s", about, delivery.detail)
 
 
+async def _send(smtp: OpenSmtp, message: OutboundMessage) -> Delivery:
+    async with smtp() as transport:
+        return await transport.send(message)
+
+
 def record_referral(
     store: Store,
     settings: Settings,
+    smtp: OpenSmtp,
     email: str,
     *,
     received_on: date,
@@ -161,21 +160,34 @@ def record_referral(
         store, settings.the_pipeline, email, received_on=received_on, now=now, note=note
     )
     events = ["referral", *(["stage_changed"] if change else [])]
-    return change, _fire(store, settings, email, events, f"referral {received_on}", now)
+    return change, _fire(store, settings, smtp, email, events, f"referral {received_on}", now)
 
 
 def set_stage_by_hand(
-    store: Store, settings: Settings, email: str, stage: str, *, now: datetime, note: str = ""
+    store: Store,
+    settings: Settings,
+    smtp: OpenSmtp,
+    email: str,
+    stage: str,
+    *,
+    now: datetime,
+    note: str = "",
 ) -> tuple[StageChange | None, str]:
     """A manual stage change, then the ``stage_changed`` rules."""
     change = set_stage(store, settings.the_pipeline, email, stage, now=now, note=note)
     if change is None:
         return None, ""
-    return change, _fire(store, settings, email, ["stage_changed"], "set by hand", now)
+    return change, _fire(store, settings, smtp, email, ["stage_changed"], "set by hand", now)
 
 
 def _fire(
-    store: Store, settings: Settings, email: str, events: list[str], key: str, now: datetime
+    store: Store,
+    settings: Settings,
+    smtp: OpenSmtp,
+    email: str,
+    events: list[str],
+    key: str,
+    now: datetime,
 ) -> str:
     if not settings.rules:
         return ""
@@ -189,7 +201,7 @@ def _fire(
             )
             summary += run.summary
             notices += run.notices
-    send_notices(settings, notices, key)
+    send_notices(smtp, notices, key)
     return summary
 
 

@@ -1,4 +1,4 @@
-"""The delivery ledger's shared pieces: row states, the per-message statements, suppression.
+"""The delivery ledger: its rows, the per-message statements, the sending pause, suppression.
 
 The statements that run once per message are built once, so SQLAlchemy reuses their compiled
 form instead of rebuilding and re-keying them for every send.
@@ -9,11 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from outreach.domain.pipeline import CONTACTED, EXIT_STAGES, NEW
 from outreach.domain.sequencing import ACTIVE_STAGES, REPLY_STEP_BASE
-from outreach.store.models import ContactRow, OutboxRow, StageChangeRow, SuppressionRow, UTCDateTime
+from outreach.store.models import (
+    ContactRow,
+    OutboxRow,
+    StageChangeRow,
+    StateRow,
+    SuppressionRow,
+    UTCDateTime,
+)
 
 SENDING_PAUSED = "sending_paused"
 WAITING = ("retry", "queued")
@@ -74,3 +82,87 @@ def suppress(session: Session, key: str, reason: str, now: datetime) -> None:
     """Add an address to the suppression list (once)."""
     if session.scalar(select(SuppressionRow.id).where(SuppressionRow.email_key == key)) is None:
         session.add(SuppressionRow(email_key=key, reason=reason, created_at=now))
+
+
+def new_row(
+    contact_id: int,
+    step_index: int,
+    template: str,
+    message_id: str,
+    now: datetime,
+    *,
+    subject: str = "",
+) -> OutboxRow:
+    """A ``queued`` ledger row: nothing handed to SMTP yet, its Message-ID fixed for good."""
+    return OutboxRow(
+        contact_id=contact_id,
+        step_index=step_index,
+        template=template,
+        message_id=message_id,
+        subject=subject,
+        state="queued",
+        attempts=0,
+        last_error="",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def mark_sent(
+    connection: Connection,
+    outbox_id: int,
+    contact_id: int,
+    step_index: int,
+    message_id: str,
+    now: datetime,
+) -> None:
+    """Record a row as sent at ``now``: the contact is checked again on the next pass, and a
+    first message moves it from ``new`` to ``contacted`` with the reason in its history.
+
+    Core statements on a connection (in a session: ``session.connection()``, its transaction):
+    objects the session already holds for these rows are not refreshed."""
+    values = {"oid": outbox_id, "cid": contact_id, "now": now}
+    connection.execute(MARK_SENT, values)
+    connection.execute(CHECK_AGAIN, values)
+    if connection.execute(FIRST_CONTACT, values).rowcount == 1:
+        reason = f"step {step_index + 1} sent {message_id}"
+        connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
+
+
+def thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
+    """(Message-ID, subject) of the steps sent to a contact before step index ``before``: the
+    conversation a threaded follow-up answers."""
+    query = (
+        select(OutboxRow.message_id, OutboxRow.subject)
+        .where(
+            OutboxRow.contact_id == contact_id,
+            OutboxRow.step_index < before,
+            OutboxRow.state == "sent",
+        )
+        .order_by(OutboxRow.step_index)
+    )
+    return [(m, s) for m, s in session.execute(query)]
+
+
+def sending_paused(session: Session) -> str | None:
+    """Why all sending is paused, or None."""
+    row = session.get(StateRow, SENDING_PAUSED)
+    return row.value if row else None
+
+
+def pause_sending(session: Session, reason: str, now: datetime, *, keep_first: bool) -> None:
+    """Pause all sending until the therapist resumes it; ``keep_first`` keeps an earlier reason."""
+    row = session.get(StateRow, SENDING_PAUSED)
+    if row is None:
+        session.add(StateRow(key=SENDING_PAUSED, value=reason, updated_at=now))
+    elif not keep_first:
+        row.value, row.updated_at = reason, now
+
+
+def resume_sending(session: Session) -> str | None:
+    """Lift the pause; the reason it was paused, or None if it wasn't."""
+    row = session.get(StateRow, SENDING_PAUSED)
+    if row is None:
+        return None
+    session.delete(row)
+    return row.value

@@ -1,8 +1,8 @@
-"""Notices to the therapist (``notify`` rule action): who wrote, never what they wrote."""
+"""Notices to the therapist (a rule's ``notify``, the daily digest): who wrote, never what they
+wrote."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -11,7 +11,6 @@ from email.utils import format_datetime
 
 from outreach.config import Settings
 from outreach.mail.compose import OutboundMessage, new_message_id
-from outreach.mail.smtp import Delivery, SmtpTransport
 
 
 def notice(
@@ -37,13 +36,3 @@ def notice(
         message["References"] = refers_to
     message.set_content("\n".join(lines) + "\n", charset="utf-8")
     return OutboundMessage(message_id, sender.from_address, to, subject, message.as_bytes())
-
-
-def send_notice(settings: Settings, message: OutboundMessage) -> Delivery:
-    """Send a notice now, on its own SMTP connection (they are rare)."""
-
-    async def go() -> Delivery:
-        async with SmtpTransport(settings.smtp) as transport:
-            return await transport.send(message)
-
-    return asyncio.run(go())

@@ -1,0 +1,57 @@
+"""Assembling one practice's parts from its configuration: the composition root where the mail
+connections are built and handed to the services (the CLI, the daemon and the demo all start
+here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from outreach.config import Settings
+from outreach.mail.abc import InboxSource, OpenSmtp
+from outreach.mail.connections import inbox_source, open_smtp, sent_folder
+from outreach.mail.templates import TemplateSet
+from outreach.services.dispatch import Dispatcher
+from outreach.services.inbound import InboundProcessor
+from outreach.services.template_check import require_templates
+from outreach.store.database import Store
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What one configuration builds over one store; the daemon replaces it whole on reload."""
+
+    settings: Settings
+    store: Store
+    smtp: OpenSmtp
+    inbox: InboxSource
+    dispatcher: Dispatcher
+    processor: InboundProcessor
+
+    @property
+    def templates(self) -> TemplateSet:
+        return self.dispatcher.templates
+
+
+def build_parts(settings: Settings, store: Store, *, smtp: OpenSmtp | None = None) -> Parts:
+    """The services wired to the configured mail servers (``smtp``: another way to open SMTP
+    sessions, such as the demo's)."""
+    smtp = smtp or open_smtp(settings)
+    templates = TemplateSet(settings.templates.dir)
+    dispatcher = Dispatcher(
+        store, settings, templates, smtp=smtp, sent_folder=sent_folder(settings)
+    )
+    return Parts(
+        settings=settings,
+        store=store,
+        smtp=smtp,
+        inbox=inbox_source(settings),
+        dispatcher=dispatcher,
+        processor=InboundProcessor(store, settings, smtp=smtp),
+    )
+
+
+def build_checked_parts(settings: Settings, store: Store, *, consequence: str) -> Parts:
+    """``build_parts`` once every template renders; else ConfigError ending in ``consequence``."""
+    parts = build_parts(settings, store)
+    require_templates(store, settings, parts.templates, consequence=consequence)
+    return parts

@@ -1,0 +1,106 @@
+"""The delivery ledger as the therapist handles it: list it, settle an ``unknown`` send, resume
+sending after a policy pause."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from outreach.errors import OutreachError
+from outreach.store import ledger
+from outreach.store.database import Store
+from outreach.store.ledger import mark_sent
+from outreach.store.models import ContactRow, OutboxRow
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One ledger row as people and scripts see it."""
+
+    id: int
+    email: str
+    step: int
+    subject: str
+    state: str
+    attempts: int
+    message_id: str
+    updated_at: datetime
+    sent_at: datetime | None
+    last_error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "step": self.step,
+            "subject": self.subject,
+            "state": self.state,
+            "attempts": self.attempts,
+            "message_id": self.message_id,
+            "updated_at": self.updated_at.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "last_error": self.last_error,
+        }
+
+
+def list_outbox(store: Store, *, state: str | None = None) -> list[OutboxEntry]:
+    """Ledger rows, newest first, optionally of one state."""
+    query = (
+        select(OutboxRow, ContactRow.email)
+        .join(ContactRow, OutboxRow.contact_id == ContactRow.id)
+        .order_by(OutboxRow.updated_at.desc(), OutboxRow.id.desc())
+    )
+    if state:
+        query = query.where(OutboxRow.state == state)
+    with store.session() as session:
+        return [
+            OutboxEntry(
+                row.id,
+                email,
+                row.step_index + 1,
+                row.subject,
+                row.state,
+                row.attempts,
+                row.message_id,
+                row.updated_at,
+                row.sent_at,
+                row.last_error,
+            )
+            for row, email in session.execute(query)
+        ]
+
+
+def resolve_outbox(store: Store, outbox_id: int, *, sent: bool, now: datetime) -> str:
+    """Settle an ``unknown`` row: it was sent (record it), or send it again (same Message-ID)."""
+    with store.session() as session:
+        row = session.get(OutboxRow, outbox_id)
+        if row is None:
+            raise OutreachError(f"no outbox row {outbox_id}")
+        if row.state != "unknown":
+            raise OutreachError(
+                f"outbox row {outbox_id} is {row.state!r}; only 'unknown' rows are resolved"
+            )
+        if sent:
+            mark_sent(
+                session.connection(),
+                row.id,
+                row.contact_id,
+                row.step_index,
+                row.message_id,
+                row.updated_at,
+            )
+            row.last_error = f"resolved by hand as sent at {now:%Y-%m-%d %H:%M} UTC"
+            return "sent"
+        row.state = "queued"
+        row.next_attempt_at = None
+        row.last_error = f"resolved by hand: send again ({now:%Y-%m-%d %H:%M} UTC)"
+        return "queued"
+
+
+def resume_sending(store: Store) -> str | None:
+    """Lift a policy pause; returns the reason it was paused, or None if it wasn't."""
+    with store.session() as session:
+        return ledger.resume_sending(session)
