@@ -113,7 +113,7 @@ class Context:
             store.close()
 
 
-def _context(ctx: typer.Context) -> Context:
+def context_of(ctx: typer.Context) -> Context:
     state = ctx.find_root().obj
     assert isinstance(state, Context)
     return state
@@ -168,7 +168,7 @@ def _fail(lines: list[str], code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
+def reported() -> Iterator[None]:
     """Turn outreach's errors into plain lines on stderr and an exit code, never a traceback."""
     try:
         yield
@@ -192,9 +192,9 @@ def require_segment(settings: Settings, segment: str | None) -> None:
         )
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")

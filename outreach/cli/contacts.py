@@ -15,18 +15,18 @@ from rich.table import Table
 
 from outreach.cli.common import (
     PROGRESS_MIN_BYTES,
-    _context,
-    _now,
-    _print_json,
-    _reported,
     config_app,
     contacts_app,
+    context_of,
     db_app,
     err,
     out,
+    print_json,
     referrals_app,
+    reported,
     require_segment,
     stage_app,
+    utc_now,
 )
 from outreach.errors import (
     ConfigError,
@@ -52,10 +52,10 @@ def config_check(
     ] = False,
 ) -> None:
     """Validate the config file; list every problem with its key path (exit 2 if any)."""
-    with _reported():
+    with reported():
         from outreach.mail import check as mailcheck
 
-        settings = _context(ctx).settings()
+        settings = context_of(ctx).settings()
         logins, problems = [], []
         if connect:
             checks: list[Callable[[], str]] = [
@@ -106,10 +106,10 @@ def _secret_state(secret: object) -> str:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate the database to the newest schema (every command also does this at start)."""
-    with _reported():
+    with reported():
         from outreach.store.database import Store
 
-        store = Store(_context(ctx).settings().database_url)
+        store = Store(context_of(ctx).settings().database_url)
         try:
             before, after = store.upgrade()
         finally:
@@ -147,10 +147,10 @@ def contacts_import(
     ] = None,
 ) -> None:
     """Import referral sources from CSV: all rows or none, every problem with line and column."""
-    with _reported():
+    with reported():
         from outreach.services import contacts
 
-        state = _context(ctx)
+        state = context_of(ctx)
         settings = state.settings()
         require_segment(settings, segment)
         try:
@@ -165,7 +165,7 @@ def contacts_import(
                 list(settings.segments),
                 data,
                 source=file.name,
-                now=_now(),
+                now=utc_now(),
                 update=update,
                 dry_run=dry_run,
                 default_segment=segment,
@@ -220,17 +220,17 @@ def contacts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List contacts by segment and stage, as a table or JSON."""
-    with _reported():
+    with reported():
         from outreach.services import contacts
 
-        state = _context(ctx)
+        state = context_of(ctx)
         settings = state.settings()
         if stage is not None:
             settings.the_pipeline.require(stage)
         require_segment(settings, segment)
         found = contacts.list_contacts(state.store(), segment=segment, stage=stage)
     if as_json:
-        _print_json([c.to_json() for c in found])
+        print_json([c.to_json() for c in found])
         return
     noun = "contact" if len(found) == 1 else "contacts"
     table = Table(title=f"{len(found)} {noun}", title_justify="left")
@@ -255,12 +255,12 @@ def contacts_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show one contact with its whole history of stage changes and referrals."""
-    with _reported():
+    with reported():
         from outreach.services import contacts
 
-        history = contacts.show_contact(_context(ctx).store(), email)
+        history = contacts.show_contact(context_of(ctx).store(), email)
     if as_json:
-        _print_json(history.to_json())
+        print_json(history.to_json())
         return
     c = history.contact
     lines = [
@@ -287,10 +287,10 @@ def contacts_export(
     ] = None,
 ) -> None:
     """Export every contact as CSV that re-imports losslessly."""
-    with _reported():
+    with reported():
         from outreach.services import contacts
 
-        store = _context(ctx).store()
+        store = context_of(ctx).store()
         if file is None:
             contacts.export_contacts(store, sys.stdout)
             return
@@ -319,13 +319,13 @@ def stage_set(
     ] = "",
 ) -> None:
     """Move a contact to another stage by hand; the change and note go into its history."""
-    with _reported():
+    with reported():
         from outreach.services import workflow
 
-        state = _context(ctx)
+        state = context_of(ctx)
         parts = state.parts()
         change, ruled = workflow.set_stage_by_hand(
-            parts.store, parts.settings, parts.smtp, email, stage, now=_now(), note=note
+            parts.store, parts.settings, parts.smtp, email, stage, now=utc_now(), note=note
         )
     if change is None:
         out.print(f"{email} is already {stage}", markup=False)
@@ -355,11 +355,11 @@ def referrals_add(
 
     Never write a client's name or any detail about the client here.
     """
-    received: date = on.date() if on else _now().date()
-    with _reported():
+    received: date = on.date() if on else utc_now().date()
+    with reported():
         from outreach.services import workflow
 
-        state = _context(ctx)
+        state = context_of(ctx)
         parts = state.parts()
         change, ruled = workflow.record_referral(
             parts.store,
@@ -367,7 +367,7 @@ def referrals_add(
             parts.smtp,
             email,
             received_on=received,
-            now=_now(),
+            now=utc_now(),
             note=note,
         )
     moved = f"; {change.from_stage} -> {change.to_stage}" if change else ""

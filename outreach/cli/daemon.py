@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from outreach.cli.common import _context, _now, _print_json, _reported, app, out
+from outreach.cli.common import app, context_of, out, print_json, reported, utc_now
 from outreach.errors import ConfigError, OutreachError
 
 if TYPE_CHECKING:
@@ -28,11 +28,11 @@ def run(ctx: typer.Context) -> None:
     only after the config, templates, database and mail logins are checked. SIGTERM or
     Ctrl-C stops it after the message in flight; SIGHUP reloads config and templates.
     """
-    with _reported():
+    with reported():
         from outreach.runtime.daemon import run_daemon
 
         try:
-            code = run_daemon(_context(ctx).config_path)
+            code = run_daemon(context_of(ctx).config_path)
         except OutreachError as exc:
             # Into the log too, at error priority, so journalctl -p err shows why it stopped.
             lines = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
@@ -51,13 +51,13 @@ def status(
 
     Exits 3 when no daemon is running on this database.
     """
-    with _reported():
+    with reported():
         from outreach.services.status import gather_status
 
-        state = _context(ctx)
-        found = gather_status(state.store(), state.settings(), _now())
+        state = context_of(ctx)
+        found = gather_status(state.store(), state.settings(), utc_now())
     if as_json:
-        _print_json(found.to_json())
+        print_json(found.to_json())
     else:
         _print_status(found)
     if not found.running:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from outreach.cli.common import _reported, app, out
+from outreach.cli.common import app, out, reported
 
 
 @app.command("demo")
@@ -25,7 +25,7 @@ def demo(
     out, one refers. Simulated business days pass in seconds; nothing leaves this machine."""
     from outreach.runtime.demo import run_demo
 
-    with _reported():
+    with reported():
         result = run_demo(directory, lambda line: out.print(line, markup=False))
     table = Table(title="the pipeline after the demo", title_justify="left")
     for column in ("source", "segment", "stage", "paused until"):

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from outreach.cli.common import (
-    _context,
-    _print_json,
-    _reported,
     app,
+    context_of,
     inbox_app,
     out,
+    print_json,
+    reported,
 )
 from outreach.errors import (
     ConfigError,
@@ -35,8 +35,8 @@ def inbox_sync(
     ] = False,
 ) -> None:
     """Read new messages in the watched folders (read-only) and apply their effects."""
-    with _reported():
-        parts = _context(ctx).parts()
+    with reported():
+        parts = context_of(ctx).parts()
         if once:
             _print_sync(parts.inbox.sync_once(parts.processor), quiet=False)
             return
@@ -68,7 +68,7 @@ def classify_file(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show what a message is (reply, out-of-office, bounce, ...), whose it is, and why."""
-    with _reported():
+    with reported():
         from outreach.domain.classify import classify
         from outreach.services.matching import match_message
 
@@ -76,7 +76,7 @@ def classify_file(
             raw = file.read_bytes()
         except OSError as exc:
             raise ConfigError([f"Can't read {file}: {exc.strerror}."]) from None
-        state = _context(ctx)
+        state = context_of(ctx)
         settings = state.settings()
         found = classify(raw)
         with state.store().session() as session:
@@ -97,7 +97,7 @@ def classify_file(
     if found.return_date:
         result["return_date"] = found.return_date.isoformat()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     out.print(f"kind: {found.kind}", markup=False)
     out.print(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from outreach.cli.common import _reported, app, err, out
+from outreach.cli.common import app, err, out, reported
 
 Flag = Annotated[str | None, typer.Option(show_default=False)]
 
@@ -57,7 +57,7 @@ def init(
         "imap_host": imap_host,
         "timezone": timezone,
     }
-    with _reported():
+    with reported():
         if not non_interactive:
             for name, question in starter.QUESTIONS.items():
                 given[name] = _ask(name, question, given[name], starter.check_answer)

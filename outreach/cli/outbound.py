@@ -12,16 +12,16 @@ import typer
 from rich.table import Table
 
 from outreach.cli.common import (
-    _context,
-    _now,
-    _print_json,
-    _reported,
     app,
+    context_of,
     err,
     out,
     outbox_app,
+    print_json,
+    reported,
     sending_app,
     templates_app,
+    utc_now,
 )
 from outreach.domain.sequencing import step_label
 from outreach.errors import (
@@ -47,7 +47,7 @@ NowOption = Annotated[
 
 def _parse_now(value: str | None, settings: Settings) -> datetime:
     if value is None:
-        return _now()
+        return utc_now()
     from outreach.domain.fields import parse_local_time
 
     zone = ZoneInfo(settings.practice.timezone)
@@ -57,10 +57,10 @@ def _parse_now(value: str | None, settings: Settings) -> datetime:
 @templates_app.command("check")
 def templates_check(ctx: typer.Context) -> None:
     """Render every template of every sequence for every contact of its segment."""
-    with _reported():
+    with reported():
         from outreach.services.template_check import require_templates
 
-        parts = _context(ctx).parts()
+        parts = context_of(ctx).parts()
         require_templates(parts.store, parts.settings, parts.templates, consequence=None)
     steps = sum(len(s.sequence) for s in parts.settings.segments.values())
     out.print(f"templates: all {steps} sequence steps render for every contact", markup=False)
@@ -77,10 +77,10 @@ def preview(
     now: NowOption = None,
 ) -> None:
     """Print the exact message, headers and body, that a step would send a contact."""
-    with _reported():
+    with reported():
         from outreach.services import forecast
 
-        state = _context(ctx)
+        state = context_of(ctx)
         data = forecast.preview(
             state.dispatcher(), email, step=step, now=_parse_now(now, state.settings())
         )
@@ -95,16 +95,16 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """Forecast what would be sent when, honoring windows, holidays, caps and pacing."""
-    with _reported():
+    with reported():
         from outreach.services import forecast
 
-        state = _context(ctx)
+        state = context_of(ctx)
         planned = forecast.plan(
             state.dispatcher(), now=_parse_now(now, state.settings()), days=days
         )
         zone = ZoneInfo(state.settings().practice.timezone)
     if as_json:
-        _print_json([p.to_json() for p in planned])
+        print_json([p.to_json() for p in planned])
         return
     table = Table(
         title=f"{len(planned)} sends in the next {days} days (times in {zone.key})",
@@ -139,11 +139,11 @@ def send_due(
     ] = False,
 ) -> None:
     """Send every step that is due now: the same pass the daemon runs every minute."""
-    with _reported():
+    with reported():
         from outreach.services.dispatch import send_due as send
         from outreach.services.template_check import require_templates
 
-        parts = _context(ctx).parts()
+        parts = context_of(ctx).parts()
         require_templates(
             parts.store,
             parts.settings,
@@ -190,12 +190,12 @@ def outbox_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List the delivery ledger, newest first; `unknown` rows need your decision."""
-    with _reported():
+    with reported():
         from outreach.services import outbox
 
-        entries = outbox.list_outbox(_context(ctx).store(), state=state_filter)
+        entries = outbox.list_outbox(context_of(ctx).store(), state=state_filter)
     if as_json:
-        _print_json([e.to_json() for e in entries])
+        print_json([e.to_json() for e in entries])
         return
     table = Table(title=f"{len(entries)} outbox rows", title_justify="left")
     for column in ("id", "state", "email", "step", "subject", "updated (UTC)", "note"):
@@ -223,22 +223,22 @@ def outbox_resolve(
     ] = False,
 ) -> None:
     """Settle an `unknown` send after an interruption: --sent or --resend."""
-    with _reported():
+    with reported():
         from outreach.services import outbox
 
         if sent == resend:
             raise ConfigError(["give exactly one of --sent or --resend"])
-        result = outbox.resolve_outbox(_context(ctx).store(), outbox_id, sent=sent, now=_now())
+        result = outbox.resolve_outbox(context_of(ctx).store(), outbox_id, sent=sent, now=utc_now())
     out.print(f"outbox row {outbox_id}: {result}", markup=False)
 
 
 @sending_app.command("resume")
 def sending_resume(ctx: typer.Context) -> None:
     """Resume sending after a policy rejection (5.7.x) paused it, once the cause is fixed."""
-    with _reported():
+    with reported():
         from outreach.services import outbox
 
-        reason = outbox.resume_sending(_context(ctx).store())
+        reason = outbox.resume_sending(context_of(ctx).store())
     out.print(
         "sending was not paused" if reason is None else f"sending resumed (was paused: {reason})",
         markup=False,

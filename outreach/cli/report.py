@@ -10,14 +10,14 @@ import typer
 from rich.table import Table
 
 from outreach.cli.common import (
-    _context,
-    _now,
-    _print_json,
-    _reported,
     app,
+    context_of,
     err,
     out,
+    print_json,
+    reported,
     require_segment,
+    utc_now,
 )
 from outreach.errors import (
     ConfigError,
@@ -62,13 +62,13 @@ def report(
     ] = None,
 ) -> None:
     """Funnel by segment, reply rate per step, referrals by source, and what needs attention."""
-    with _reported():
+    with reported():
         from outreach.report import build as reporting
         from outreach.report.html import render_html
 
-        state = _context(ctx)
+        state = context_of(ctx)
         settings = state.settings()
-        now = _now()
+        now = utc_now()
         if since is not None and since.date() > now.date():
             raise ConfigError(
                 [f"--since: {since.date()} is in the future; nothing has happened since then yet"]
@@ -88,7 +88,7 @@ def report(
             except OSError as exc:
                 raise ConfigError([f"Can't write {html}: {exc.strerror}."]) from None
     if as_json:
-        _print_json(built.to_json())
+        print_json(built.to_json())
     else:
         _print_report_text(built)
     if html is not None:

@@ -59,10 +59,8 @@ def load_config(explicit: Path | None = None) -> Settings:
         problems += describe_validation_errors(exc)
     if problems:
         raise ConfigError(problems)
-    settings._path = path
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    settings._state_directory = Path(state) if state else None
-    return _resolve_paths(settings)
+    return _resolve_paths(settings.placed(path, Path(state) if state else None))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -133,10 +131,7 @@ def _resolve_paths(settings: Settings) -> Settings:
         updates["inbound"] = settings.inbound.model_copy(update={"maildir": base / maildir})
     if not updates:
         return settings
-    resolved = settings.model_copy(update=updates)
-    resolved._path = settings.path
-    resolved._state_directory = settings._state_directory
-    return resolved
+    return settings.model_copy(update=updates)  # the copy keeps path and state directory
 
 
 def check_config_files(settings: Settings) -> list[str]:

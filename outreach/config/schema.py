@@ -418,6 +418,13 @@ class Settings(BaseSettings):
             raise keyed_problems(problems)
         return self
 
+    def placed(self, path: Path, state_directory: Path | None) -> Settings:
+        """Record where this configuration was read from and the state directory the
+        environment named (the loader's job; copies keep both)."""
+        self._path = path
+        self._state_directory = state_directory
+        return self
+
     @property
     def path(self) -> Path:
         """The config file this was loaded from; relative paths in it are relative to its folder."""
