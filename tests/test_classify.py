@@ -7,9 +7,17 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.domain.classify import classify
+from outreach.domain.classify import Classification
+from outreach.domain.classify import classify as classify_on
 
 OURS = "<abc123@calmharbor.example.com>"
+
+
+RECEIVED = date(2026, 3, 2)  # the messages' own Date; a return date's year comes from it
+
+
+def classify(raw: bytes) -> Classification:
+    return classify_on(raw, received=RECEIVED)
 
 
 def message(headers: str, body: str = "Thanks!\n") -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -15,6 +16,7 @@ from outreach.cli.common import (
     out,
     print_json,
     reported,
+    utc_now,
 )
 from outreach.errors import (
     ConfigError,
@@ -78,7 +80,8 @@ def classify_file(
             raise ConfigError([f"Can't read {file}: {exc.strerror}."]) from None
         state = context_of(ctx)
         settings = state.settings()
-        found = classify(raw)
+        today = utc_now().astimezone(ZoneInfo(settings.practice.timezone)).date()
+        found = classify(raw, received=today)
         with state.store().session() as session:
             matched = match_message(session, found, settings.sender.from_address)
     result = {

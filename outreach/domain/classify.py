@@ -21,12 +21,14 @@ from typing import Any
 
 from email_reply_parser import EmailReplyParser
 
-REPLY = "reply"
-OUT_OF_OFFICE = "out_of_office"
-AUTO_REPLY = "auto_reply"
-BOUNCE = "bounce"
-UNSUBSCRIBE = "unsubscribe"
-UNCLASSIFIABLE = "unclassifiable"
+from outreach.domain.states import InboundKind
+
+REPLY = InboundKind.REPLY
+OUT_OF_OFFICE = InboundKind.OUT_OF_OFFICE
+AUTO_REPLY = InboundKind.AUTO_REPLY
+BOUNCE = InboundKind.BOUNCE
+UNSUBSCRIBE = InboundKind.UNSUBSCRIBE
+UNCLASSIFIABLE = InboundKind.UNCLASSIFIABLE
 
 _AUTO_SUBJECT = re.compile(
     r"^\s*(automatic reply|auto(?:matic)?[- ]?(?:reply|response)|out of (?:the )?office|"
@@ -90,8 +92,10 @@ class Classification:
         return self._new_text
 
 
-def classify(raw: bytes, *, received: date | None = None) -> Classification:
-    """Classify raw message bytes. Never raises: unreadable input is ``unclassifiable``."""
+def classify(raw: bytes, *, received: date) -> Classification:
+    """Classify raw message bytes received on ``received`` (the reference for a return date
+    written without a year, when the message has no Date). Never raises: unreadable input is
+    ``unclassifiable``."""
     try:
         message = message_from_bytes(raw, policy=policy.default)
         return _classify(message, received)
@@ -113,7 +117,7 @@ def _ids(value: str) -> tuple[str, ...]:
     return tuple(re.findall(r"<[^<>\s]+>", value))
 
 
-def _classify(message: Message, received: date | None) -> Classification:
+def _classify(message: Message, received: date) -> Classification:
     sender_pairs = getaddresses([_header(message, "From")])
     sender = sender_pairs[0][1].lower() if sender_pairs and sender_pairs[0][1] else None
     subject = _header(message, "Subject")
@@ -295,7 +299,7 @@ def _embedded_ids(message: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _return_date(text: str, today: date | None) -> date | None:
+def _return_date(text: str, reference: date) -> date | None:
     match = _RETURN.search(text)
     if match is None:
         return None
@@ -307,7 +311,6 @@ def _return_date(text: str, today: date | None) -> date | None:
             return datetime.strptime(raw, fmt).date()
         except ValueError:
             continue
-    reference = today or date.today()
     for fmt in ("%m/%d", "%B %d", "%b %d", "%d %B", "%d %b"):
         try:
             partial = datetime.strptime(f"{raw} {reference.year}", f"{fmt} %Y").date()

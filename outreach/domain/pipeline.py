@@ -6,17 +6,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from outreach.domain.states import Stage
 from outreach.errors import InvalidStage
 
-NEW = "new"
-CONTACTED = "contacted"
-NO_RESPONSE = "no_response"
-REPLIED = "replied"
-ENGAGED = "engaged"
-REFERRING = "referring"
-UNSUBSCRIBED = "unsubscribed"
-BOUNCED = "bounced"
-DO_NOT_CONTACT = "do_not_contact"
+NEW = Stage.NEW
+CONTACTED = Stage.CONTACTED
+NO_RESPONSE = Stage.NO_RESPONSE
+REPLIED = Stage.REPLIED
+ENGAGED = Stage.ENGAGED
+REFERRING = Stage.REFERRING
+UNSUBSCRIBED = Stage.UNSUBSCRIBED
+BOUNCED = Stage.BOUNCED
+DO_NOT_CONTACT = Stage.DO_NOT_CONTACT
 
 #: The stages every pipeline has, in report order: the funnel first, then the exits.
 BUILTIN_STAGES: tuple[str, ...] = (

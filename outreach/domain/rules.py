@@ -9,8 +9,57 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from outreach.config import Rule
+
+class RuleConditions(Protocol):
+    """A rule's ``when``: all must hold; an empty one places no condition."""
+
+    @property
+    def segment(self) -> Sequence[str]: ...
+    @property
+    def stage(self) -> Sequence[str]: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def sender_domain(self) -> Sequence[str]: ...
+    @property
+    def keywords(self) -> Sequence[str]: ...
+    @property
+    def regex(self) -> str: ...
+
+
+class RuleActions(Protocol):
+    """A rule's ``then``."""
+
+    @property
+    def set_stage(self) -> str: ...
+    @property
+    def add_tag(self) -> str: ...
+    @property
+    def remove_tag(self) -> str: ...
+    @property
+    def pause_days(self) -> int: ...
+    @property
+    def notify(self) -> bool: ...
+    @property
+    def reply_with(self) -> str: ...
+    @property
+    def move_to(self) -> str: ...
+    @property
+    def stop(self) -> bool: ...
+
+
+class Rule(Protocol):
+    """A workflow rule as the rule engine reads it (the configuration's ``[[rules]]`` tables
+    have this shape)."""
+
+    @property
+    def on(self) -> str: ...
+    @property
+    def when(self) -> RuleConditions: ...
+    @property
+    def then(self) -> RuleActions: ...
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from outreach.domain.business_days import BusinessCalendar
 from outreach.domain.pipeline import CONTACTED, ENGAGED, NEW, REFERRING
+from outreach.domain.states import OutboxState
 
 ACTIVE_STAGES = frozenset({NEW, CONTACTED})
 #: Ledger rows at or above this step index are a rule's replies (``reply_with``), not steps.
@@ -66,7 +67,7 @@ def next_step(
         base = enrolled_at
     else:
         previous = max(records, key=lambda r: r.step_index)
-        if previous.state != "sent" or previous.sent_at is None:
+        if previous.state != OutboxState.SENT or previous.sent_at is None:
             return None  # the previous step is still in flight, retrying, or unresolved
         base = previous.sent_at
     due = add_business_days(base, delays[index], calendar, zone)
@@ -98,7 +99,7 @@ def finished_at(
     """When a contacted source with every step sent and no reply becomes ``no_response``."""
     if stage != CONTACTED or steps == 0 or len(records) < steps:
         return None
-    if any(r.state != "sent" or r.sent_at is None for r in records):
+    if any(r.state != OutboxState.SENT or r.sent_at is None for r in records):
         return None
     last = max(r.sent_at for r in records if r.sent_at is not None)
     return add_business_days(last, after_business_days, calendar, zone)

@@ -32,6 +32,7 @@ from outreach.domain.pipeline import (
     REPLIED,
     UNSUBSCRIBED,
 )
+from outreach.domain.states import OutboxState
 from outreach.store.database import Store, in_chunks
 from outreach.store.ledger import SENDING_PAUSED
 from outreach.store.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow, StateRow
@@ -184,9 +185,9 @@ def _load(store: Store, since: date | None, segment: str | None) -> _Facts:
             ):
                 facts.history[change.contact_id].append(change)
             for row in session.scalars(select(OutboxRow).where(OutboxRow.contact_id.in_(chunk))):
-                if row.state == "sent":
+                if row.state == OutboxState.SENT:
                     facts.sends[row.contact_id].append(row)
-                elif row.state == "unknown":
+                elif row.state == OutboxState.UNKNOWN:
                     facts.unknown.append((row, facts.contacts[row.contact_id].email))
             for referral in session.scalars(
                 select(ReferralRow).where(ReferralRow.contact_id.in_(chunk))

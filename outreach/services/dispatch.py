@@ -30,6 +30,7 @@ from outreach.domain.sequencing import (
     REPLY_STEP_BASE,
     step_label,
 )
+from outreach.domain.states import OutboxState
 from outreach.errors import MailServerUnusable, TemplateProblem
 from outreach.mail.abc import Delivery, OpenSmtp, Outcome, SmtpTransport
 from outreach.mail.compose import (
@@ -405,11 +406,11 @@ class Dispatcher:
                 minutes = min(
                     sending.retry_first_minutes * 2 ** (row.attempts - 1), sending.retry_max_minutes
                 )
-                row.state = "retry"
+                row.state = OutboxState.RETRY
                 row.next_attempt_at = now + timedelta(minutes=minutes)
                 report.retrying.append(line)
             elif outcome is Outcome.POLICY:
-                row.state = "retry"
+                row.state = OutboxState.RETRY
                 row.attempts -= 1  # not this message's fault
                 row.next_attempt_at = None
                 reason = (
@@ -421,10 +422,10 @@ class Dispatcher:
                 report.paused = reason
                 log.critical("sending paused: %s", reason)
             elif outcome is Outcome.UNKNOWN:
-                row.state = "unknown"
+                row.state = OutboxState.UNKNOWN
                 report.unknown.append(line)
             else:  # permanent failure, or retries used up
-                row.state = "failed"
+                row.state = OutboxState.FAILED
                 report.failed.append(line)
                 if outcome is Outcome.FAILED:
                     self._bounce(session, contact, now, f"hard bounce at send: {delivery.detail}")
@@ -438,7 +439,9 @@ class Dispatcher:
     async def _reconcile(self, now: datetime, report: DispatchReport) -> None:
         with self.store.session() as session:
             orphans = session.execute(
-                select(OutboxRow.id, OutboxRow.message_id).where(OutboxRow.state == "sending")
+                select(OutboxRow.id, OutboxRow.message_id).where(
+                    OutboxRow.state == OutboxState.SENDING
+                )
             ).all()
         for outbox_id, message_id in orphans:
             found: bool | None = None
@@ -450,7 +453,7 @@ class Dispatcher:
                     continue
             with self.store.session() as session:
                 row = session.get(OutboxRow, outbox_id)
-                if row is None or row.state != "sending":
+                if row is None or row.state != OutboxState.SENDING:
                     continue
                 contact = row.contact
                 line = SendLine(contact.email, row.step_index + 1, row.subject, message_id, now)
@@ -467,7 +470,7 @@ class Dispatcher:
                     row.last_error = "interrupted; found in the Sent folder"
                     report.reconciled.append(line)
                 else:
-                    row.state = "unknown"
+                    row.state = OutboxState.UNKNOWN
                     row.last_error = (
                         "interrupted during sending; not found in Sent"
                         if found is False

@@ -28,6 +28,7 @@ from outreach.domain.sequencing import (
     next_nurture,
     next_step,
 )
+from outreach.domain.states import OutboxState
 from outreach.services.contacts import move_contact
 from outreach.store.database import Store, in_chunks
 from outreach.store.ledger import (
@@ -267,7 +268,7 @@ class DueSteps:
             .where(
                 or_(
                     OutboxRow.sent_at >= now - HISTORY_WINDOW,
-                    OutboxRow.state.in_(("sending", "unknown")),
+                    OutboxRow.state.in_((OutboxState.SENDING, OutboxState.UNKNOWN)),
                 )
             )
         )
@@ -286,7 +287,9 @@ def last_touches(session: Session, contact_ids: Sequence[int]) -> dict[int, Touc
     """When we were last in touch with each source, and its nurture rows so far."""
     last: dict[int, datetime] = {}
     nurtures: dict[int, tuple[int, bool]] = {}
-    in_flight = case((OutboxRow.state.in_((*WAITING, "sending", "unknown")), 1), else_=0)
+    in_flight = case(
+        (OutboxRow.state.in_((*WAITING, OutboxState.SENDING, OutboxState.UNKNOWN)), 1), else_=0
+    )
     for chunk in in_chunks(contact_ids):
         for query in (
             select(OutboxRow.contact_id, func.max(OutboxRow.sent_at))

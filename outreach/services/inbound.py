@@ -33,6 +33,7 @@ from outreach.domain.classify import (
     classify,
 )
 from outreach.domain.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
+from outreach.domain.states import OutboxState
 from outreach.mail.abc import OpenSmtp, Watermark
 from outreach.mail.compose import OutboundMessage
 from outreach.services.contacts import move_contact
@@ -243,7 +244,11 @@ def _cancel_waiting(session: Session, contact_id: int, now: datetime) -> int:
     result = session.execute(
         update(OutboxRow)
         .where(OutboxRow.contact_id == contact_id, OutboxRow.state.in_(WAITING))
-        .values(state="cancelled", updated_at=now, last_error="cancelled by an inbound message")
+        .values(
+            state=OutboxState.CANCELLED,
+            updated_at=now,
+            last_error="cancelled by an inbound message",
+        )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from outreach.domain.states import OutboxState
 from outreach.errors import OutreachError
 from outreach.store import ledger
 from outreach.store.database import Store
@@ -79,7 +80,7 @@ def resolve_outbox(store: Store, outbox_id: int, *, sent: bool, now: datetime) -
         row = session.get(OutboxRow, outbox_id)
         if row is None:
             raise OutreachError(f"no outbox row {outbox_id}")
-        if row.state != "unknown":
+        if row.state != OutboxState.UNKNOWN:
             raise OutreachError(
                 f"outbox row {outbox_id} is {row.state!r}; only 'unknown' rows are resolved"
             )
@@ -94,7 +95,7 @@ def resolve_outbox(store: Store, outbox_id: int, *, sent: bool, now: datetime) -
             )
             row.last_error = f"resolved by hand as sent at {now:%Y-%m-%d %H:%M} UTC"
             return "sent"
-        row.state = "queued"
+        row.state = OutboxState.QUEUED
         row.next_attempt_at = None
         row.last_error = f"resolved by hand: send again ({now:%Y-%m-%d %H:%M} UTC)"
         return "queued"

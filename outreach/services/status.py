@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from outreach.config import Settings
 from outreach.domain.sequencing import ACTIVE_STAGES
+from outreach.domain.states import OutboxState
 from outreach.store.database import Store
 from outreach.store.instance import daemon_running
 from outreach.store.ledger import SENDING_PAUSED
@@ -22,7 +23,12 @@ DAEMON_STARTED = "daemon.started_at"
 LAST_DISPATCH = "dispatch.last_pass"  # value: a one-line summary of the pass
 LAST_SYNC = "inbox.last_sync"  # value: the folders read
 DIGEST_SENT_ON = "digest.sent_on"  # value: the practice-local date of the last digest
-OUTBOX_PROBLEM_STATES = ("unknown", "failed", "retry", "sending")
+OUTBOX_PROBLEM_STATES = (
+    OutboxState.UNKNOWN,
+    OutboxState.FAILED,
+    OutboxState.RETRY,
+    OutboxState.SENDING,
+)
 
 
 def record_facts(store: Store, now: datetime, facts: Mapping[str, str]) -> None:
@@ -143,7 +149,7 @@ def due_by(store: Store, until: datetime) -> int:
             select(func.count())
             .select_from(OutboxRow)
             .where(
-                OutboxRow.state.in_(("retry", "queued")),
+                OutboxRow.state.in_((OutboxState.RETRY, OutboxState.QUEUED)),
                 (OutboxRow.next_attempt_at.is_(None)) | (OutboxRow.next_attempt_at <= until),
             )
         )

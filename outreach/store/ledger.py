@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from outreach.domain.pipeline import CONTACTED, EXIT_STAGES, NEW
 from outreach.domain.sequencing import ACTIVE_STAGES, REPLY_STEP_BASE
+from outreach.domain.states import OutboxState
 from outreach.store.models import (
     ContactRow,
     OutboxRow,
@@ -24,7 +25,7 @@ from outreach.store.models import (
 )
 
 SENDING_PAUSED = "sending_paused"
-WAITING = ("retry", "queued")
+WAITING = (OutboxState.RETRY, OutboxState.QUEUED)
 
 # A sequence step goes to contacts in new/contacted; a rule's reply (reply_with) to any
 # contact that has not left (unsubscribed, bounced, do_not_contact).
@@ -54,12 +55,12 @@ START = (
             )
         ),
     )
-    .values(state="sending", attempts=OutboxRow.attempts + 1, updated_at=NOW)
+    .values(state=OutboxState.SENDING, attempts=OutboxRow.attempts + 1, updated_at=NOW)
 )
 MARK_SENT = (
     update(OutboxRow)
     .where(OutboxRow.id == bindparam("oid"))
-    .values(state="sent", sent_at=NOW, next_attempt_at=None, updated_at=NOW)
+    .values(state=OutboxState.SENT, sent_at=NOW, next_attempt_at=None, updated_at=NOW)
 )
 CHECK_AGAIN = (  # the next step is computed on the next pass
     update(ContactRow).where(ContactRow.id == bindparam("cid")).values(next_check_at=NOW)
@@ -100,7 +101,7 @@ def new_row(
         template=template,
         message_id=message_id,
         subject=subject,
-        state="queued",
+        state=OutboxState.QUEUED,
         attempts=0,
         last_error="",
         created_at=now,
@@ -137,7 +138,7 @@ def thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[st
         .where(
             OutboxRow.contact_id == contact_id,
             OutboxRow.step_index < before,
-            OutboxRow.state == "sent",
+            OutboxRow.state == OutboxState.SENT,
         )
         .order_by(OutboxRow.step_index)
     )
