@@ -3,7 +3,7 @@
 1. Reply-to-stage latency with IDLE: a reply is delivered over LMTP; the clock stops when the
    contact's stage reads ``replied`` in the store. Baseline, same run: a bare IMAPClient in
    IDLE, clock stopped at Dovecot's EXISTS announcement (the floor for any watcher).
-2. Catch-up on waiting messages: ``sync_once`` (fetch, classify, match, record with the
+2. Catch-up on waiting messages: ``ImapInbox.sync_once`` (fetch, classify, match, record with the
    watermark) in messages per second, next to a raw IMAPClient fetch of ``BODY.PEEK[]`` in
    batches of 200 parsed with ``email.message_from_bytes``.
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.config import load_config  # noqa: E402
-from outreach.mail.imap_inbox import sync_once, watch  # noqa: E402
+from outreach.mail.imap_inbox import ImapInbox  # noqa: E402
 from outreach.runtime.parts import build_parts  # noqa: E402
 from outreach.services.contacts import import_contacts, show_contact  # noqa: E402
 from outreach.store.database import open_store  # noqa: E402
@@ -114,11 +114,14 @@ def main() -> None:
                     pass
                 raw.append(time.perf_counter() - start)
                 imap.idle_done()
-        sync_once(settings.imap, processor)  # take the baseline's messages out of the way
+        ImapInbox(settings.imap).sync_once(processor)  # take the baseline's messages out of the way
 
         stop = threading.Event()
         thread = threading.Thread(
-            target=watch, args=(settings.imap, processor), kwargs={"stop": stop}, daemon=True
+            target=ImapInbox(settings.imap).watch,
+            args=(processor,),
+            kwargs={"stop": stop},
+            daemon=True,
         )
         thread.start()
         time.sleep(1)
@@ -156,7 +159,7 @@ def main() -> None:
                     email.message_from_bytes(data[b"BODY[]"])
             raw_rate = len(uids) / (time.perf_counter() - begin)
         begin = time.perf_counter()
-        report = sync_once(settings.imap, processor)
+        report = ImapInbox(settings.imap).sync_once(processor)
         our_rate = len(report.results) / (time.perf_counter() - begin)
         print(f"catch-up on {waiting:,} waiting messages")
         print(f"  baseline  IMAPClient fetch + parse:                {raw_rate:7.0f} msg/s")

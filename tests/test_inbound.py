@@ -15,8 +15,9 @@ from imapclient import IMAPClient
 from sqlalchemy import update
 
 from outreach.config import load_config
-from outreach.mail.imap_inbox import sync_once, watch, watch_async
+from outreach.mail.imap_inbox import ImapInbox
 from outreach.runtime.parts import build_parts
+from outreach.runtime.threads import in_daemon_thread
 from outreach.services.contacts import import_contacts, show_contact
 from outreach.services.outbox import list_outbox
 from outreach.store.database import Store, open_store
@@ -60,7 +61,7 @@ class Practice:
         self.dovecot.deliver(self.user, raw.replace("\n", "\r\n").encode())
 
     def sync(self, at: datetime = T0 + timedelta(hours=2)) -> list[tuple[str | None, str]]:
-        report = sync_once(self.settings.imap, self.processor, now=lambda: at)
+        report = ImapInbox(self.settings.imap).sync_once(self.processor, now=lambda: at)
         return [(r.contact, r.effect) for r in report.results]
 
     def stage(self, email: str) -> str:
@@ -257,8 +258,8 @@ def watching(practice: Practice) -> Iterator[Practice]:
     """The practice with the IDLE watcher running in a thread."""
     stop = threading.Event()
     thread = threading.Thread(
-        target=watch,
-        args=(practice.settings.imap, practice.processor),
+        target=ImapInbox(practice.settings.imap).watch,
+        args=(practice.processor,),
         kwargs={"stop": stop, "poll_seconds": 1},
         daemon=True,
     )
@@ -358,8 +359,8 @@ def test_a_connection_dropped_mid_fetch_is_retried(
     stop = threading.Event()
     seen: list[int] = []
     thread = threading.Thread(
-        target=watch,
-        args=(practice.settings.imap, practice.processor),
+        target=ImapInbox(practice.settings.imap).watch,
+        args=(practice.processor,),
         kwargs={
             "stop": stop,
             "poll_seconds": 1,
@@ -388,7 +389,14 @@ def test_extra_folders_are_read_while_idling(
     stop = threading.Event()
     thread = threading.Thread(
         target=asyncio.run,
-        args=(watch_async(imap_settings, practice.processor, stop=stop, poll_seconds=1),),
+        args=(
+            in_daemon_thread(
+                lambda: ImapInbox(imap_settings).watch(
+                    practice.processor, stop=stop, poll_seconds=1
+                ),
+                stop,
+            ),
+        ),
         daemon=True,
     )
     thread.start()

@@ -12,8 +12,6 @@ IMAPClient is blocking; the daemon runs this in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -51,38 +49,66 @@ class ImapInbox:
     def sync_once(
         self, handler: MessageHandler, *, now: Callable[[], datetime] | None = None
     ) -> SyncReport:
-        return sync_once(self.settings, handler, now=now)
+        """Read every message that arrived since the last pass, in every watched folder."""
+        imap = self.settings
+        client = open_imap(imap)
+        try:
+            return _sync_all(client, imap, handler, now or (lambda: datetime.now(UTC)))
+        finally:
+            close_imap(client)
 
     def watch(
         self,
         handler: MessageHandler,
         *,
         stop: threading.Event,
-        poll_seconds: float,
+        poll_seconds: float = 60.0,
         on_pass: Callable[[SyncReport], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
         now: Callable[[], datetime] | None = None,
+        idle_seconds: float = IDLE_RENEW_SECONDS,
     ) -> None:
-        watch(
-            self.settings,
-            handler,
-            stop=stop,
-            poll_seconds=poll_seconds,
-            on_pass=on_pass,
-            heartbeat=heartbeat,
-            now=now,
-        )
+        """Catch up, then wait for new mail with IDLE (RFC 2177), or poll where the server lacks
+        it, until ``stop`` is set. A lost connection or a server restart is retried with capped
+        exponential backoff; every reconnect starts with a catch-up, so nothing is missed.
 
-
-def sync_once(
-    imap: Imap, handler: MessageHandler, *, now: Callable[[], datetime] | None = None
-) -> SyncReport:
-    """Read every message that arrived since the last pass, in every watched folder."""
-    client = open_imap(imap)
-    try:
-        return _sync_all(client, imap, handler, now or (lambda: datetime.now(UTC)))
-    finally:
-        close_imap(client)
+        IDLE watches the first folder; the others are read after each wake-up, and at least
+        every ``poll_seconds``.
+        ``heartbeat`` is called at least once a second while the watcher waits, and after each
+        message it reads; a watcher stuck in one call stops calling it.
+        """
+        imap = self.settings
+        clock = now or (lambda: datetime.now(UTC))
+        backoff = _Backoff(stop, heartbeat)
+        while not stop.is_set():
+            try:
+                client = open_imap(imap)
+            except (MailServerUnusable, IMAPClientError, OSError) as exc:
+                backoff.wait("inbox: can't connect (%s); retrying in %.0f s", exc)
+                continue
+            try:
+                idle = b"IDLE" in client.capabilities()
+                while not stop.is_set():
+                    report = _sync_all(client, imap, handler, clock, heartbeat)
+                    backoff.reset()
+                    if on_pass is not None:
+                        on_pass(report)
+                    if idle:
+                        # IDLE watches one folder; with more, wake up to read the others too.
+                        wait = (
+                            idle_seconds
+                            if len(imap.folders) == 1
+                            else min(idle_seconds, poll_seconds)
+                        )
+                        _idle(client, imap.folders[0], handler, stop, wait, heartbeat)
+                    else:
+                        _wait(stop, poll_seconds, heartbeat)
+            except (IMAPClientError, OSError) as exc:
+                backoff.wait("inbox: connection lost (%s); reconnecting in %.0f s", exc)
+            except Exception:  # the watcher must outlive any one bad pass; the next one retries
+                backoff.wait("inbox: unexpected error; retrying in %.0f s", exc_info=True)
+            finally:
+                close_imap(client)
 
 
 def _sync_all(
@@ -96,57 +122,6 @@ def _sync_all(
     for folder in imap.folders:
         report.folders[folder] = _sync_folder(client, folder, handler, clock, report, heartbeat)
     return report
-
-
-def watch(
-    imap: Imap,
-    handler: MessageHandler,
-    *,
-    stop: threading.Event,
-    poll_seconds: float = 60.0,
-    idle_seconds: float = IDLE_RENEW_SECONDS,
-    on_pass: Callable[[SyncReport], None] | None = None,
-    heartbeat: Callable[[], None] | None = None,
-    now: Callable[[], datetime] | None = None,
-) -> None:
-    """Catch up, then wait for new mail with IDLE (RFC 2177), or poll where the server lacks
-    it, until ``stop`` is set. A lost connection or a server restart is retried with capped
-    exponential backoff; every reconnect starts with a catch-up, so nothing is missed.
-
-    IDLE watches the first folder; the others are read after each wake-up, and at least
-    every ``poll_seconds``.
-    ``heartbeat`` is called at least once a second while the watcher waits, and after each
-    message it reads; a watcher stuck in one call stops calling it.
-    """
-    clock = now or (lambda: datetime.now(UTC))
-    backoff = _Backoff(stop, heartbeat)
-    while not stop.is_set():
-        try:
-            client = open_imap(imap)
-        except (MailServerUnusable, IMAPClientError, OSError) as exc:
-            backoff.wait("inbox: can't connect (%s); retrying in %.0f s", exc)
-            continue
-        try:
-            idle = b"IDLE" in client.capabilities()
-            while not stop.is_set():
-                report = _sync_all(client, imap, handler, clock, heartbeat)
-                backoff.reset()
-                if on_pass is not None:
-                    on_pass(report)
-                if idle:
-                    # IDLE watches one folder; with more, wake up to read the others too.
-                    wait = (
-                        idle_seconds if len(imap.folders) == 1 else min(idle_seconds, poll_seconds)
-                    )
-                    _idle(client, imap.folders[0], handler, stop, wait, heartbeat)
-                else:
-                    _wait(stop, poll_seconds, heartbeat)
-        except (IMAPClientError, OSError) as exc:
-            backoff.wait("inbox: connection lost (%s); reconnecting in %.0f s", exc)
-        except Exception:  # the watcher must outlive any one bad pass; the next one retries
-            backoff.wait("inbox: unexpected error; retrying in %.0f s", exc_info=True)
-        finally:
-            close_imap(client)
 
 
 class _Backoff:
@@ -253,59 +228,3 @@ def _move(client: IMAPClient, folder: str, moves: dict[str, list[int]]) -> None:
                 log.error("inbox: can't move %d message(s) to %r: %s", len(uids), target, exc)
     finally:
         client.select_folder(folder, readonly=True)
-
-
-async def watch_async(
-    imap: Imap,
-    handler: MessageHandler,
-    *,
-    stop: threading.Event,
-    poll_seconds: float = 60.0,
-    on_pass: Callable[[SyncReport], None] | None = None,
-    heartbeat: Callable[[], None] | None = None,
-    now: Callable[[], datetime] | None = None,
-) -> None:
-    """``watch`` in a thread of its own, awaited from the daemon's event loop (IMAPClient
-    blocks). Cancelling this sets ``stop``."""
-    await in_daemon_thread(
-        lambda: watch(
-            imap,
-            handler,
-            stop=stop,
-            poll_seconds=poll_seconds,
-            on_pass=on_pass,
-            heartbeat=heartbeat,
-            now=now,
-        ),
-        stop,
-    )
-
-
-async def in_daemon_thread(work: Callable[[], None], stop: threading.Event) -> None:
-    """Run blocking ``work`` in a daemon thread rather than the loop's executor, so a call
-    stuck in a socket read never holds up the process's exit. Cancelling sets ``stop``."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def settle(error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
-
-    def run() -> None:
-        error: BaseException | None = None
-        try:
-            work()
-        except BaseException as exc:  # handed to the awaiting task
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop may have closed meanwhile
-            loop.call_soon_threadsafe(settle, error)
-
-    threading.Thread(target=run, name="inbox-watcher", daemon=True).start()
-    try:
-        await done
-    finally:
-        stop.set()

@@ -36,9 +36,9 @@ from outreach.domain.fields import parse_local_time
 from outreach.errors import ConfigError, MailServerUnusable, OutreachError
 from outreach.mail.abc import Outcome, SyncReport
 from outreach.mail.check import check_imap, check_smtp_async
-from outreach.mail.imap_inbox import in_daemon_thread
 from outreach.runtime.parts import Parts, build_checked_parts
 from outreach.runtime.systemd import Notifier, watchdog_interval
+from outreach.runtime.threads import in_daemon_thread
 from outreach.services.digest import digest_message
 from outreach.services.dispatch import DispatchReport
 from outreach.services.status import (
