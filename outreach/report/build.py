@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from outreach.config import Settings
+from outreach.domain.fields import full_name
 from outreach.domain.pipeline import (
     BOUNCED,
     BUILTIN_STAGES,
@@ -250,7 +251,7 @@ def build_report(
     for cid, count in sorted(referrals.items(), key=lambda kv: (-kv[1], contacts[kv[0]].email)):
         c = contacts[cid]
         drew = _drawing_message(sends[cid], first_reply[cid])
-        name = " ".join(p for p in (c.first_name, c.last_name) if p) or c.email
+        name = full_name(c.first_name, c.last_name) or c.email
         attribution.append(
             Attribution(
                 c.email,

@@ -5,7 +5,7 @@ Nothing is sent, and the daemon does not start, while it fails (``require_templa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -82,20 +82,12 @@ def _check_nurture(
     session: Session, settings: Settings, templates: TemplateSet
 ) -> list[TemplateFailure]:
     """Each segment's nurture check-in renders (a new conversation: it needs a Subject)."""
-    failures = []
-    for name, segment in settings.segments.items():
-        if not segment.nurture_every_days:
-            continue
-        row = session.scalars(select(ContactRow).where(ContactRow.segment == name)).first()
-        fields = template_fields(row) if row is not None else SYNTHETIC_CONTACT
-        email = row.email if row is not None else f"{SYNTHETIC_CONTACT['email']} (sample)"
-        template = segment.nurture_template
-        context = template_context(settings, name, fields, step_number=0, template=template)
-        try:
-            templates.render(name, template, context, needs_subject=True)
-        except TemplateProblem as exc:
-            failures.append(TemplateFailure(name, 0, email, f"{exc} (nurture)"))
-    return failures
+    failures = [
+        _render_new_conversation(session, settings, templates, name, segment.nurture_template)
+        for name, segment in settings.segments.items()
+        if segment.nurture_every_days
+    ]
+    return [replace(f, problem=f"{f.problem} (nurture)") for f in failures if f is not None]
 
 
 def _check_rule_replies(
@@ -108,16 +100,27 @@ def _check_rule_replies(
         if not name:
             continue
         for segment in rule.when.segment or list(settings.segments):
-            row = session.scalars(select(ContactRow).where(ContactRow.segment == segment)).first()
-            fields = template_fields(row) if row is not None else SYNTHETIC_CONTACT
-            email = row.email if row is not None else f"{SYNTHETIC_CONTACT['email']} (sample)"
-            context = template_context(settings, segment, fields, step_number=0, template=name)
-            try:
-                # A reply may go to a source we never wrote to: it needs its own Subject.
-                templates.render(segment, name, context, needs_subject=True)
-            except TemplateProblem as exc:
-                failures.append(TemplateFailure(segment, 0, email, f"{exc} (rules[{index}])"))
+            # A reply may go to a source we never wrote to: it needs its own Subject.
+            failure = _render_new_conversation(session, settings, templates, segment, name)
+            if failure is not None:
+                failures.append(replace(failure, problem=f"{failure.problem} (rules[{index}])"))
     return failures
+
+
+def _render_new_conversation(
+    session: Session, settings: Settings, templates: TemplateSet, segment: str, template: str
+) -> TemplateFailure | None:
+    """Render a message that starts a conversation (so it needs a Subject) for the segment's
+    first contact, or a sample one; the failure, if it fails."""
+    row = session.scalars(select(ContactRow).where(ContactRow.segment == segment)).first()
+    fields = template_fields(row) if row is not None else SYNTHETIC_CONTACT
+    email = row.email if row is not None else f"{SYNTHETIC_CONTACT['email']} (sample)"
+    context = template_context(settings, segment, fields, step_number=0, template=template)
+    try:
+        templates.render(segment, template, context, needs_subject=True)
+    except TemplateProblem as exc:
+        return TemplateFailure(segment, 0, email, str(exc))
+    return None
 
 
 def require_templates(
