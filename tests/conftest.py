@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from outreach.cli import app
 from outreach.store.database import Store, open_store
+from tests.configs import edit_config
 from tests.mailstack import (
     Dovecot,
     Postgres,
@@ -106,6 +107,7 @@ def config_file(tmp_path: Path) -> Path:
 
 def without_rules(config_text: str) -> str:
     """The example config without its [[rules]] tables (they come last in the file)."""
+    assert "\n[[rules]]" in config_text, "the config has no [[rules]] tables to take out"
     return config_text.split("\n[[rules]]", maxsplit=1)[0] + "\n"
 
 
@@ -149,18 +151,20 @@ def outbound_config(
     """The example config on the test servers, with a relaxed policy: always open, no pacing."""
     user, password = dovecot.user(3)
     dovecot.empty(user)
-    text = config_file.read_text()
-    text = text.replace(
-        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_sink.port}'
+    edit_config(
+        config_file,
+        {
+            "smtp.host": "127.0.0.1",
+            "smtp.port": smtp_sink.port,
+            "smtp.username": user,
+            "imap.host": "127.0.0.1",
+            "imap.port": dovecot.imaps_port,
+            "imap.username": user,
+            "templates.dir": str(ROOT / "templates"),
+        },
+        add={"smtp.ca_file": str(dovecot.cert), "imap.ca_file": str(dovecot.cert)},
+        remove=["rules"],  # tests of built-in effects add the rules they need
     )
-    text = text.replace(
-        'host = "imap.example.com"\nport = 993', f'host = "127.0.0.1"\nport = {dovecot.imaps_port}'
-    )
-    text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"')
-    text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"')
-    text = text.replace('dir = "../templates"', f'dir = "{ROOT / "templates"}"')
-    text = without_rules(text)  # tests of built-in effects add the rules they need
-    config_file.write_text(text)
     for key, value in {
         "SMTP__PASSWORD": password,
         "IMAP__PASSWORD": password,

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, time
 from pathlib import Path
 
 import pytest
 
 from outreach.config import load_config
 from outreach.errors import ConfigError
+from tests.configs import edit_config, replace_once
 from tests.conftest import Run
 from tests.test_init import SEGMENTS as STARTER_SEGMENTS
-
-
-def edit(path: Path, old: str, new: str) -> Path:
-    text = path.read_text()
-    assert old in text, f"{old!r} is not in the example config"
-    path.write_text(text.replace(old, new, 1))
-    return path
 
 
 def problems_of(path: Path) -> list[str]:
@@ -47,11 +42,7 @@ class TestExample:
 
 class TestProblems:
     def test_negative_delay_is_named_by_its_key_path(self, config_file: Path) -> None:
-        edit(
-            config_file,
-            '{ template = "follow_up_1", delay_business_days = 6, thread = true }',
-            '{ template = "follow_up_1", delay_business_days = -1, thread = true }',
-        )
+        edit_config(config_file, {"segments.clergy.sequence[1].delay_business_days": -1})
         assert problems_of(config_file) == [
             "segments.clergy.sequence[1].delay_business_days: must be >= 0"
         ]
@@ -59,9 +50,10 @@ class TestProblems:
     def test_every_problem_is_listed_on_its_own_line(
         self, config_file: Path, cli: Callable[..., Run]
     ) -> None:
-        edit(config_file, 'security = "starttls"', 'security = "ssl"')
-        edit(config_file, 'timezone = "America/New_York"', 'timezone = "Mars/Olympus"')
-        edit(config_file, "timeout = 30", "timeout = -5")
+        edit_config(
+            config_file,
+            {"smtp.security": "ssl", "practice.timezone": "Mars/Olympus", "smtp.timeout": -5},
+        )
         run = cli("config", "check")
         assert run.exit_code == 2
         lines = run.stderr.strip().splitlines()
@@ -73,48 +65,49 @@ class TestProblems:
         assert "Traceback" not in run.output
 
     def test_unknown_key_is_an_error(self, config_file: Path) -> None:
-        edit(config_file, "[smtp]\n", "[smtp]\nhots = 'x'\n")
+        edit_config(config_file, add={"smtp.hots": "x"})
         assert problems_of(config_file) == ["smtp.hots: unknown key"]
 
     def test_unknown_section_is_an_error(self, config_file: Path) -> None:
-        config_file.write_text(config_file.read_text() + "\n[sendng]\nx = 1\n")
+        edit_config(config_file, add={"sendng": {"x": 1}})
         assert problems_of(config_file) == ["sendng: unknown key"]
 
     def test_misspelt_segment_key_suggests_the_right_one(self, config_file: Path) -> None:
-        edit(config_file, "[segments.clergy]\nlabel", "[segments.clergy]\nlabell")
+        edit_config(config_file, rename={"segments.clergy.label": "labell"})
         assert problems_of(config_file) == [
             "segments.clergy.labell: unknown key; did you mean 'label'?"
         ]
 
     def test_profile_fields_must_be_text(self, config_file: Path) -> None:
-        edit(config_file, 'address_as = "Pastor"', "address_as = 3")
+        edit_config(config_file, {"segments.clergy.address_as": 3})
         assert problems_of(config_file) == [
             "segments.clergy.address_as: profile fields must be text"
         ]
 
     def test_segment_names_are_checked(self, config_file: Path) -> None:
-        edit(config_file, "[segments.clergy]", '[segments."Clergy Folk"]')
+        edit_config(config_file, rename={"segments.clergy": "Clergy Folk"})
         (problem,) = problems_of(config_file)
         assert problem.startswith("segments.Clergy Folk")
 
     def test_missing_required_key(self, config_file: Path) -> None:
-        edit(config_file, 'postal_address = "120 Harbor Street, Suite 4, Portland, ME 04101"', "")
+        edit_config(config_file, remove=["practice.postal_address"])
         assert problems_of(config_file) == ["practice.postal_address: required key is missing"]
 
     def test_bad_sender_address(self, config_file: Path) -> None:
-        edit(
-            config_file,
-            'from_address = "maya@calmharbor.example.com"',
-            'from_address = "maya@@calmharbor"',
-        )
+        edit_config(config_file, {"sender.from_address": "maya@@calmharbor"})
         (problem,) = problems_of(config_file)
         assert problem.startswith("sender.from_address: 'maya@@calmharbor' is not a valid email")
 
     def test_sending_rules_are_checked(self, config_file: Path) -> None:
-        edit(config_file, 'unsubscribe_url = ""', 'unsubscribe_url = "http://x.example.com/u"')
-        edit(config_file, "end_time = 16:30:00", "end_time = 08:00:00")
-        edit(config_file, 'days = ["mon", "tue", "wed", "thu", "fri"]', 'days = ["mon", "funday"]')
-        edit(config_file, 'holidays_country = "US"', 'holidays_country = "XX"')
+        edit_config(
+            config_file,
+            {
+                "sending.unsubscribe_url": "http://x.example.com/u",
+                "sending.end_time": time(8, 0),
+                "sending.days": ["mon", "funday"],
+                "sending.holidays_country": "XX",
+            },
+        )
         problems = problems_of(config_file)
         assert (
             "sending.unsubscribe_url: 'http://x.example.com/u' must be an https:// URL" in problems
@@ -123,33 +116,28 @@ class TestProblems:
         assert len(problems) == 2  # the window and holiday checks run once the fields are valid
 
     def test_window_and_holidays_are_checked(self, config_file: Path) -> None:
-        edit(config_file, "end_time = 16:30:00", "end_time = 08:00:00")
-        edit(config_file, 'holidays_country = "US"', 'holidays_country = "XX"')
+        edit_config(config_file, {"sending.end_time": time(8, 0), "sending.holidays_country": "XX"})
         (problem,) = problems_of(config_file)
         assert problem == "sending.end_time: 08:00:00 must be after start_time"
 
     def test_unknown_holiday_country(self, config_file: Path) -> None:
-        edit(config_file, 'holidays_country = "US"', 'holidays_country = "XX"')
+        edit_config(config_file, {"sending.holidays_country": "XX"})
         (problem,) = problems_of(config_file)
         assert problem.startswith("sending.holidays_country: ")
 
     def test_blackout_end_before_start(self, config_file: Path) -> None:
-        edit(
-            config_file,
-            "{ start = 2026-12-24, end = 2027-01-01",
-            "{ start = 2026-12-24, end = 2026-12-01",
-        )
+        edit_config(config_file, {"sending.blackouts[0].end": date(2026, 12, 1)})
         (problem,) = problems_of(config_file)
         assert problem == "sending.blackouts[0].end: 2026-12-01 is before start 2026-12-24"
 
     def test_extra_stage_after_unknown_stage(self, config_file: Path) -> None:
-        edit(config_file, 'after = "engaged"', 'after = "engagd"')
+        edit_config(config_file, {"pipeline.extra_stages[0].after": "engagd"})
         assert problems_of(config_file) == [
             "pipeline.extra_stages[0].after: unknown stage 'engagd'"
         ]
 
     def test_invalid_toml_is_one_sentence(self, config_file: Path, cli: Callable[..., Run]) -> None:
-        edit(config_file, "[smtp]\n", "[smtp\n")
+        config_file.write_text(replace_once(config_file.read_text(), "[smtp]\n", "[smtp\n"))
         run = cli("config", "check")
         assert run.exit_code == 2
         assert run.stderr.count("\n") == 1
@@ -181,7 +169,7 @@ class TestProblems:
         assert run.stderr.count("\n") == 1
 
     def test_plaintext_only_to_loopback(self, config_file: Path, cli: Callable[..., Run]) -> None:
-        edit(config_file, 'security = "starttls"', 'security = "none"')
+        edit_config(config_file, {"smtp.security": "none"})
         run = cli("config", "check")
         assert run.exit_code == 2
         assert run.stderr.startswith("smtp.security: 'none' sends the password in the clear")
@@ -226,8 +214,11 @@ class TestDiscovery:
     def test_relative_paths_are_relative_to_the_file(
         self, config_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        edit(config_file, '# ca_file = "certs/ca.pem"  # a CA', 'ca_file = "certs/ca.pem"  # a CA')
-        edit(config_file, 'url = ""', 'url = "sqlite:///data/o.db"')
+        edit_config(
+            config_file,
+            {"storage.url": "sqlite:///data/o.db"},
+            add={"smtp.ca_file": "certs/ca.pem"},
+        )
         monkeypatch.chdir(tmp_path)
         settings = load_config(Path("config/outreach.toml"))
         assert settings.smtp.ca_file == config_file.parent / "certs" / "ca.pem"
@@ -270,7 +261,7 @@ class TestOverrides:
 
 class TestSecrets:
     def test_password_in_the_file_is_refused(self, config_file: Path) -> None:
-        edit(config_file, "[smtp]\n", "[smtp]\npassword = 'hunter2'\n")
+        edit_config(config_file, add={"smtp.password": "hunter2"})
         (problem,) = problems_of(config_file)
         assert problem.startswith("smtp.password: passwords don't belong in the config file")
         assert "hunter2" not in problem
@@ -303,9 +294,9 @@ class TestSecrets:
         monkeypatch.setenv("OUTREACH_SMTP__PASSWORD", "hunter2-smtp")
         monkeypatch.setenv("OUTREACH_IMAP__PASSWORD", "hunter2-imap")
         monkeypatch.setenv("OUTREACH_STORAGE__URL", "postgresql+psycopg://me:pgpass99@db/x")
-        edit(config_file, "timeout = 30", "timeout = -1")
+        edit_config(config_file, {"smtp.timeout": -1})
         bad = cli("config", "check")
-        edit(config_file, "timeout = -1", "timeout = 30")
+        edit_config(config_file, {"smtp.timeout": 30})
         good = cli("config", "check")
         assert good.exit_code == 0 and bad.exit_code == 2
         assert "password set" in good.stdout

@@ -8,10 +8,12 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.configs import edit_config
 from tests.conftest import Run
 from tests.daemon_harness import (
     DaemonProcess,
@@ -20,7 +22,7 @@ from tests.daemon_harness import (
     start_daemon,
     write_contacts,
 )
-from tests.mailstack import Dovecot, SmtpServer, free_port, start_smtp
+from tests.mailstack import Dovecot, Envelope, SmtpServer, free_port, start_smtp
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -31,50 +33,74 @@ FAST = {
 }
 
 
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    started: list[DaemonProcess] = []
+@dataclass
+class Practice:
+    """What the daemon tests share: the example config on the test servers (``outbound_config``),
+    the SMTP sink and Dovecot behind it, the CLI on that config, and daemons started on it."""
 
-    def start(config: Path, env: dict[str, str] | None = None, *args: str) -> DaemonProcess:
-        daemon = start_daemon(
-            config, tmp_path / f"daemon{len(started)}.log", {**FAST, **(env or {})}, *args
-        )
-        started.append(daemon)
+    config: Path
+    sink: SmtpServer
+    dovecot: Dovecot
+    cli: Callable[..., Run]
+    tmp_path: Path
+    started: list[DaemonProcess] = field(default_factory=list)
+
+    def start(self, env: dict[str, str] | None = None, *args: str) -> DaemonProcess:
+        """``outreach run`` on the config, with FAST and ``env``; closed after the test."""
+        log = self.tmp_path / f"daemon{len(self.started)}.log"
+        daemon = start_daemon(self.config, log, {**FAST, **(env or {})}, *args)
+        self.started.append(daemon)
         return daemon
 
-    yield start
-    for daemon in started:
+    @property
+    def received(self) -> list[Envelope]:
+        return self.sink.received
+
+    def import_contacts(self, count: int) -> list[str]:
+        emails = write_contacts(self.tmp_path / "contacts.csv", count)
+        result = self.cli("contacts", "import", str(self.tmp_path / "contacts.csv"))
+        assert result.exit_code == 0, result.output
+        return emails
+
+    def states(self) -> dict[tuple[str, int], str]:
+        return ledger_states(self.config)
+
+    def all_settled(self, count: int) -> bool:
+        """Whether the ledger has ``count`` rows, each sent or unknown."""
+        states = self.states()
+        return len(states) == count and all(s in ("sent", "unknown") for s in states.values())
+
+
+@pytest.fixture
+def practice(
+    outbound_config: Path,
+    smtp_sink: SmtpServer,
+    dovecot: Dovecot,
+    cli: Callable[..., Run],
+    tmp_path: Path,
+) -> Iterator[Practice]:
+    shared = Practice(outbound_config, smtp_sink, dovecot, cli, tmp_path)
+    yield shared
+    for daemon in shared.started:
         daemon.close()
-
-
-def _import(cli: Callable[..., Run], tmp_path: Path, count: int) -> list[str]:
-    emails = write_contacts(tmp_path / "contacts.csv", count)
-    result = cli("contacts", "import", str(tmp_path / "contacts.csv"))
-    assert result.exit_code == 0, result.output
-    return emails
 
 
 class TestLifecycle:
     def test_ready_only_after_logins_then_sends_and_stops_on_sigterm(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
         """READY=1 comes with a STATUS line; due steps go out; SIGTERM exits 0 with STOPPING=1."""
-        emails = _import(cli, tmp_path, 3)
-        daemon = daemons(outbound_config)
+        emails = practice.import_contacts(3)
+        daemon = practice.start()
         daemon.wait_ready()
         assert any("watching INBOX" in s and "due today" in s for s in daemon.notify.statuses())
-        daemon.wait_until("3 sends", lambda: len(smtp_sink.received) == 3)
+        daemon.wait_until("3 sends", lambda: len(practice.received) == 3)
         code, took = daemon.stop(signal.SIGTERM)
         assert code == 0, daemon.output()
         assert took < 10
         assert daemon.notify.count("STOPPING=1") == 1
-        assert sorted(received_counts(smtp_sink.received)) == sorted(emails)
-        states = ledger_states(outbound_config)
+        assert sorted(received_counts(practice.received)) == sorted(emails)
+        states = practice.states()
         assert all(states[(e, 1)] == "sent" for e in emails)
         log = daemon.output()
         assert "ready: watching INBOX" in log
@@ -82,27 +108,22 @@ class TestLifecycle:
         assert "stopped" in log
 
     def test_under_journald_every_line_has_a_priority_and_no_secret(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
         """With JOURNAL_STREAM naming stderr, each line starts with <N>; passwords never show,
         even in a refused login's error."""
-        _import(cli, tmp_path, 1)
-        daemon = start_daemon(outbound_config, tmp_path / "journal.log", FAST, journal=True)
+        practice.import_contacts(1)
+        journal = practice.tmp_path / "journal.log"
+        daemon = start_daemon(practice.config, journal, FAST, journal=True)
         try:
             daemon.wait_ready()
-            daemon.wait_until("a send", lambda: len(smtp_sink.received) == 1)
+            daemon.wait_until("a send", lambda: len(practice.received) == 1)
             assert daemon.stop()[0] == 0
         finally:
             daemon.close()
         password = os.environ["OUTREACH_SMTP__PASSWORD"]
         wrong = {"OUTREACH_SMTP__PASSWORD": "not-" + password}
-        refused = start_daemon(
-            outbound_config, tmp_path / "journal.log", {**FAST, **wrong}, journal=True
-        )
+        refused = start_daemon(practice.config, journal, {**FAST, **wrong}, journal=True)
         try:
             assert refused.process.wait(30) == 2
         finally:
@@ -114,15 +135,10 @@ class TestLifecycle:
         assert all(re.match(r"<[0-7]>", line) for line in lines), lines
         assert all(password not in line for line in lines)
 
-    def test_second_instance_on_the_same_database_is_refused(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        daemons: Callable[..., DaemonProcess],
-    ) -> None:
-        first = daemons(outbound_config)
+    def test_second_instance_on_the_same_database_is_refused(self, practice: Practice) -> None:
+        first = practice.start()
         first.wait_ready()
-        second = daemons(outbound_config)
+        second = practice.start()
         assert second.process.wait(30) == 2
         assert re.search(r"another outreach daemon \(pid \d+\) is already running", second.output())
         assert first.process.poll() is None
@@ -131,17 +147,13 @@ class TestLifecycle:
 
 class TestStatus:
     def test_status_reports_the_running_daemon_and_exits_3_once_it_stopped(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
-        _import(cli, tmp_path, 2)
-        daemon = daemons(outbound_config)
+        cli = practice.cli
+        practice.import_contacts(2)
+        daemon = practice.start()
         daemon.wait_ready()
-        daemon.wait_until("2 sends", lambda: len(smtp_sink.received) == 2)
+        daemon.wait_until("2 sends", lambda: len(practice.received) == 2)
         daemon.wait_until("the pass recorded", lambda: '"2 sent"' in cli("status", "--json").stdout)
         found = json.loads(cli("status", "--json").stdout)
         assert found["running"] is True
@@ -160,23 +172,16 @@ class TestStatus:
 
 
 class TestDigest:
-    def test_daily_digest_is_sent_once_a_day_even_across_restarts(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
-    ) -> None:
+    def test_daily_digest_is_sent_once_a_day_even_across_restarts(self, practice: Practice) -> None:
         """Past digest_time with no digest sent today, the daemon sends it at start; a restart
         the same day does not send another."""
-        _import(cli, tmp_path, 1)
+        practice.import_contacts(1)
         env = {"OUTREACH_DAEMON__DIGEST": "true", "OUTREACH_DAEMON__DIGEST_TIME": "00:00:00"}
-        daemon = daemons(outbound_config, env)
+        daemon = practice.start(env)
         daemon.wait_ready()
 
-        def digests() -> list[object]:
-            return [e for e in smtp_sink.received if e.message["Subject"].startswith("outreach ")]
+        def digests() -> list[Envelope]:
+            return [e for e in practice.received if e.message["Subject"].startswith("outreach ")]
 
         daemon.wait_until("the digest", lambda: len(digests()) == 1)
         assert daemon.stop()[0] == 0
@@ -187,7 +192,7 @@ class TestDigest:
         assert "Yesterday (" in body
         assert "To send today" in body
         assert "never copies their words" in body
-        again = daemons(outbound_config, env)
+        again = practice.start(env)
         again.wait_ready()
         time.sleep(2)
         assert again.stop()[0] == 0
@@ -196,19 +201,17 @@ class TestDigest:
 
 class TestFaults:
     def test_smtp_down_at_start_waits_then_becomes_ready_when_it_comes_up(
-        self,
-        outbound_config: Path,
-        dovecot: Dovecot,
-        daemons: Callable[..., DaemonProcess],
+        self, practice: Practice
     ) -> None:
         """No READY while SMTP is unreachable; STATUS says why; READY once it answers."""
         port = free_port()
-        daemon = daemons(outbound_config, {"OUTREACH_SMTP__PORT": str(port)})
+        daemon = practice.start({"OUTREACH_SMTP__PORT": str(port)})
         daemon.wait_until(
             "a waiting status",
             lambda: any("waiting for mail servers" in s for s in daemon.notify.statuses()),
         )
         assert daemon.notify.count("READY=1") == 0
+        dovecot = practice.dovecot
         server = start_smtp(dovecot.cert, dovecot.directory / "key.pem", port=port)
         try:
             daemon.wait_ready(timeout=40)
@@ -218,10 +221,9 @@ class TestFaults:
             server.stop()
 
     def test_smtp_unreachable_past_the_start_timeout_exits_1_for_systemd_to_retry(
-        self, outbound_config: Path, daemons: Callable[..., DaemonProcess]
+        self, practice: Practice
     ) -> None:
-        daemon = daemons(
-            outbound_config,
+        daemon = practice.start(
             {
                 "OUTREACH_SMTP__PORT": str(free_port()),
                 "OUTREACH_DAEMON__STARTUP_TIMEOUT_SECONDS": "2",
@@ -231,30 +233,20 @@ class TestFaults:
         assert "mail servers still unreachable after 2 s" in daemon.output()
         assert daemon.notify.count("READY=1") == 0
 
-    def test_wrong_password_stops_at_once_with_exit_2(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        daemons: Callable[..., DaemonProcess],
-    ) -> None:
+    def test_wrong_password_stops_at_once_with_exit_2(self, practice: Practice) -> None:
         """A refused login won't fix itself: no retries (no account lock-outs), exit 2."""
-        daemon = daemons(outbound_config, {"OUTREACH_SMTP__PASSWORD": "wrong"})
+        daemon = practice.start({"OUTREACH_SMTP__PASSWORD": "wrong"})
         assert daemon.process.wait(30) == 2
         assert "can't start: smtp 127.0.0.1" in daemon.output()
         assert "login refused for user03@example.test" in daemon.output()
 
     def test_smtp_server_vanishing_mid_batch_loses_and_doubles_nothing(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        dovecot: Dovecot,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
-        emails = _import(cli, tmp_path, 20)
+        smtp_sink, dovecot = practice.sink, practice.dovecot
+        emails = practice.import_contacts(20)
         smtp_sink.handler.delay = 0.2
-        daemon = daemons(outbound_config, {"OUTREACH_SENDING__RETRY_FIRST_MINUTES": "0.02"})
+        daemon = practice.start({"OUTREACH_SENDING__RETRY_FIRST_MINUTES": "0.02"})
         daemon.wait_ready()
         daemon.wait_until("5 sends", lambda: len(smtp_sink.received) >= 5)
         smtp_sink.stop()
@@ -270,19 +262,12 @@ class TestFaults:
             handler=smtp_sink.handler,
         )
         try:
-            daemon.wait_until(
-                "every step settled",
-                lambda: (
-                    all(s in ("sent", "unknown") for s in ledger_states(outbound_config).values())
-                    and len(ledger_states(outbound_config)) == 20
-                ),
-                timeout=60,
-            )
+            daemon.wait_until("every step settled", lambda: practice.all_settled(20), timeout=60)
             assert daemon.stop()[0] == 0
         finally:
             back.stop()
         received = received_counts(smtp_sink.received)
-        states = ledger_states(outbound_config)
+        states = practice.states()
         assert max(received.values()) == 1, "a step was sent twice"
         for email in emails:
             if states[(email, 1)] == "sent":
@@ -290,19 +275,14 @@ class TestFaults:
         assert "will retry step 1" in daemon.output() or "UNKNOWN" in daemon.output()
 
     def test_dovecot_restart_while_idle_then_a_reply_is_still_seen(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        dovecot: Dovecot,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
-        _import(cli, tmp_path, 1)
-        daemon = daemons(outbound_config, {"WATCHDOG_USEC": "2000000"})
+        dovecot, cli = practice.dovecot, practice.cli
+        practice.import_contacts(1)
+        daemon = practice.start({"WATCHDOG_USEC": "2000000"})
         daemon.wait_ready()
-        daemon.wait_until("the intro", lambda: len(smtp_sink.received) == 1)
-        intro = smtp_sink.received[0].message
+        daemon.wait_until("the intro", lambda: len(practice.received) == 1)
+        intro = practice.received[0].message
         time.sleep(1.5)  # into IDLE
         pings = daemon.notify.count("WATCHDOG=1")
         assert pings >= 1
@@ -330,33 +310,22 @@ class TestFaults:
         assert "let's talk" not in daemon.output()  # bodies are never logged
 
     def test_sigkill_during_a_batch_then_restart_sends_each_step_at_most_once(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
-        emails = _import(cli, tmp_path, 30)
-        smtp_sink.handler.delay = 0.05
-        first = daemons(outbound_config)
+        emails = practice.import_contacts(30)
+        practice.sink.handler.delay = 0.05
+        first = practice.start()
         first.wait_ready()
-        first.wait_until("3 sends", lambda: len(smtp_sink.received) >= 3)
+        first.wait_until("3 sends", lambda: len(practice.received) >= 3)
         first.stop(signal.SIGKILL)
-        at_kill = len(smtp_sink.received)
+        at_kill = len(practice.received)
         assert 0 < at_kill < 30, "the kill did not land mid-batch"
-        second = daemons(outbound_config)
+        second = practice.start()
         second.wait_ready()
-        second.wait_until(
-            "every step settled",
-            lambda: (
-                len(ledger_states(outbound_config)) == 30
-                and all(s in ("sent", "unknown") for s in ledger_states(outbound_config).values())
-            ),
-        )
+        second.wait_until("every step settled", lambda: practice.all_settled(30))
         assert second.stop()[0] == 0
-        received = received_counts(smtp_sink.received)
-        states = ledger_states(outbound_config)
+        received = received_counts(practice.received)
+        states = practice.states()
         assert max(received.values()) == 1, "a step was sent twice"
         for email in emails:
             assert states[(email, 1)] in ("sent", "unknown")
@@ -364,50 +333,41 @@ class TestFaults:
                 assert received[email] == 1, email
 
     def test_sigterm_mid_batch_finishes_the_message_in_flight_and_exits_0(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
-        _import(cli, tmp_path, 10)
-        smtp_sink.handler.delay = 1.5  # the server takes the message, then thinks
-        daemon = daemons(outbound_config)
+        practice.import_contacts(10)
+        practice.sink.handler.delay = 1.5  # the server takes the message, then thinks
+        daemon = practice.start()
         daemon.wait_ready()
-        daemon.wait_until("a message in flight", lambda: len(smtp_sink.received) == 2)
+        daemon.wait_until("a message in flight", lambda: len(practice.received) == 2)
         code, took = daemon.stop(signal.SIGTERM)
         assert code == 0
         assert took < 10
-        states = ledger_states(outbound_config)
+        states = practice.states()
         assert sorted(states.values()).count("sent") == 2, states
         assert not {"sending", "unknown"} & set(states.values()), states
-        assert len(smtp_sink.received) == 2
+        assert len(practice.received) == 2
 
     def test_sighup_keeps_the_running_config_when_the_new_one_is_broken(
-        self,
-        outbound_config: Path,
-        smtp_sink: SmtpServer,
-        cli: Callable[..., Run],
-        daemons: Callable[..., DaemonProcess],
-        tmp_path: Path,
+        self, practice: Practice
     ) -> None:
-        daemon = daemons(outbound_config)
+        daemon = practice.start()
         daemon.wait_ready()
-        good = outbound_config.read_text()
-        outbound_config.write_text(
-            good.replace("soft_bounces_before_bounced = 3", "soft_bounces_before_bounced = 0")
-        )
+        good = practice.config.read_text()
+        edit_config(practice.config, {"inbound.soft_bounces_before_bounced": 0})
         daemon.send(signal.SIGHUP)
-        daemon.wait_until("the refusal", lambda: "reload refused" in daemon.output())
+        daemon.wait_until(  # READY=1 follows the refusal's log lines: wait for both
+            "the refusal",
+            lambda: "reload refused" in daemon.output() and daemon.notify.count("READY=1") >= 2,
+        )
         assert "inbound.soft_bounces_before_bounced: must be >= 1" in daemon.output()
         assert daemon.process.poll() is None
         assert daemon.notify.count("RELOADING=1") == 1
         assert daemon.notify.count("READY=1") == 2
-        outbound_config.write_text(good)
+        practice.config.write_text(good)
         daemon.send(signal.SIGHUP)
         daemon.wait_until("the reload", lambda: "reloaded: watching INBOX" in daemon.output())
         # The reloaded daemon still works: a new contact is sent to.
-        _import(cli, tmp_path, 1)
-        daemon.wait_until("a send after the reload", lambda: len(smtp_sink.received) == 1)
+        practice.import_contacts(1)
+        daemon.wait_until("a send after the reload", lambda: len(practice.received) == 1)
         assert daemon.stop()[0] == 0

@@ -16,12 +16,47 @@ import pytest
 from outreach.config import load_config
 from outreach.services.outbox import list_outbox
 from outreach.store.database import open_store
+from tests.daemon_harness import ledger_states
 from tests.mailstack import SmtpServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 CONTACTS = 60
 RUNS = 12
+MOST_PER_RUN = 10  # sends before a kill, at most: the kills spread over about RUNS runs
+DELAY = 0.02  # seconds the server waits between taking a message and answering
+REACH_TIMEOUT = 60.0  # seconds for a run to start and make its k sends; generous, for busy CI
+
+
+def pending_steps(config: Path) -> int:
+    """Steps a send-due run would still send: no ledger row, or one not yet handed to SMTP
+    (a row left ``sending`` by a kill becomes ``unknown`` at the next run, never resent)."""
+    handed = {"sent", "unknown", "sending"}
+    return CONTACTS - sum(1 for state in ledger_states(config).values() if state in handed)
+
+
+def wait_for_sink(
+    child: subprocess.Popen[bytes], smtp_sink: SmtpServer, target: int, log: Path
+) -> None:
+    """Return as soon as the sink holds ``target`` messages; fail if ``child`` exits first
+    or the sink takes over REACH_TIMEOUT seconds to get there."""
+    deadline = time.monotonic() + REACH_TIMEOUT
+    while len(smtp_sink.received) < target:
+        if child.poll() is not None:
+            pytest.fail(
+                f"send-due exited ({child.returncode}) with the sink at "
+                f"{len(smtp_sink.received)} of the {target} messages it was to be killed at:\n"
+                + log.read_text(errors="replace")
+            )
+        if time.monotonic() > deadline:
+            child.kill()
+            child.wait()
+            pytest.fail(
+                f"the sink reached {len(smtp_sink.received)} of {target} messages in "
+                f"{REACH_TIMEOUT:.0f} s; send-due was killed without proving anything:\n"
+                + log.read_text(errors="replace")
+            )
+        time.sleep(0.001)  # a tight loop, but the server's thread gets the GIL
 
 
 def test_sigkill_never_sends_twice(
@@ -36,27 +71,42 @@ def test_sigkill_never_sends_twice(
         [*command, "contacts", "import", str(contacts)], env=env, check=True, capture_output=True
     )
     send = [*command, "send-due", "--once", "--now", "2027-03-01T10:00"]  # after the import
-    # A server that takes 20 ms per message: a batch lasts over a second, so kills land
-    # inside it, including between the server taking a message and answering.
-    smtp_sink.handler.delay = 0.02
-    rng = random.Random(20261127)  # noqa: S311  (timing, not secrets)
+    # A server that takes 20 ms per message, so a kill can land between the server taking a
+    # message and answering, as well as between messages.
+    smtp_sink.handler.delay = DELAY
+    rng = random.Random(20261127)  # noqa: S311  (test inputs, not secrets)
     mid_batch = 0  # kills that landed after some of a run's sends and before its last
-    for _ in range(RUNS):
-        before = len(smtp_sink.received)
-        child = subprocess.Popen(
-            send, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(0.5, 2.5))
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-            if before < len(smtp_sink.received) < CONTACTS:
-                mid_batch += 1
-        child.wait()
-        if len(smtp_sink.received) >= CONTACTS:
+    kills: list[tuple[int, int, int]] = []  # (steps pending, k, messages the run got out)
+    for run in range(RUNS):
+        pending = pending_steps(outbound_config)
+        if pending < 3:  # a kill after k sends, plus one more in flight, must leave one unsent
             break
+        # Kill once the sink has k more messages than before this run, k in 1..pending-2;
+        # then up to 1.5 server delays more, so the kill lands at any point of a message's
+        # exchange, never after the run's last message.
+        k = rng.randint(1, min(pending - 2, MOST_PER_RUN))
+        before = len(smtp_sink.received)
+        log = tmp_path / f"send-due{run}.log"
+        with log.open("wb") as out:
+            child = subprocess.Popen(send, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_sink(child, smtp_sink, before + k, log)
+            time.sleep(rng.uniform(0, 1.5 * DELAY))
+            child.send_signal(signal.SIGKILL)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        got_out = len(smtp_sink.received) - before
+        kills.append((pending, k, got_out))
+        if 0 < got_out < pending:
+            mid_batch += 1
     final = subprocess.run(send, env=env, capture_output=True, text=True, check=False)
     assert final.returncode == 0, final.stdout + final.stderr
-    assert mid_batch > 0, "no run was killed mid-batch; the test proved nothing"
+    # After message k arrives the server holds it DELAY before answering, and the kill comes
+    # within 1.5 DELAY: at most one more message arrives, so every run ends mid-batch.
+    assert kills, "no run was killed; the test proved nothing"
+    assert mid_batch == len(kills), f"a kill missed the batch (pending, k, got out): {kills}"
 
     settings = load_config(outbound_config)
     store = open_store(settings.database_url)

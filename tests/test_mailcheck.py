@@ -12,6 +12,7 @@ import pytest
 from outreach.config import Settings, load_config
 from outreach.errors import MailServerUnusable
 from outreach.mail.check import check_imap, check_smtp
+from tests.configs import edit_config
 from tests.conftest import Run
 from tests.mailstack import Dovecot, SmtpServer, free_port, start_smtp
 
@@ -27,16 +28,18 @@ def mail_config(
 ) -> Path:
     """The example config pointed at the test servers, passwords in the environment."""
     user, password = dovecot.user(1)
-    text = config_file.read_text()
-    text = text.replace(
-        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_server.port}'
+    edit_config(
+        config_file,
+        {
+            "smtp.host": "127.0.0.1",
+            "smtp.port": smtp_server.port,
+            "smtp.username": user,
+            "imap.host": "127.0.0.1",
+            "imap.port": dovecot.imaps_port,
+            "imap.username": user,
+        },
+        add={"smtp.ca_file": str(dovecot.cert), "imap.ca_file": str(dovecot.cert)},
     )
-    text = text.replace(
-        'host = "imap.example.com"\nport = 993', f'host = "127.0.0.1"\nport = {dovecot.imaps_port}'
-    )
-    text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"')
-    text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"')
-    config_file.write_text(text)
     monkeypatch.setenv("OUTREACH_SMTP__PASSWORD", password)
     monkeypatch.setenv("OUTREACH_IMAP__PASSWORD", password)
     return config_file
@@ -91,7 +94,7 @@ class TestConnect:
     def test_untrusted_certificate(
         self, mail_config: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        mail_config.write_text(mail_config.read_text().replace("ca_file = ", "# ca_file = "))
+        edit_config(mail_config, remove=["smtp.ca_file", "imap.ca_file"])
         settings = load_config(mail_config)
         with pytest.raises(MailServerUnusable, match="TLS certificate is not trusted"):
             check_imap(settings.imap)

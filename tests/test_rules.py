@@ -12,6 +12,7 @@ from outreach.config import Rule, load_config
 from outreach.domain.rules import RuleEvent, evaluate
 from outreach.errors import ConfigError
 from outreach.services.contacts import show_contact
+from tests.configs import edit_config
 from tests.conftest import ROOT, Run, without_rules
 from tests.mailstack import Dovecot, SmtpServer
 from tests.test_inbound import Practice, reply
@@ -266,27 +267,26 @@ def test_referral_and_manual_stage_rules(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user, password = dovecot.user(1)
-    text = without_rules(config_file.read_text())
-    text = text.replace(
-        'host = "smtp.example.com"\nport = 587', f'host = "127.0.0.1"\nport = {smtp_server.port}'
-    )
-    text = text.replace('username = "maya@calmharbor.example.com"', f'username = "{user}"', 1)
-    text = text.replace('# ca_file = "certs/ca.pem"', f'ca_file = "{dovecot.cert}"', 1)
-    text = text.replace(
-        'notify_address = "maya@calmharbor.example.com"', f'notify_address = "{dovecot.user(2)[0]}"'
-    )
-    config_file.write_text(
-        text
-        + """
-[[rules]]
-on = "referral"
-then = { notify = true, reply_with = "thank_you", add_tag = "referrer" }
-
-[[rules]]
-on = "stage_changed"
-when = { stage = ["do_not_contact"] }
-then = { add_tag = "closed" }
-"""
+    edit_config(
+        config_file,
+        {
+            "smtp.host": "127.0.0.1",
+            "smtp.port": smtp_server.port,
+            "smtp.username": user,
+            "sender.notify_address": dovecot.user(2)[0],
+            "rules": [
+                {
+                    "on": "referral",
+                    "then": {"notify": True, "reply_with": "thank_you", "add_tag": "referrer"},
+                },
+                {
+                    "on": "stage_changed",
+                    "when": {"stage": ["do_not_contact"]},
+                    "then": {"add_tag": "closed"},
+                },
+            ],
+        },
+        add={"smtp.ca_file": str(dovecot.cert)},
     )
     monkeypatch.setenv("OUTREACH_SMTP__PASSWORD", password)
     monkeypatch.setenv("OUTREACH_TEMPLATES__DIR", str(ROOT / "templates"))
