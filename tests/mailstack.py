@@ -392,6 +392,30 @@ class Postgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session ends (and with it every advisory lock)."""
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-l",
+                str(self.directory / "log"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",  # with the options of the first start (postmaster.opts)
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the server inherits these: no pipe to wait on
+            stderr=subprocess.DEVNULL,
+        )
+
     def stop(self) -> None:
         subprocess.run(
             [

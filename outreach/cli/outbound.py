@@ -154,7 +154,7 @@ def send_due(
         report = asyncio.run(
             send(parts.dispatcher, now=when, once=once, dry_run=dry_run, on_pass=_print_report)
         )
-    if report.problems or report.paused:
+    if report.problems or report.paused or report.busy:
         raise typer.Exit(1)
 
 
@@ -165,6 +165,12 @@ def _print_report(report: DispatchReport) -> None:
         err.print(problem, markup=False)
     if report.paused:
         err.print(f"sending is paused: {report.paused}", markup=False)
+    if report.busy:
+        err.print(
+            "another dispatch pass (the daemon's, or another send-due) is still running; "
+            "nothing was sent: try again when it is done",
+            markup=False,
+        )
     if not (
         report.sent
         or report.reconciled
@@ -174,6 +180,7 @@ def _print_report(report: DispatchReport) -> None:
         or report.finished
         or report.problems
         or report.paused
+        or report.busy
     ):
         out.print("nothing due", markup=False)
 

@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 
 from outreach.config import Settings, load_checked
 from outreach.domain.fields import parse_local_time
-from outreach.errors import ConfigError, MailServerUnusable, OutreachError
+from outreach.errors import ConfigError, MailServerUnusable, OutreachError, StoreError
 from outreach.mail.abc import Outcome, SyncReport
 from outreach.mail.check import check_imap, check_smtp_async
 from outreach.runtime.parts import Parts, build_checked_parts
@@ -62,6 +62,7 @@ WATCHER_STOP_SECONDS = 2.0
 TICK_SECONDS = 5.0  # without a systemd watchdog: how often to look for clock jumps
 CLOCK_JUMP_SECONDS = 60.0
 MAX_STARTUP_RETRY_SECONDS = 30.0
+LOCK_CHECK_SECONDS = 5.0  # how soon a lost PostgreSQL lock is taken back
 
 
 class Clock:
@@ -145,10 +146,11 @@ class Daemon:
             self._ready = True
             self.notifier.ready(self.status_line())
             log.info("ready: %s", self.status_line())
-            tick = asyncio.create_task(self._tick())
+            tasks = [asyncio.create_task(self._tick()), asyncio.create_task(self._keep_lock())]
             await self._stop.wait()
             await self._shutdown()
-            tick.cancel()
+            for task in tasks:
+                task.cancel()
             return self.exit_code
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -275,6 +277,9 @@ class Daemon:
             return
         finally:
             self._passing = None
+        if report.busy:
+            log.info("dispatch: another pass (a send-due by hand?) is running; this one waits")
+            return
         _log_report(report)
         problems = tuple(report.problems)
         if problems != self._problems:
@@ -432,6 +437,33 @@ class Daemon:
                 log.warning("the system clock jumped by %+.0f s; re-planning now", jump)
                 zone = self.scheduler.timezone
                 self.scheduler.modify_job("dispatch", next_run_time=datetime.now(zone))
+
+    async def _keep_lock(self) -> None:
+        """Check the instance lock is still ours: a PostgreSQL restart ends the session that
+        held it, and a second daemon could then start. Take it back, or stop if another
+        daemon took it meanwhile (exit 2: systemd must not start this one again)."""
+        assert self.lock is not None
+        lock, unreachable = self.lock, False
+        while not self._stopping:
+            await asyncio.sleep(LOCK_CHECK_SECONDS)
+            try:
+                held = await asyncio.to_thread(lock.still_held)
+            except StoreError as exc:
+                if not unreachable:
+                    log.error("%s; retrying every %.0f s", exc, LOCK_CHECK_SECONDS)
+                unreachable = True
+                continue
+            if unreachable:
+                log.info("the database is back; the daemon lock is held again")
+                unreachable = False
+            if not held:
+                log.critical(
+                    "another outreach daemon took this database's lock while the connection "
+                    "holding it was down; stopping this one"
+                )
+                self.exit_code = 2
+                self.request_stop("lost the daemon lock")
+                return
 
     # --- reload and stop --------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from outreach.mail.templates import TemplateSet
 from outreach.services.contacts import move_contact, template_fields
 from outreach.services.due import Candidate, DueSteps, suppressed_keys
 from outreach.store.database import Store, in_chunks
+from outreach.store.instance import DispatchLock
 from outreach.store.ledger import (
     START,
     WAITING,
@@ -58,6 +59,8 @@ from outreach.store.ledger import (
 from outreach.store.models import ContactRow, OutboxRow
 
 log = logging.getLogger("outreach.dispatch")  # pinned: journal lines show it
+LOCK_RETRY_SECONDS = 0.2
+SEND_DUE_WAIT_SECONDS = 120.0  # a send-due by hand waits this long for the daemon's pass
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class DispatchReport:
     problems: list[str] = field(default_factory=list)
     paused: str | None = None
     dry_run: bool = False
+    busy: bool = False  # another pass held the ledger: this one did nothing
 
     def sentences(self, *, subjects: bool) -> list[tuple[int, str]]:
         """What the pass did, one (logging level, sentence) per send or finished sequence;
@@ -157,6 +161,7 @@ class Dispatcher:
         self.due = DueSteps(store, settings)
         self.smtp = smtp
         self.sent_folder = sent_folder
+        self.lock = DispatchLock(settings.database_url)
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -166,17 +171,44 @@ class Dispatcher:
         *,
         dry_run: bool = False,
         stopping: Callable[[], bool] = lambda: False,
+        wait_for_other: float = 0.0,
     ) -> DispatchReport:
         """Reconcile interrupted sends, then send every step that is due and allowed now.
 
-        ``stopping`` is asked before each message: once it is true, the message in flight is
-        finished and recorded, and the rest stay queued for the next pass."""
+        One pass at a time per database: a row another live pass is sending must not look
+        interrupted. If another pass holds the ledger, wait up to ``wait_for_other`` seconds,
+        then give up with ``busy`` set. ``stopping`` is asked before each message: once it is
+        true, the message in flight is finished and recorded, and the rest stay queued for the
+        next pass."""
         report = DispatchReport(dry_run=dry_run)
         report.paused = self.paused_reason()
         if report.paused:
             return report
-        if not dry_run:
+        if dry_run:  # reads only: no lock needed
+            await self._pass(now, report, stopping)
+            return report
+        if not await self._take_lock(wait_for_other):
+            report.busy = True
+            return report
+        try:
             await self._reconcile(now, report)
+            await self._pass(now, report, stopping)
+        finally:
+            await asyncio.to_thread(self.lock.release)
+        return report
+
+    async def _take_lock(self, wait: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + wait
+        while not await asyncio.to_thread(self.lock.try_acquire):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(LOCK_RETRY_SECONDS)
+        return True
+
+    async def _pass(
+        self, now: datetime, report: DispatchReport, stopping: Callable[[], bool]
+    ) -> None:
+        dry_run = report.dry_run
         with self.store.session() as session:
             found = self.due.scan(session, now)
             if not dry_run:
@@ -191,19 +223,18 @@ class Dispatcher:
             )
         ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
         if not ready:
-            return report
+            return
         if dry_run:
             for c in ready:
                 report.sent.append(SendLine(c.email, c.step_index + 1, "", "", now, "dry run"))
-            return report
+            return
         async with self.smtp() as transport:
             try:
                 await transport.connect()
             except MailServerUnusable as exc:
                 report.problems.append(str(exc))
-                return report
+                return
             await self._send_all(transport, self._claim(ready, now, report), now, report, stopping)
-        return report
 
     async def _send_all(
         self,
@@ -491,15 +522,18 @@ async def send_due(
     once: bool,
     dry_run: bool,
     on_pass: Callable[[DispatchReport], None],
+    wait_for_other: float = SEND_DUE_WAIT_SECONDS,
 ) -> DispatchReport:
     """Passes as ``outreach send-due`` runs them: one at ``now`` (a fixed time gives exactly
     one); else, unless ``once``, passes again while the last one sent something and nothing
-    stopped it. Each pass's report goes to ``on_pass``; the last one is returned."""
+    stopped it. Each waits up to ``wait_for_other`` for a pass already running (the
+    daemon's). Each pass's report goes to ``on_pass``; the last one is returned."""
     when = now or datetime.now(UTC)
     while True:
-        report = await dispatcher.run_pass(when, dry_run=dry_run)
+        report = await dispatcher.run_pass(when, dry_run=dry_run, wait_for_other=wait_for_other)
         on_pass(report)
-        stop = once or dry_run or now is not None or report.paused or report.problems
+        stopped = bool(report.paused or report.problems or report.busy)
+        stop = once or dry_run or now is not None or stopped
         if stop or not report.sent:
             return report
         when = datetime.now(UTC)

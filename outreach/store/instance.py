@@ -1,9 +1,12 @@
-"""One daemon per database: a lock held for the daemon's whole life.
+"""Locks on a database that vanish with their process: one daemon per database, and one
+dispatch pass at a time (the daemon's and any ``send-due`` share the ledger).
 
-On SQLite the lock is ``flock(2)`` on ``<database>.lock`` beside the file; on PostgreSQL a
-session advisory lock on a connection kept open. Both vanish with the process, even after a
-SIGKILL, so a crash never leaves a stale lock behind. (Several instances sharing one
-PostgreSQL database will need leased claims first; see DESIGN.md. Until then, one.)
+On SQLite a lock is ``flock(2)`` on a file beside the database; on PostgreSQL a session
+advisory lock on a connection kept open. Both vanish with the process, even after a SIGKILL,
+so a crash never leaves a stale lock behind. A PostgreSQL restart also ends the session, and
+with it the lock: ``InstanceLock.still_held`` notices and takes it back. (Several instances
+sharing one PostgreSQL database will need leased claims first; see DESIGN.md. Until then,
+one.)
 """
 
 from __future__ import annotations
@@ -14,52 +17,130 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from outreach.errors import AlreadyRunning
+from outreach.errors import AlreadyRunning, StoreError
 
-# "outreach" as a number: the key of the PostgreSQL advisory lock.
+# "outreach" as a number: the key of the PostgreSQL advisory lock; a dispatch pass uses the
+# next one.
 ADVISORY_KEY = int.from_bytes(b"outreach", "big") & 0x7FFF_FFFF_FFFF_FFFF
+DISPATCH_KEY = ADVISORY_KEY + 1
 
 
-class InstanceLock:
-    """Held while a daemon runs on a database; ``acquire`` fails if another holds it."""
+class DatabaseLock:
+    """A lock held by this process on a database; ``try_acquire`` never waits."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, suffix: str, key: int) -> None:
         self.database_url = database_url
+        self.sqlite = make_url(database_url).get_backend_name() == "sqlite"
+        self.path = Path(f"{make_url(database_url).database}{suffix}")
+        self.key = key
         self._file: int | None = None
         self._connection: Connection | None = None
 
-    def acquire(self) -> None:
-        url = make_url(self.database_url)
-        if url.get_backend_name() == "sqlite":
-            path = lock_path(self.database_url)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    @property
+    def held(self) -> bool:
+        return self._file is not None or self._connection is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; True if this process now holds it."""
+        if self.held:
+            return True
+        if self.sqlite:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise AlreadyRunning(url.database or "", _holder(path)) from None
+                return False
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._file = fd
-            return
-        engine = create_engine(self.database_url, poolclass=NullPool)
-        connection = engine.connect()
-        got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY})
-        if not got.scalar():
+            return True
+        connection = create_engine(self.database_url, poolclass=NullPool).connect()
+        try:
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
+            if not got.scalar():
+                connection.close()
+                return False
+            connection.commit()
+        except BaseException:
             connection.close()
-            raise AlreadyRunning(url.render_as_string(hide_password=True), None)
-        connection.commit()
+            raise
         self._connection = connection
+        return True
+
+    def session_alive(self) -> bool:
+        """Whether the PostgreSQL session holding the lock is still there (a server restart
+        ends it, and the lock with it). Always true for a file lock held open."""
+        if self._connection is None:
+            return self._file is not None
+        try:
+            self._connection.execute(text("SELECT 1"))
+            self._connection.commit()
+        except DBAPIError:
+            self._drop_connection()
+            return False
+        return True
+
+    def holder(self) -> int | None:
+        """The pid written in a SQLite lock file (PostgreSQL doesn't say)."""
+        try:
+            text_ = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text_) if text_.isdigit() else None
 
     def release(self) -> None:
         if self._file is not None:
             os.close(self._file)  # closing the descriptor drops the flock
             self._file = None
         if self._connection is not None:
-            self._connection.close()  # ending the session drops the advisory lock
-            self._connection = None
+            self._drop_connection()  # ending the session drops the advisory lock
+
+    def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except DBAPIError:
+                connection.invalidate()
+
+
+class InstanceLock(DatabaseLock):
+    """Held while a daemon runs on a database; ``acquire`` fails if another holds it."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url, suffix=".lock", key=ADVISORY_KEY)
+
+    def acquire(self) -> None:
+        if not self.try_acquire():
+            raise AlreadyRunning(self._label(), self.holder() if self.sqlite else None)
+
+    def still_held(self) -> bool:
+        """Check the lock is still ours, taking it back after a PostgreSQL restart.
+
+        True: held. False: another daemon took it meanwhile (this one must stop). Raises
+        StoreError while the database can't be reached (nobody can take it then either)."""
+        if self.session_alive():
+            return True
+        try:
+            return self.try_acquire()
+        except DBAPIError as exc:
+            raise StoreError(f"can't reach the database to retake the daemon lock: {exc}") from exc
+
+    def _label(self) -> str:
+        url = make_url(self.database_url)
+        return url.database or "" if self.sqlite else url.render_as_string(hide_password=True)
+
+
+class DispatchLock(DatabaseLock):
+    """Held for one dispatch pass, so a second pass (the daemon's and a ``send-due``, or two
+    ``send-due``) never reconciles a row the first is sending as interrupted."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url, suffix=".dispatch.lock", key=DISPATCH_KEY)
 
 
 def daemon_running(database_url: str) -> bool:
@@ -88,11 +169,3 @@ def daemon_running(database_url: str) -> bool:
 
 def lock_path(database_url: str) -> Path:
     return Path(f"{make_url(database_url).database}.lock")
-
-
-def _holder(path: Path) -> int | None:
-    try:
-        text_ = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text_) if text_.isdigit() else None
