@@ -25,6 +25,7 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
 )
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from outreach.domain.fields import has_control_characters
@@ -34,6 +35,27 @@ FOOTER = "_partials/footer.txt.j2"
 DEFAULT = "_default"
 SUFFIX = ".txt.j2"
 HEADERS = {"subject": "Subject"}
+MAX_REPEAT = 100_000  # the longest string or list ``*`` may build (Jinja caps range() alike)
+MAX_EXPONENT = 1_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, which already caps ``range()``, plus caps on ``*`` and ``**``: a typo
+    such as ``{{ "-" * 10**9 }}`` must fail as a template problem, not eat the machine."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is too large (at most {MAX_EXPONENT})")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                repeats = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if repeats and len(seq) * count > MAX_REPEAT:
+                    raise SecurityError(
+                        f"repeating makes {len(seq) * count:,} items (at most {MAX_REPEAT:,})"
+                    )
+        return super().call_binop(context, operator, left, right)
 
 
 @dataclass(frozen=True)
@@ -50,7 +72,7 @@ class TemplateSet:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.env = SandboxedEnvironment(
+        self.env = _Sandbox(
             loader=FileSystemLoader(str(directory)),
             undefined=StrictUndefined,
             autoescape=False,  # plain text; an HTML part would get its own escaping env
@@ -110,7 +132,13 @@ class TemplateSet:
             file, line = _template_frame(exc, self.directory) or (path, None)
             raise TemplateProblem(file, _undefined_message(exc), line=line) from None
         except TemplateError as exc:
-            raise TemplateProblem(path, str(exc)) from None
+            file, line = _template_frame(exc, self.directory) or (path, None)
+            raise TemplateProblem(file, str(exc), line=line) from None
+        except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
+            # An expression that fails (the sandbox's range cap, 1/0, "a" + 1): a problem
+            # of the template, named with its line, not a traceback.
+            file, line = _template_frame(exc, self.directory) or (path, None)
+            raise TemplateProblem(file, f"{type(exc).__name__}: {exc}", line=line) from None
 
     @staticmethod
     def _headers(path: str, block: str) -> dict[str, str]:

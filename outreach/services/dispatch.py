@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from logging import ERROR, INFO, WARNING
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -193,6 +193,12 @@ class Dispatcher:
         try:
             await self._reconcile(now, report)
             await self._pass(now, report, stopping)
+        except OperationalError as exc:
+            # A full disk, a lost database: stop here. What was handed to SMTP before the
+            # failed write is still `sending`, and the next pass reconciles it; nothing else
+            # was sent.
+            cause = getattr(exc, "orig", None) or exc
+            report.problems.append(f"the database failed ({cause}); the pass stopped")
         finally:
             await asyncio.to_thread(self.lock.release)
         return report

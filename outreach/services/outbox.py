@@ -16,6 +16,8 @@ from outreach.store.database import Store
 from outreach.store.ledger import mark_sent
 from outreach.store.models import ContactRow, OutboxRow
 
+MAX_ROW_ID = 2**63 - 1  # row ids are 64-bit integers on both backends
+
 
 @dataclass(frozen=True)
 class OutboxEntry:
@@ -76,6 +78,8 @@ def list_outbox(store: Store, *, state: str | None = None) -> list[OutboxEntry]:
 
 def resolve_outbox(store: Store, outbox_id: int, *, sent: bool, now: datetime) -> str:
     """Settle an ``unknown`` row: it was sent (record it), or send it again (same Message-ID)."""
+    if not 1 <= outbox_id <= MAX_ROW_ID:
+        raise OutreachError(f"no outbox row {outbox_id}")
     with store.session() as session:
         row = session.get(OutboxRow, outbox_id)
         if row is None:

@@ -1,0 +1,126 @@
+"""Input that used to end in a traceback: each now gets one line naming what is wrong, an exit
+code, and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from outreach.config import load_config
+from outreach.runtime.parts import build_parts
+from outreach.services.contacts import import_contacts
+from outreach.store.database import open_store
+from tests.conftest import ROOT, Run
+from tests.daemon_harness import received_counts
+from tests.mailstack import SmtpServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def no_traceback(run: Run) -> None:
+    assert "Traceback" not in run.output, run.output
+
+
+class TestTemplates:
+    @pytest.mark.parametrize(
+        ("expression", "said"),
+        [
+            ("{% for i in range(10**7) %}x{% endfor %}", "Range too big"),
+            ("{{ '-' * 10**9 }}", "repeating makes 1,000,000,000 items (at most 100,000)"),
+            ("{{ 1 / 0 }}", "ZeroDivisionError: division by zero"),
+            ("{{ 'a' + 1 }}", "TypeError: can only concatenate str"),
+        ],
+    )
+    def test_an_expression_that_fails_is_a_template_problem_with_its_line(
+        self,
+        outbound_config: Path,
+        cli: Callable[..., Run],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        expression: str,
+        said: str,
+    ) -> None:
+        templates = tmp_path / "templates"
+        shutil.copytree(ROOT / "templates", templates)
+        monkeypatch.setenv("OUTREACH_TEMPLATES__DIR", str(templates))
+        (templates / "clergy" / "intro.txt.j2").write_text(
+            "Subject: Hi\n\n" + expression + "\n{% include '_partials/footer.txt.j2' %}\n"
+        )
+        run = cli("templates", "check")
+        no_traceback(run)
+        assert run.exit_code == 2
+        assert "clergy/intro.txt.j2, line 3: " in run.stderr and said in run.stderr
+
+
+class TestOutbox:
+    @pytest.mark.parametrize("outbox_id", ["99999999999999999999999", "0", "-1"])
+    def test_resolving_an_id_no_row_can_have_says_so(
+        self, outbound_config: Path, cli: Callable[..., Run], outbox_id: str
+    ) -> None:
+        run = cli("outbox", "resolve", "--sent", "--", outbox_id)
+        no_traceback(run)
+        assert run.exit_code == 2
+        assert f"no outbox row {outbox_id}" in run.stderr
+
+
+class TestDiskFull:
+    def test_a_full_database_stops_the_pass_with_one_problem_and_loses_nothing(
+        self, outbound_config: Path, smtp_sink: SmtpServer, tmp_path: Path
+    ) -> None:
+        """SQLite's own SQLITE_FULL (a page cap on the connection), mid-pass."""
+        settings = load_config(outbound_config)
+        store = open_store(settings.database_url)
+        try:
+            csv = "email,first_name,segment\n" + "".join(
+                f"p{i}@org{i}.example.com,P{i},psychiatrist\n" for i in range(40)
+            )
+            now = datetime(2027, 3, 1, 15, 0, tzinfo=UTC)
+            import_contacts(
+                store,
+                settings.the_pipeline,
+                list(settings.segments),
+                csv.encode(),
+                source="c.csv",
+                now=now,
+            )
+            with store.engine.connect() as connection:
+                pages = int(connection.execute(text("PRAGMA page_count")).scalar_one())
+
+            @event.listens_for(store.engine, "connect")
+            def _cap(dbapi_connection: Any, _record: Any) -> None:
+                # Room for a few sends' ledger rows, not for forty.
+                dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 3}")
+
+            store.engine.dispose()  # new connections get the cap
+            dispatcher = build_parts(settings, store).dispatcher
+            report = asyncio.run(dispatcher.run_pass(now + _hours(1)))
+            assert len(report.problems) == 1, report.problems
+            assert "database or disk is full" in report.problems[0]
+            sent_before = received_counts(smtp_sink.received)
+            assert len(sent_before) < 40
+
+            event.remove(store.engine, "connect", _cap)
+            store.engine.dispose()
+            again = asyncio.run(dispatcher.run_pass(now + _hours(2)))
+            assert again.problems == []
+            counts = received_counts(smtp_sink.received)
+            # Nothing lost and nothing twice: every source got its intro once, or is `unknown`
+            # (sent right before the disk filled, its record lost with the write).
+            unknown = {line.email for line in again.unknown}
+            assert all(n == 1 for n in counts.values())
+            assert set(counts) | unknown == {f"p{i}@org{i}.example.com" for i in range(40)}
+        finally:
+            store.close()
+
+
+def _hours(n: int) -> Any:
+    from datetime import timedelta
+
+    return timedelta(hours=n)
