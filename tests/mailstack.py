@@ -392,6 +392,51 @@ class Postgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def start(self) -> None:
+        """Start the cluster (again) on its port."""
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-l",
+                str(self.directory / "log"),
+                "-w",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                "start",
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the server inherits these: no pipe to wait on
+            stderr=subprocess.DEVNULL,
+        )
+
+    def halt(self) -> None:
+        """Stop the server but keep its data, to ``start`` it again (``stop`` removes all)."""
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every session ends (and with it every advisory lock)."""
         subprocess.run(
@@ -464,24 +509,6 @@ def start_postgres() -> Postgres:
         check=True,
         capture_output=True,
     )
-    port = free_port()
-    subprocess.run(
-        [
-            *as_postgres,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(directory / "log"),
-            "-w",
-            "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off",
-            "start",
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return Postgres(directory, port, bin_dir)
+    server = Postgres(directory, free_port(), bin_dir)
+    server.start()
+    return server

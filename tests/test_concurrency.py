@@ -91,3 +91,49 @@ def test_the_daemon_takes_its_lock_back_after_a_postgresql_restart(
         assert first.stop()[0] == 0
     finally:
         first.close()
+
+
+@pytest.mark.postgres
+def test_the_daemon_waits_for_postgresql_at_start_then_becomes_ready(
+    outbound_config: Path, postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine just booted and PostgreSQL is not up yet: wait, as for a mail server."""
+    monkeypatch.setenv("OUTREACH_STORAGE__URL", postgres.create_database())
+    postgres.halt()
+    try:
+        daemon = start_daemon(outbound_config, tmp_path / "daemon.log", FAST)
+        try:
+            daemon.wait_until(
+                "waiting for the database",
+                lambda: any("waiting for the database" in s for s in daemon.notify.statuses()),
+            )
+            assert daemon.process.poll() is None, daemon.output()
+        finally:
+            postgres.start()
+        daemon.wait_ready(60)
+        assert "Traceback" not in daemon.output()
+        assert daemon.stop()[0] == 0
+    finally:
+        if daemon.process.poll() is None:
+            daemon.close()
+
+
+def test_a_database_that_never_answers_ends_in_exit_1_for_systemd_to_retry(
+    outbound_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.mailstack import free_port
+
+    monkeypatch.setenv(
+        "OUTREACH_STORAGE__URL", f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x"
+    )
+    daemon = start_daemon(
+        outbound_config,
+        tmp_path / "daemon.log",
+        {**FAST, "OUTREACH_DAEMON__STARTUP_TIMEOUT_SECONDS": "3"},
+    )
+    try:
+        assert daemon.process.wait(60) == 1, daemon.output()
+        assert "the database still unreachable after 3 s" in daemon.output()
+        assert "Traceback" not in daemon.output()
+    finally:
+        daemon.close()

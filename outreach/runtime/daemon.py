@@ -30,6 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from outreach.config import Settings, load_checked
 from outreach.domain.fields import parse_local_time
@@ -130,12 +131,13 @@ class Daemon:
         try:
             settings = load_checked(self.config_path)
             self.lock = InstanceLock(settings.database_url)
-            self.lock.acquire()  # before the store: a second daemon must not even migrate
-            self.store = open_store(settings.database_url)
+            if not await self._wait_until("the database", self._open_database, settings):
+                return self.exit_code
+            assert self.store is not None
             self.parts = parts = self._build(settings, self.store)
             if self._clock is None:
                 self._clock = Clock.from_environment(ZoneInfo(parts.settings.practice.timezone))
-            if not await self._wait_for_servers(parts.settings):
+            if not await self._wait_until("mail servers", self._log_in, parts.settings):
                 return self.exit_code
             record_facts(
                 self.store,
@@ -189,42 +191,72 @@ class Daemon:
             settings, store, consequence="templates check failed: fix the templates, then start"
         )
 
-    async def _wait_for_servers(self, settings: Settings) -> bool:
-        """Log in to SMTP and IMAP, waiting for servers that are not reachable yet.
+    async def _wait_until(
+        self,
+        what: str,
+        attempt: Callable[[Settings], Awaitable[list[str]]],
+        settings: Settings,
+    ) -> bool:
+        """Run ``attempt`` until it reports no problem, waiting for servers that are not
+        reachable yet (the machine just booted).
 
-        A refused login or an untrusted certificate is raised at once (waiting won't fix
-        it); a server that does not answer is retried with backoff for
-        ``daemon.startup_timeout_seconds``, then the daemon exits 1 and systemd restarts it.
+        ``attempt`` raises what waiting won't fix (a refused login, an untrusted certificate);
+        it returns what may (a server that does not answer), retried with backoff for
+        ``daemon.startup_timeout_seconds``; then the daemon exits 1 and systemd restarts it.
         """
         deadline = monotonic_time.monotonic() + settings.daemon.startup_timeout_seconds
         delay = 1.0
         while not self._stopping:
-            problems = []
-            checks: list[Callable[[], Awaitable[str]]] = [lambda: check_smtp_async(settings.smtp)]
-            if settings.inbound.maildir is None:
-                checks.append(lambda: asyncio.to_thread(check_imap, settings.imap))
-            for check in checks:
-                try:
-                    log.info("%s", await check())
-                except MailServerUnusable as exc:
-                    if not exc.transient:
-                        raise
-                    problems.append(str(exc))
+            problems = await attempt(settings)
             if not problems:
                 return True
             if monotonic_time.monotonic() + delay > deadline:
                 log.error(
-                    "mail servers still unreachable after %.0f s: %s",
+                    "%s still unreachable after %.0f s: %s",
+                    what,
                     settings.daemon.startup_timeout_seconds,
                     "; ".join(problems),
                 )
                 self.exit_code = 1
                 return False
-            self.notifier.status(f"waiting for mail servers: {'; '.join(problems)}")
-            log.warning("waiting %.0f s for mail servers: %s", delay, "; ".join(problems))
+            self.notifier.status(f"waiting for {what}: {'; '.join(problems)}")
+            log.warning("waiting %.0f s for %s: %s", delay, what, "; ".join(problems))
             await _wait(self._stop, delay)
             delay = min(delay * 2, MAX_STARTUP_RETRY_SECONDS)
         return False
+
+    async def _open_database(self, settings: Settings) -> list[str]:
+        """Take the instance lock, then open (and migrate) the store; a database that does
+        not answer yet is a problem to wait out, anything else is raised."""
+        assert self.lock is not None
+        lock = self.lock
+        try:
+            # The lock before the store: a second daemon must not even migrate.
+            await asyncio.to_thread(lock.acquire)
+            self.store = await asyncio.to_thread(open_store, settings.database_url)
+        except (StoreError, DBAPIError) as exc:
+            if not _unreachable(exc):
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"can't open the database: {exc.orig}") from exc
+            await asyncio.to_thread(lock.release)
+            return [f"{settings.database_label}: {_first_line(exc)}"]
+        return []
+
+    async def _log_in(self, settings: Settings) -> list[str]:
+        """Log in to SMTP and IMAP; servers that don't answer are problems to wait out."""
+        problems = []
+        checks: list[Callable[[], Awaitable[str]]] = [lambda: check_smtp_async(settings.smtp)]
+        if settings.inbound.maildir is None:
+            checks.append(lambda: asyncio.to_thread(check_imap, settings.imap))
+        for check in checks:
+            try:
+                log.info("%s", await check())
+            except MailServerUnusable as exc:
+                if not exc.transient:
+                    raise
+                problems.append(str(exc))
+        return problems
 
     def _start_jobs(self, settings: Settings) -> None:
         zone = ZoneInfo(settings.practice.timezone)
@@ -527,6 +559,40 @@ class _Flag:
     def restart_now(self) -> None:
         self.restart = True
         self.event.set()
+
+
+def _operational(exc: BaseException) -> OperationalError | None:
+    """The database driver's operational error behind ``exc``, if any."""
+    error: BaseException | None = exc
+    while error is not None and not isinstance(error, OperationalError):
+        error = error.__cause__
+    return error
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the server is not there (yet): worth waiting for,
+    unlike a wrong password or a missing database."""
+    error = _operational(exc)
+    text = str(error.orig if error is not None else "").lower()
+    return any(
+        sign in text
+        for sign in (
+            "connection refused",
+            "could not connect",
+            "timeout expired",
+            "timed out",
+            "no such file or directory",  # a Unix socket not there yet
+            "the database system is starting up",
+            "the database system is shutting down",
+            "server closed the connection",
+        )
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    error = _operational(exc)
+    text = str(error.orig if error is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def time_pair() -> tuple[float, float]:
