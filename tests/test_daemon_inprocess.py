@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from outreach.mail import imap_inbox as watcher
-from outreach.runtime.daemon import Clock, Daemon
+from outreach.runtime.clock import Clock
+from outreach.runtime.daemon import Daemon
 from outreach.runtime.systemd import Notifier
 from tests.conftest import Run
 from tests.daemon_harness import NotifyListener, ledger_states, received_counts, write_contacts

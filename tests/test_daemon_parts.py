@@ -16,7 +16,7 @@ import pytest
 
 from outreach.errors import AlreadyRunning, ConfigError
 from outreach.report.build import Attention
-from outreach.runtime.daemon import Clock
+from outreach.runtime.clock import Clock
 from outreach.runtime.logs import OneLineFormatter
 from outreach.runtime.systemd import Notifier, journal_attached, watchdog_interval
 from outreach.services.digest import DigestFacts, compose_digest

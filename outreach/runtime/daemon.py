@@ -22,7 +22,7 @@ import signal
 import threading
 import time as monotonic_time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,10 +33,10 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from outreach.config import Settings, load_checked
-from outreach.domain.fields import parse_local_time
 from outreach.errors import ConfigError, MailServerUnusable, OutreachError, StoreError
 from outreach.mail.abc import Outcome, SyncReport
 from outreach.mail.check import check_imap, check_smtp_async
+from outreach.runtime.clock import Clock
 from outreach.runtime.parts import Parts, build_checked_parts
 from outreach.runtime.systemd import Notifier, watchdog_interval
 from outreach.runtime.threads import in_daemon_thread
@@ -64,26 +64,6 @@ TICK_SECONDS = 5.0  # without a systemd watchdog: how often to look for clock ju
 CLOCK_JUMP_SECONDS = 60.0
 MAX_STARTUP_RETRY_SECONDS = 30.0
 LOCK_CHECK_SECONDS = 5.0  # how soon a lost PostgreSQL lock is taken back
-
-
-class Clock:
-    """The daemon's idea of now: the system clock, or, with ``OUTREACH_NOW``, a clock that
-    starts at that time and runs on from there (simulations, demos, tests)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._offset = start - datetime.now(UTC) if start else timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
-
-    @classmethod
-    def from_environment(cls, zone: ZoneInfo) -> Clock:
-        value = os.environ.get("OUTREACH_NOW", "")
-        if not value:
-            return cls()
-        start = parse_local_time(value, zone, "OUTREACH_NOW")
-        log.warning("OUTREACH_NOW is set: the daemon's clock starts at %s", start.isoformat())
-        return cls(start)
 
 
 class Daemon:
