@@ -208,7 +208,9 @@ class TestTags:
 
 
 names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=";,:"),
+    alphabet=st.characters(
+        blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=";,:"
+    ),
     max_size=20,
 ).map(str.strip)
 records = st.builds(

@@ -53,6 +53,7 @@ def config_check(
 ) -> None:
     """Validate the config file; list every problem with its key path (exit 2 if any)."""
     with reported():
+        from outreach.config.loading import permission_warnings
         from outreach.mail import check as mailcheck
 
         settings = context_of(ctx).settings()
@@ -94,6 +95,8 @@ def config_check(
     )
     for line in logins:
         out.print(f"  ok: {line}", markup=False)
+    for warning in permission_warnings(settings):
+        err.print(f"warning: {warning}", markup=False)
 
 
 def _secret_state(secret: object) -> str:

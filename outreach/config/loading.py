@@ -4,6 +4,8 @@ checking the files it names."""
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 import tempfile
 import tomllib
 from pathlib import Path
@@ -24,6 +26,8 @@ from outreach.config.schema import (
     Templates,
 )
 from outreach.errors import ConfigError
+
+STORAGE_ENV = f"{ENV_PREFIX}STORAGE__URL"
 
 
 def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path:
@@ -162,7 +166,7 @@ def check_config_files(settings: Settings) -> list[str]:
 def check_writable_directory(directory: Path) -> str | None:
     """None if outreach can create files in ``directory`` (made if missing), else why not."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # the store's: personal data
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".outreach-probe-"):
             pass
     except OSError as exc:
@@ -172,6 +176,40 @@ def check_writable_directory(directory: Path) -> str | None:
             f"permissions, set $STATE_DIRECTORY, or set [storage] url."
         )
     return None
+
+
+def permission_warnings(settings: Settings) -> list[str]:
+    """Warnings, one sentence each, for the SQLite store (with its -wal, -shm and -journal)
+    and a config file holding the database password, when other users on this machine can
+    read them. Files not there are skipped.
+
+    A config without a password may be readable: the service's own user must read the one
+    in /etc/outreach, and what it holds (the practice's name and address) is in every
+    message's footer anyway; mail passwords are never in it."""
+    files = []
+    # (With $OUTREACH_STORAGE__URL set, the password comes from the environment, not the file.)
+    password = bool(settings.storage.url) and make_url(settings.storage.url).password
+    if password and STORAGE_ENV not in os.environ:
+        files.append((settings.path, "the configuration, with the database password"))
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        files += [
+            (database.with_name(database.name + suffix), "the contact store")
+            for suffix in ("", "-wal", "-shm", "-journal")
+        ]
+    warnings = []
+    for path, what in files:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o044:
+            warnings.append(
+                f"{path} ({what}) is readable by other users on this machine "
+                f"(mode {mode:04o}); make it private: chmod 600 {shlex.quote(str(path))}"
+            )
+    return warnings
 
 
 def load_checked(explicit: Path | None = None) -> Settings:

@@ -27,7 +27,12 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from outreach.domain.fields import check_timezone, has_control_characters, normalize_email
+from outreach.domain.fields import (
+    check_timezone,
+    has_control_characters,
+    hides_control_characters,
+    normalize_email,
+)
 
 STANDARD_FIELDS = (
     "email",
@@ -336,6 +341,11 @@ class _RowValidator:
 def _check_cell(value: str) -> str | None:
     if _SURROGATE.search(value):
         return _not_utf8(value)
+    if hides_control_characters(value):
+        return (
+            "holds an encoded word (=?...?=) that decodes to a line break or NUL; "
+            "a field must be one line"
+        )
     if has_control_characters(value):
         return "contains a line break or NUL; a field must be one line"
     return None

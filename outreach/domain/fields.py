@@ -1,19 +1,25 @@
-"""Validation of the values that contacts and the configuration share: addresses and time zones."""
+"""Validation of what contacts and the configuration share: addresses, time zones, one-line text."""
 
 from __future__ import annotations
 
 import re
 import zoneinfo
+from contextlib import suppress
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.policy import default as default_policy
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
 from outreach.errors import ConfigError
 
-# CR and LF would let a value smuggle extra headers into a message (header injection);
+# CR and LF would let a value smuggle extra headers into a message (header injection), and
+# so would the other characters that Python's str.splitlines (the email package's parser)
+# and other mail software take as line ends: VT, FF, FS, GS, RS, NEL, U+2028 and U+2029.
 # NUL breaks SMTP and most databases. Refuse them wherever a value enters outreach.
-_CONTROL = re.compile(r"[\r\n\x00]")
+_CONTROL = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
 def normalize_email(value: str) -> str:
@@ -28,7 +34,7 @@ def normalize_email(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("email address is empty")
-    if _CONTROL.search(value):
+    if has_control_characters(value):
         raise ValueError("email address contains a line break or NUL")
     try:
         return validate_email(value, check_deliverability=False, test_environment=True).normalized
@@ -52,8 +58,27 @@ def check_timezone(name: str) -> str:
 
 
 def has_control_characters(value: str) -> bool:
-    """True if ``value`` holds CR, LF or NUL, which no single-line field may contain."""
-    return _CONTROL.search(value) is not None
+    """True if ``value`` holds a line break or NUL, which no single-line field may contain:
+    as it is, or hidden in an RFC 2047 encoded word (``hides_control_characters``)."""
+    return _CONTROL.search(value) is not None or hides_control_characters(value)
+
+
+def hides_control_characters(value: str) -> bool:
+    """True if ``value`` has no line break or NUL itself, but an RFC 2047 encoded word in it
+    decodes to one (``=?utf-8?q?Di=0D=0ABcc:_x@example.com?=``).
+
+    The email package decodes encoded words when it parses a header, and Pythons without
+    the CVE-2024-6923 fix write the decoded text back out as it is: a real header line.
+    Both of its decoders are asked: the header parser's (the one that matters here) and the
+    older ``decode_header``, which reads some malformed words the parser does not.
+    """
+    if "=?" not in value or _CONTROL.search(value):
+        return False
+    decoded = [str(default_policy.header_factory("x-outreach-check", value))]
+    # decode_header gives up on unknown charsets and bad base64, which the parser still reads.
+    with suppress(HeaderParseError, LookupError, UnicodeDecodeError):
+        decoded.append(str(make_header(decode_header(value))))
+    return any(_CONTROL.search(text) for text in decoded)
 
 
 def parse_local_time(value: str, zone: zoneinfo.ZoneInfo, what: str) -> datetime:

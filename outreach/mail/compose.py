@@ -1,7 +1,8 @@
 """Composing outbound messages: the template context, headers, threading and the bytes to send.
 
 Headers are built through the email package's SMTP policy, which refuses CR and LF in any
-header value, so header injection is impossible even if a value slipped past validation.
+header value; ``check_header`` refuses more, before it: the other line breaks, NUL, and an
+encoded word that decodes to one, which that policy lets through (CVE-2024-6923).
 """
 
 from __future__ import annotations
@@ -18,9 +19,35 @@ from functools import lru_cache
 from typing import Any
 
 from outreach.config import Segment, Settings
+from outreach.domain.fields import has_control_characters
+from outreach.errors import TemplateProblem
 from outreach.mail.templates import RenderedMessage
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "title", "organization", "timezone")
+
+
+class UnsafeHeader(TemplateProblem, ValueError):
+    """A header value holding a line break or NUL, as it is or in an encoded word: the message
+    is refused rather than sent (a dispatch pass reports it and skips that contact)."""
+
+    def __init__(self, header: str, value: str) -> None:
+        self.header = header
+        super().__init__(
+            f"{header} header",
+            f"{value!r} holds a line break or NUL (perhaps in an encoded word, =?...?=); "
+            "the message is refused rather than sent",
+        )
+
+
+def check_header(name: str, value: str) -> str:
+    """``value``, or UnsafeHeader naming header ``name`` if it would break the header's line.
+
+    Checked on the value as given and decoded: Pythons without the CVE-2024-6923 fix write an
+    encoded word's decoded CR LF out as a real line break, a header of the sender's choosing.
+    """
+    if has_control_characters(value):
+        raise UnsafeHeader(name, value)
+    return value
 
 
 def new_message_id(domain: str) -> str:
@@ -92,6 +119,11 @@ def build_message(
     date: datetime,
 ) -> OutboundMessage:
     """The full message (headers and body) for one send."""
+    check_header("To", to_name)
+    check_header("To", to_address)
+    check_header("Message-ID", message_id)
+    check_header("In-Reply-To", thread.in_reply_to or "")
+    check_header("References", " ".join(thread.references))
     message = EmailMessage(policy=SMTP)
     sender = settings.sender
     message["From"] = _shared_header(
@@ -124,11 +156,9 @@ def _shared_header(name: str, value: str) -> Any:
 
     The SMTP policy takes an already-parsed header as it is, so a batch parses each
     repeated value once; header objects are immutable. The policy's CR/LF guard sits in
-    assignment, which a parsed header skips, so it is applied here (header injection).
+    assignment, which a parsed header skips, so the check is made here (header injection).
     """
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} header may not contain a line break: {value!r}")
-    return SMTP.header_factory(name, value)
+    return SMTP.header_factory(name, check_header(name, value))
 
 
 def _list_unsubscribe(settings: Settings) -> str:

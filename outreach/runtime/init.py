@@ -5,6 +5,7 @@ contacts, from a few answers. The answers go into a copy of the shipped example 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tomllib
@@ -159,10 +160,8 @@ def init_project(directory: Path, answers: Answers, *, force: bool = False) -> l
             ]
         )
     try:
-        (directory / "config").mkdir(parents=True, exist_ok=True)
-        (directory / "config" / "outreach.toml").write_text(
-            render_config(answers), encoding="utf-8"
-        )
+        (directory / "config").mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(directory / "config" / "outreach.toml", render_config(answers))
         with resources.as_file(STARTER / "contacts.csv") as contacts:
             shutil.copyfile(contacts, directory / "contacts.csv")
         with resources.as_file(STARTER / "templates") as templates:
@@ -170,3 +169,12 @@ def init_project(directory: Path, answers: Answers, *, force: bool = False) -> l
     except OSError as exc:
         raise ConfigError([f"{directory}: can't write there ({exc.strerror})"]) from None
     return targets
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only whatever the umask: a config
+    names the practice and may come to hold the database password (``[storage] url``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as file:
+        os.fchmod(fd, 0o600)  # a file overwritten with --force keeps its old mode otherwise
+        file.write(text)

@@ -21,7 +21,7 @@ from outreach.domain.fields import full_name
 from outreach.domain.pipeline import Pipeline, StageChange
 from outreach.domain.rules import RuleEvent, evaluate
 from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
-from outreach.errors import MailServerUnusable
+from outreach.errors import MailServerUnusable, TemplateProblem
 from outreach.mail.abc import Delivery, OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage, new_message_id
 from outreach.mail.notices import notice
@@ -88,8 +88,11 @@ def run_rules(
         queue_reply(session, settings, contact, template, now)
         done.append(f"reply {template} queued")
     if actions.notify:
-        run.notices.append(_notice(settings, contact, on, key, refers_to))
-        done.append("notice queued")
+        try:
+            run.notices.append(_notice(settings, contact, on, key, refers_to))
+            done.append("notice queued")
+        except TemplateProblem as exc:  # a header a sender crafted: the rest still applies
+            done.append(f"notice not sent ({exc})")
     if actions.move_to:
         run.move_to = actions.move_to
         done.append(f"move to {actions.move_to}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,7 +108,7 @@ def _create_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -121,3 +122,15 @@ def _create_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _create_private(database: Path) -> None:
+    """Create a missing SQLite file, and its folder, readable by their owner only: it holds
+    personal data. SQLite gives its -wal, -shm and -journal files the database file's mode;
+    an existing file keeps its own (``config check`` warns about a readable one)."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)  # an empty file is an empty database to SQLite
