@@ -124,3 +124,39 @@ def _hours(n: int) -> Any:
     from datetime import timedelta
 
     return timedelta(hours=n)
+
+
+class TestTimesAndVariables:
+    @pytest.mark.parametrize(
+        ("args", "value"),
+        [
+            (("plan",), "0001-01-01T00:00:00+14:00"),
+            (("plan",), "9999-12-31T23:59:59-12:00"),
+            (("plan",), "9999-12-30T10:00:00"),
+            (("preview", "x@y.example.com"), "0001-01-01T00:00:00+14:00"),
+        ],
+    )
+    def test_a_now_out_of_range_is_named(
+        self, cli: Callable[..., Run], args: tuple[str, ...], value: str
+    ) -> None:
+        run = cli(*args, "--now", value)
+        no_traceback(run)
+        assert run.exit_code == 2
+        assert f"--now: {value!r} must be between the years 1970 and 9000" in run.stderr
+
+    def test_a_list_variable_that_is_not_json_is_named(
+        self, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("OUTREACH_IMAP__FOLDERS", "not json")
+        run = cli("config", "check")
+        no_traceback(run)
+        assert run.exit_code == 2
+        assert "$OUTREACH_IMAP__FOLDERS: can't be read" in run.stderr
+
+    def test_an_unknown_outreach_variable_is_an_error_like_an_unknown_key(
+        self, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("OUTREACH_BOGUS__X", "1")
+        run = cli("config", "check")
+        assert run.exit_code == 2
+        assert "$OUTREACH_BOGUS__X: no such setting" in run.stderr

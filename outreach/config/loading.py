@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
 
 from outreach import redact
@@ -28,6 +29,8 @@ from outreach.config.schema import (
 from outreach.errors import ConfigError
 
 STORAGE_ENV = f"{ENV_PREFIX}STORAGE__URL"
+#: OUTREACH_ variables that are not settings.
+NOT_SETTINGS = frozenset({CONFIG_ENV, "OUTREACH_NOW"})
 
 
 def find_config_file(explicit: Path | None = None, cwd: Path | None = None) -> Path:
@@ -55,16 +58,49 @@ def load_config(explicit: Path | None = None) -> Settings:
     """Find, read and validate the configuration, or raise ConfigError listing every problem."""
     path = find_config_file(explicit).absolute()
     data = _read_toml(path)
-    problems = _misplaced_secrets(data)
+    problems = _misplaced_secrets(data) + _unknown_variables()
     _add_credentials(data)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         problems += describe_validation_errors(exc)
+    except SettingsError as exc:
+        problems += _unreadable_variables(exc)
     if problems:
         raise ConfigError(problems)
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     return _resolve_paths(settings.placed(path, Path(state) if state else None))
+
+
+def _unknown_variables() -> list[str]:
+    """``OUTREACH_*`` variables that name no setting: a typo must not pass silently (keys
+    below a known section are checked by the schema, like the file's)."""
+    sections = set(Settings.model_fields)
+    problems = []
+    for name in sorted(os.environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
+            continue
+        section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in sections:
+            problems.append(
+                f"${name}: no such setting (settings are {ENV_PREFIX}SECTION__KEY, with SECTION "
+                f"one of {', '.join(sorted(sections))}; also {', '.join(sorted(NOT_SETTINGS))})"
+            )
+    return problems
+
+
+def _unreadable_variables(exc: SettingsError) -> list[str]:
+    """The variables behind pydantic-settings' "error parsing value for field ..." (a list
+    or table that is not JSON)."""
+    field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+    names = [
+        n for n in sorted(os.environ) if n.upper().startswith(f"{ENV_PREFIX}{field.upper()}__")
+    ]
+    return [
+        f"${n}: can't be read as this setting's type (lists and tables are JSON, "
+        f'e.g. \'["INBOX", "Referrals"]\')'
+        for n in names or [f"{ENV_PREFIX}{field.upper()}"]
+    ]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.policy import default as default_policy
@@ -20,6 +20,9 @@ from outreach.errors import ConfigError
 # and other mail software take as line ends: VT, FF, FS, GS, RS, NEL, U+2028 and U+2029.
 # NUL breaks SMTP and most databases. Refuse them wherever a value enters outreach.
 _CONTROL = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9000  # what --now and OUTREACH_NOW may say
 
 
 def normalize_email(value: str) -> str:
@@ -82,14 +85,24 @@ def hides_control_characters(value: str) -> bool:
 
 
 def parse_local_time(value: str, zone: zoneinfo.ZoneInfo, what: str) -> datetime:
-    """An ISO 8601 time; without an offset it is read in ``zone``. ConfigError names ``what``."""
+    """An ISO 8601 time between the years 1970 and 9000 (room for any forecast after it);
+    without an offset it is read in ``zone``. ConfigError names ``what``."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(
             [f"{what}: {value!r} is not an ISO 8601 time such as 2026-03-02T09:30"]
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+    local = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+    try:
+        year = local.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise ConfigError(
+            [f"{what}: {value!r} must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}"]
+        )
+    return local
 
 
 def full_name(first_name: str | None, last_name: str | None) -> str:
