@@ -220,6 +220,9 @@ class Inbound(Section):
     poll_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Read replies from this local Maildir instead of IMAP (mail delivered on this machine).
     maildir: Path | None = None
+    # The authserv-id the practice's own provider stamps on Authentication-Results (RFC 8601),
+    # e.g. "mx.google.com"; only its verdict is trusted. Empty: the headers are not read.
+    authserv_id: str = Field(default="", pattern=_DOMAIN)
 
 
 class Daemon(Section):

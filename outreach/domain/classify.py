@@ -6,14 +6,16 @@ states one), ``auto_reply``, ``bounce`` (with recipient, status and hard/soft/po
 for bytes that can't be read as a message. ``reasons`` says which header or phrase decided.
 
 Only the new text of a reply is looked at (quotes and signatures are cut by
-email-reply-parser); nothing here logs or keeps a body.
+email-reply-parser); nothing here logs or keeps a body. Every value taken from a header is
+made safe to store: Message-IDs and addresses hold no control characters, and the Date is an
+aware UTC time within sane bounds.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -29,6 +31,18 @@ AUTO_REPLY = InboundKind.AUTO_REPLY
 BOUNCE = InboundKind.BOUNCE
 UNSUBSCRIBE = InboundKind.UNSUBSCRIBE
 UNCLASSIFIABLE = InboundKind.UNCLASSIFIABLE
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_IDS = 50  # Message-IDs read from one header (a query's IN list holds them)
+# Characters no stored or logged value may hold: C0 and C1 controls (NUL, CR, LF, VT, FF...),
+# the Unicode line and paragraph separators (line breaks to the email package), and lone
+# surrogates (undecodable 8-bit header bytes, which no database encoding accepts).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# RFC 5322 3.6.4 msg-id, loosely: anything but brackets, spaces and unprintables.
+_MSG_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+>")
+_STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9.])")  # RFC 3463 3.1
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_RESULT = re.compile(r"\s*([A-Za-z0-9_-]+)(?:/[0-9]+)?\s*=\s*([A-Za-z0-9_-]+)")
 
 _AUTO_SUBJECT = re.compile(
     r"^\s*(automatic reply|auto(?:matic)?[- ]?(?:reply|response)|out of (?:the )?office|"
@@ -82,6 +96,7 @@ class Classification:
     recipient: str | None = None  # the bounced address
     status: str | None = None  # RFC 3464 Status, e.g. 5.1.1
     bounce_class: str | None = None  # hard | soft | policy
+    auth_failure: str | None = None  # the practice's provider says the From is not authentic
     auto_submitted: bool = False
     new_text_words: int = 0
     _new_text: str = field(default="", repr=False, compare=False)
@@ -92,13 +107,16 @@ class Classification:
         return self._new_text
 
 
-def classify(raw: bytes, *, received: date) -> Classification:
+def classify(raw: bytes, *, received: date, authserv_id: str = "") -> Classification:
     """Classify raw message bytes received on ``received`` (the reference for a return date
-    written without a year, when the message has no Date). Never raises: unreadable input is
-    ``unclassifiable``."""
+    written without a year, when the message has no Date). ``authserv_id`` names the
+    practice's provider, whose Authentication-Results alone are read (empty: none are).
+    Never raises: unreadable input is ``unclassifiable``."""
     try:
         message = message_from_bytes(raw, policy=policy.default)
-        return _classify(message, received)
+        found = _classify(message, received)
+        failure = _auth_failure(message, authserv_id)
+        return replace(found, auth_failure=failure) if failure else found
     except Exception as exc:
         return Classification(
             UNCLASSIFIABLE, (f"can't be parsed as a message: {type(exc).__name__}",)
@@ -114,23 +132,60 @@ def _header(message: Any, name: str) -> str:
 
 
 def _ids(value: str) -> tuple[str, ...]:
-    return tuple(re.findall(r"<[^<>\s]+>", value))
+    return tuple(_MSG_ID.findall(value))
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` on one line, safe to store and log: unprintables replaced, at most ``limit``
+    characters."""
+    return _UNPRINTABLE.sub("\ufffd", text)[:limit]
+
+
+def _address(value: str | None) -> str | None:
+    """An address, lower-cased; None when it can't be one: over RFC 5321's 320 characters
+    (4.5.3.1), or holding spaces or unprintables."""
+    value = (value or "").strip().lower()
+    if not value or len(value) > 320 or _UNPRINTABLE.search(value) or re.search(r"\s", value):
+        return None
+    return value
+
+
+def _sent_at(value: str, received: date) -> datetime | None:
+    """The Date header as an aware UTC time, clamped to between 1970 and the day after the
+    message was received: a clock far off, or a year 9999, must not reach the store."""
+    if not value:
+        return None
+    try:
+        sent = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    latest = datetime.combine(received + timedelta(days=2), time(), UTC)
+    if sent.tzinfo is None:
+        # RFC 5322 3.3: "-0000" is UTC from a sender that doesn't know its own offset.
+        sent = sent.replace(tzinfo=UTC)
+    try:
+        sent = sent.astimezone(UTC)
+    except OverflowError:  # the offset carries it past year 9999
+        return latest
+    return min(max(sent, EPOCH), latest)
 
 
 def _classify(message: Message, received: date) -> Classification:
     sender_pairs = getaddresses([_header(message, "From")])
-    sender = sender_pairs[0][1].lower() if sender_pairs and sender_pairs[0][1] else None
+    sender = _address(sender_pairs[0][1]) if sender_pairs else None
     subject = _header(message, "Subject")
-    try:
-        sent = parsedate_to_datetime(_header(message, "Date")) if _header(message, "Date") else None
-    except (TypeError, ValueError):
-        sent = None
+    sent = _sent_at(_header(message, "Date"), received)
+    # The newest of a long thread are last in References (RFC 5322 3.6.4).
+    refers_to = (
+        _ids(_header(message, "In-Reply-To"))[:MAX_IDS]
+        + _ids(_header(message, "References"))[-MAX_IDS:]
+    )
     base: dict[str, Any] = {
         "message_id": (_ids(_header(message, "Message-ID")) or (None,))[0],
         "sender": sender,
         "subject": subject,
         "sent_at": sent,
-        "refers_to": _ids(_header(message, "In-Reply-To")) + _ids(_header(message, "References")),
+        "refers_to": refers_to,
     }
     bounce = _bounce(message, sender, subject)
     if bounce is not None:
@@ -244,7 +299,7 @@ def _bounce(message: Message, sender: str | None, subject: str) -> dict[str, obj
             "non-standard bounce recognized by flufl.bounce",
             f"from {sender}" if mailer else f"subject {subject!r}",
         ),
-        "recipient": failed[0].lower(),
+        "recipient": _address(failed[0]),
         "bounce_class": "hard" if hard else "soft",
         "refers_to": _embedded_ids(message),
     }
@@ -252,15 +307,18 @@ def _bounce(message: Message, sender: str | None, subject: str) -> dict[str, obj
 
 def _dsn(message: Any) -> dict[str, object]:
     recipient, status, action = None, None, None
+    envelope_ids: tuple[str, ...] = ()
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in part.get_payload() if part.is_multipart() else []:
+            envelope_ids += _envelope_ids(str(block.get("Original-Envelope-Id", "")))
             final = str(block.get("Final-Recipient", "") or block.get("Original-Recipient", ""))
             if final and recipient is None:
-                recipient = final.rsplit(";", maxsplit=1)[-1].strip().strip("<>").lower()
-                status = str(block.get("Status", "")).strip() or None
-                action = str(block.get("Action", "")).strip().lower() or None
+                recipient = _address(final.rsplit(";", maxsplit=1)[-1].strip().strip("<>"))
+                found_status = _STATUS.match(str(block.get("Status", "")).strip())
+                status = found_status.group(0) if found_status else None
+                action = printable(str(block.get("Action", "")).strip().lower(), 40) or None
     klass = None
     if status:
         klass = (
@@ -276,8 +334,15 @@ def _dsn(message: Any) -> dict[str, object]:
         "recipient": recipient,
         "status": status,
         "bounce_class": klass or "hard",
-        "refers_to": _embedded_ids(message),
+        "refers_to": tuple(dict.fromkeys(_embedded_ids(message) + envelope_ids)),
     }
+
+
+def _envelope_ids(value: str) -> tuple[str, ...]:
+    """Our Message-ID, if we gave it as the ENVID that Original-Envelope-Id returns (RFC 3464
+    2.2.1), decoded from xtext (RFC 3461 4)."""
+    text = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value.strip())
+    return _ids(text) or (_ids(f"<{text}>") if text else ())
 
 
 def _embedded_ids(message: Any) -> tuple[str, ...]:
@@ -292,11 +357,12 @@ def _embedded_ids(message: Any) -> tuple[str, ...]:
             text = part.get_payload(decode=True) or b""
             match = re.search(rb"^Message-ID:\s*(<[^>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
             if match:
-                found.append(match.group(1).decode("ascii", "replace"))
+                found += _ids(match.group(1).decode("ascii", "replace"))
     if not found:
+        # A non-standard bounce quotes the original in its text (qmail's "copy of the message").
         text = _plain_text(message)
-        found += re.findall(r"Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE)
-    return tuple(dict.fromkeys(found))
+        found += _ids(" ".join(re.findall(r"Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE)))
+    return tuple(dict.fromkeys(found[:MAX_IDS]))
 
 
 def _return_date(text: str, reference: date) -> date | None:
@@ -308,9 +374,12 @@ def _return_date(text: str, reference: date) -> date | None:
     raw = " ".join(raw.replace(".", " ").split())
     for fmt in ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%B %d %Y", "%b %d %Y", "%d %B %Y", "%d %b %Y"):
         try:
-            return datetime.strptime(raw, fmt).date()
+            back = datetime.strptime(raw, fmt).date()
         except ValueError:
             continue
+        # A return more than a year away is a typo or a trap (9999-12-31 overflows the
+        # calendar); the configured pause applies instead.
+        return back if abs((back - reference).days) <= 366 else None
     for fmt in ("%m/%d", "%B %d", "%b %d", "%d %B", "%d %b"):
         try:
             partial = datetime.strptime(f"{raw} {reference.year}", f"{fmt} %Y").date()
@@ -322,6 +391,61 @@ def _return_date(text: str, reference: date) -> date | None:
     return None
 
 
+def _auth_failure(message: Message, authserv_id: str) -> str | None:
+    """Why the practice's own provider found the From not authentic, if it did (DMARC fails,
+    or SPF and DKIM both fail). Only the topmost Authentication-Results naming its authserv-id
+    is read: the provider adds its own on top, and any other, or any below, may be the
+    sender's own (RFC 8601 5)."""
+    if not authserv_id:
+        return None
+    try:
+        stamps = [str(value) for value in message.get_all("Authentication-Results") or []]
+    except Exception:
+        return None
+    for stamp in stamps:
+        server, results = _auth_results(stamp)
+        if server != authserv_id.lower():
+            continue
+        dkim = results.get("dkim", [])
+        if "fail" in results.get("dmarc", []):  # RFC 7489 11.2
+            verdict = "dmarc=fail"
+        elif "fail" in results.get("spf", []) and "fail" in dkim and "pass" not in dkim:
+            verdict = "spf=fail, dkim=fail"
+        else:
+            return None
+        return f"{authserv_id} says the From fails authentication ({verdict})"
+    return None
+
+
+def _auth_results(value: str) -> tuple[str, dict[str, list[str]]]:
+    """An Authentication-Results value's authserv-id and its method=result pairs (RFC 8601
+    2.2). Quoted strings go first (a sender-chosen ``smtp.mailfrom`` may quote ";dkim=pass"),
+    then comments, which nest (RFC 5322 3.2.2)."""
+    first, *infos = _without_comments(_QUOTED.sub('""', value)).split(";")
+    server = (first.split() or [""])[0].strip('"').lower()
+    results: dict[str, list[str]] = {}
+    for info in infos:
+        match = _RESULT.match(info)
+        if match:
+            results.setdefault(match.group(1).lower(), []).append(match.group(2).lower())
+    return server, results
+
+
+def _without_comments(text: str) -> str:
+    """``text`` with its (nested) comments made spaces, in one pass: a regex removing the
+    innermost first would take time squared on a header of a thousand parentheses."""
+    kept, depth = [], 0
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+            kept.append(" " if not depth else "")
+        elif not depth:
+            kept.append(char)
+    return "".join(kept)
+
+
 __all__ = [
     "AUTO_REPLY",
     "BOUNCE",
@@ -331,4 +455,5 @@ __all__ = [
     "UNSUBSCRIBE",
     "Classification",
     "classify",
+    "printable",
 ]

@@ -52,3 +52,6 @@ class InboundKind(_State):
     BOUNCE = "bounce"
     UNSUBSCRIBE = "unsubscribe"
     UNCLASSIFIABLE = "unclassifiable"
+    # Handling it failed (a fault outreach had not foreseen): recorded with the error's class
+    # and the inbox read on past it, so one message can't block the ones behind it.
+    UNPROCESSABLE = "unprocessable"

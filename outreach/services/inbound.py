@@ -8,17 +8,26 @@ hard bounce -> ``bounced`` and suppressed; soft bounce -> recorded, ``bounced`` 
 unsubscribe -> ``unsubscribed`` and suppressed. Each is recorded as an inbound event with the
 message's Message-ID and date (the contact's history), never its body. The folder's UID
 watermark is saved in the same transaction, so a crash neither loses nor repeats an effect.
+
+A message whose handling fails is never retried forever, blocking the ones behind it: if the
+rules failed, its built-in effect is applied without them; else it is recorded
+``unprocessable`` (the error's class, never its text, which could quote the message), its
+watermark saved, and said once in the log. Only a database that fails (OperationalError) is
+raised, for the source to try again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -31,9 +40,10 @@ from outreach.domain.classify import (
     UNSUBSCRIBE,
     Classification,
     classify,
+    printable,
 )
 from outreach.domain.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
-from outreach.domain.states import OutboxState
+from outreach.domain.states import InboundKind, OutboxState
 from outreach.mail.abc import OpenSmtp, Watermark
 from outreach.mail.compose import OutboundMessage
 from outreach.services.contacts import move_contact
@@ -44,6 +54,8 @@ from outreach.store.ledger import WAITING, pause_sending, suppress
 from outreach.store.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow
 
 log = logging.getLogger("outreach.inbound")  # pinned: journal lines show it
+UNPROCESSABLE = InboundKind.UNPROCESSABLE
+KEY_LENGTH = 255  # InboundEventRow.message_key's column
 
 
 @dataclass(frozen=True)
@@ -77,18 +89,57 @@ class InboundProcessor:
     def handle(
         self, raw: bytes, *, folder: str, now: datetime, watermark: Watermark | None = None
     ) -> InboundResult:
-        """Handle one message; never raises for the message's content."""
-        found = classify(raw, received=now.astimezone(self.zone).date())
+        """Handle one message; never raises for the message's content (see the module)."""
+        found = classify(
+            raw,
+            received=now.astimezone(self.zone).date(),
+            authserv_id=self.settings.inbound.authserv_id,
+        )
+        key = message_key(found, raw)
+        at = _At(folder, now, watermark)
+        try:
+            return self._handle(found, key, at)
+        except OperationalError:
+            raise  # the database's trouble, not the message's: the source reads it again
+        except Exception as exc:
+            error = exc
+        if self.settings.rules:
+            # A rule's action (a notice naming the contact) may trip on the contact's own
+            # data; that must not cost the message its built-in effect.
+            try:
+                result = self._handle(found, key, at, rules_failed=type(error).__name__)
+            except OperationalError:
+                raise
+            except Exception as exc:
+                error = exc
+            else:
+                log.error("inbound %s: rules not run (%s, %s)", key, *_described(error))
+                return result
+        return self._unprocessable(found, key, at, error)
+
+    def watermark(self, folder: str) -> Watermark | None:
+        """The last message handled in ``folder``, if any."""
+        with self.store.session() as session:
+            row = session.get(MailboxStateRow, folder)
+            return Watermark(folder, row.uidvalidity, row.last_uid) if row else None
+
+    def advance(self, watermark: Watermark, now: datetime) -> None:
+        """Move a folder's watermark past UIDs that no longer exist (expunged or moved away), so
+        a folder emptied by hand does not look like it holds unread mail forever."""
+        with self.store.session() as session:
+            _save_watermark(session, watermark, now)
+            session.commit()
+
+    def _handle(
+        self, found: Classification, key: str, at: _At, *, rules_failed: str | None = None
+    ) -> InboundResult:
+        now = at.now
         notices: list[OutboundMessage] = []
         moves: list[str] = []
-        key = found.message_id or f"<sha256-{hashlib.sha256(raw).hexdigest()[:48]}>"
         with self.store.session() as session:
-            if watermark is not None:
-                _save_watermark(session, watermark, now)
-            seen = session.scalar(
-                select(InboundEventRow.id).where(InboundEventRow.message_key == key)
-            )
-            if seen is not None:
+            if at.watermark is not None:
+                _save_watermark(session, at.watermark, now)
+            if _seen(session, key):
                 return InboundResult(
                     key, found.kind, None, "seen before: no effect", found.reasons, seen_before=True
                 )
@@ -103,21 +154,27 @@ class InboundProcessor:
             else:
                 before = contact.stage
                 effect = self._apply(session, found, contact, key, now)
-                runs = [self._rules(session, found, contact, key, now, on=found.kind)]
-                if contact.stage != before:
-                    runs.append(self._rules(session, found, contact, key, now, on="stage_changed"))
-                for run in runs:
-                    effect += run.summary
-                    notices += run.notices
-                    moves += [run.move_to] if run.move_to else []
+                if rules_failed:
+                    effect += f"; rules not run ({rules_failed})"
+                else:
+                    runs = [self._rules(session, found, contact, key, now, on=found.kind)]
+                    if contact.stage != before:
+                        runs.append(
+                            self._rules(session, found, contact, key, now, on="stage_changed")
+                        )
+                    for run in runs:
+                        effect += run.summary
+                        notices += run.notices
+                        moves += [run.move_to] if run.move_to else []
+            effect = printable(effect, 2000)
             session.add(
                 InboundEventRow(
                     message_key=key,
-                    folder=folder,
+                    folder=at.folder,
                     kind=found.kind,
                     contact_id=contact.id if contact else None,
                     trusted=match.trusted,
-                    sender_domain=(found.sender or "").rpartition("@")[2],
+                    sender_domain=_domain(found),
                     sent_at=found.sent_at,
                     received_at=now,
                     step_index=match.step_index,
@@ -127,7 +184,10 @@ class InboundProcessor:
             )
         # Metadata only: the Message-ID, kind and effect; never the body.
         log.info("inbound %s: %s; %s", key, found.kind, effect)
-        send_notices(self.smtp, notices, key)  # after the commit: SMTP never holds the DB
+        try:
+            send_notices(self.smtp, notices, key)  # after the commit: SMTP never holds the DB
+        except Exception as exc:  # the effects are committed; a notice is not worth a retry
+            log.error("inbound %s: notices not sent (%s, %s)", key, *_described(exc))
         return InboundResult(
             key,
             found.kind,
@@ -137,18 +197,40 @@ class InboundProcessor:
             move_to=moves[-1] if moves else None,
         )
 
-    def watermark(self, folder: str) -> Watermark | None:
-        """The last message handled in ``folder``, if any."""
+    def _unprocessable(
+        self, found: Classification, key: str, at: _At, error: Exception
+    ) -> InboundResult:
+        """Record the message with no effect and move past it; the therapist reads it."""
+        name, where = _described(error)
+        effect = f"unprocessable ({name}): recorded, no effect; read it in your mail program"
         with self.store.session() as session:
-            row = session.get(MailboxStateRow, folder)
-            return Watermark(folder, row.uidvalidity, row.last_uid) if row else None
-
-    def advance(self, watermark: Watermark, now: datetime) -> None:
-        """Move a folder's watermark past UIDs that no longer exist (expunged or moved away), so
-        a folder emptied by hand does not look like it holds unread mail forever."""
-        with self.store.session() as session:
-            _save_watermark(session, watermark, now)
-            session.commit()
+            if at.watermark is not None:
+                _save_watermark(session, at.watermark, at.now)
+            if not _seen(session, key):
+                session.add(
+                    InboundEventRow(
+                        message_key=key,
+                        folder=at.folder,
+                        kind=UNPROCESSABLE,
+                        sender_domain=_domain(found),
+                        received_at=at.now,
+                        detail={
+                            "error": name,
+                            "where": where,
+                            "message_id": (found.message_id or "")[:1000] or None,
+                        },
+                        effect=effect,
+                    )
+                )
+        # Once, at error level, without the traceback: its text could quote the message.
+        log.error(
+            "inbound %s: unprocessable (%s, %s): recorded with no effect; the messages after it "
+            "are read",
+            key,
+            name,
+            where,
+        )
+        return InboundResult(key, UNPROCESSABLE, None, effect, (f"handling failed: {name}",))
 
     def _apply(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
@@ -240,6 +322,42 @@ class InboundProcessor:
         return "bounced and suppressed"
 
 
+@dataclass(frozen=True)
+class _At:
+    """Where and when a message was read."""
+
+    folder: str
+    now: datetime
+    watermark: Watermark | None
+
+
+def message_key(found: Classification, raw: bytes) -> str:
+    """The key a message is recorded under: its Message-ID, else a digest of its bytes; a
+    Message-ID longer than the column is replaced by its digest (the same every time)."""
+    if found.message_id and len(found.message_id) <= KEY_LENGTH:
+        return found.message_id
+    source = found.message_id.encode("utf-8", "surrogatepass") if found.message_id else raw
+    return f"<sha256-{hashlib.sha256(source).hexdigest()[:48]}>"
+
+
+def _seen(session: Session, key: str) -> bool:
+    row = session.scalar(select(InboundEventRow.id).where(InboundEventRow.message_key == key))
+    return row is not None
+
+
+def _domain(found: Classification) -> str:
+    # An RFC 1035 domain has at most 253 characters; a longer one is cut to the column.
+    return printable((found.sender or "").rpartition("@")[2], 255)
+
+
+def _described(error: Exception) -> tuple[str, str]:
+    """An error's class and the line that raised it: never its text, which may quote the
+    message (a parser's complaint, a value that was refused)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].name} in {Path(frames[-1].filename).name}:{frames[-1].lineno}"
+    return type(error).__name__, where
+
+
 def _cancel_waiting(session: Session, contact_id: int, now: datetime) -> int:
     result = session.execute(
         update(OutboxRow)
@@ -266,9 +384,14 @@ def _save_watermark(session: Session, mark: Watermark, now: datetime) -> None:
 
 
 def _detail(found: Classification, match: Match) -> dict[str, object]:
-    detail: dict[str, object] = {"how": match.how, "reasons": list(found.reasons)}
+    detail: dict[str, object] = {
+        "how": printable(match.how, 1000),
+        "reasons": [printable(reason, 300) for reason in found.reasons],
+    }
     if found.return_date:
         detail["return_date"] = found.return_date.isoformat()
     if found.kind == BOUNCE:
         detail.update(recipient=found.recipient, status=found.status, klass=found.bounce_class)
+    if found.auth_failure:
+        detail["authentication"] = found.auth_failure
     return detail
