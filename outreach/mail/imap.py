@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -10,6 +11,9 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from outreach.config import Imap
 from outreach.errors import MailServerUnusable
 from outreach.mail.tls import connect_problem, is_transient, tls_context
+
+# imapclient's protocol log, in which it has imaplib write every line at its debug level 5.
+PROTOCOL_LOG = logging.getLogger("imapclient.imaplib")
 
 
 def open_imap(imap: Imap) -> IMAPClient:
@@ -30,6 +34,11 @@ def open_imap(imap: Imap) -> IMAPClient:
             ssl_context=context,
             timeout=imap.timeout,
         )
+        # imapclient sets imaplib's debug level to 5, where imaplib formats every response,
+        # whole messages included, into log lines even when nothing logs debug: each copy of a
+        # 25 MB message costs 25 MB more. Level 4 logs the lines sent and read and the sizes
+        # of literals, never their bytes (runtime/logs.py filters the rest); 0 formats nothing.
+        client._imap.debug = 4 if PROTOCOL_LOG.isEnabledFor(logging.DEBUG) else 0
         if imap.security == "starttls":
             client.starttls(context)
     except (IMAPClientError, OSError) as exc:

@@ -5,7 +5,9 @@ Read-only: folders are selected with EXAMINE (``readonly=True``) and fetched wit
 folder's (UIDVALIDITY, last UID) is saved with each message's effects; when UIDVALIDITY
 changes the folder is read again from the start and the Message-ID dedupe keeps every
 effect single. ``UID n:*`` always returns the highest UID even when it is below n
-(RFC 3501 6.4.8), so the result is filtered.
+(RFC 3501 6.4.8), so the result is filtered. Bodies are fetched in groups of at most
+``FETCH_BYTES`` by their RFC822.SIZE (a larger message alone), so memory follows the largest
+message rather than the batch.
 
 IMAPClient is blocking; the daemon runs this in a worker thread.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from imapclient import IMAPClient
@@ -27,7 +29,8 @@ from outreach.mail.abc import MessageHandler, SyncReport, Watermark
 from outreach.mail.imap import close_imap, open_imap
 
 log = logging.getLogger("outreach.watcher")  # pinned: journal lines show it
-FETCH_BATCH = 200
+FETCH_BATCH = 200  # messages whose sizes are asked at once
+FETCH_BYTES = 4 * 1024 * 1024  # bodies fetched at once, in all; a larger message comes alone
 IDLE_RENEW_SECONDS = 9 * 60  # RFC 2177 allows 29 minutes; NAT boxes drop quiet links sooner
 MAX_BACKOFF_SECONDS = 300.0
 
@@ -75,7 +78,8 @@ class ImapInbox:
         IDLE watches the first folder; the others are read after each wake-up, and at least
         every ``poll_seconds``.
         ``heartbeat`` is called at least once a second while the watcher waits, and after each
-        message it reads; a watcher stuck in one call stops calling it.
+        message it reads; a watcher stuck in one call stops calling it, and so does one that
+        spins. A connection the server closed, with or without BYE, is noticed within a second.
         """
         imap = self.settings
         clock = now or (lambda: datetime.now(UTC))
@@ -161,9 +165,18 @@ def _idle(
     try:
         deadline = time.monotonic() + seconds
         while not stop.is_set() and time.monotonic() < deadline:
+            asked = time.monotonic()
             responses = client.idle_check(timeout=1)
+            if not responses and time.monotonic() - asked < 0.5:
+                # Nothing, at once: imapclient's answer once the server closed the connection
+                # (EOF). A crashed or restarted server, or a NAT box, closes IDLE without the
+                # BYE of RFC 3501 7.1.5; on a live link, idle_check waits out its timeout.
+                # Ending IDLE below asks the server: gone, it raises and watch() reconnects.
+                return
+            if any(r and r[0] == b"BYE" for r in responses):
+                return  # the server is closing the connection (RFC 3501 7.1.5)
             if heartbeat is not None:
-                heartbeat()
+                heartbeat()  # only after a real wait: a loop that spins must not look alive
             if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                 return
     finally:
@@ -192,17 +205,17 @@ def _sync_folder(
     last = mark.uid if mark and mark.uidvalidity == uidvalidity else 0
     uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
     moves: dict[str, list[int]] = {}
-    for start in range(0, len(uids), FETCH_BATCH):
-        batch = uids[start : start + FETCH_BATCH]
-        fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        for uid in batch:
-            raw = fetched.get(uid, {}).get(b"BODY[]")
+    for group in _fetch_groups(client, uids):
+        fetched = client.fetch(group, ["BODY.PEEK[]"])
+        for uid in group:
+            raw = fetched.pop(uid, {}).get(b"BODY[]")
             if not isinstance(raw, bytes):
                 log.warning("%s UID %s: no body returned; skipped", folder, uid)
                 continue
             result = handler.handle(
                 raw, folder=folder, now=clock(), watermark=Watermark(folder, uidvalidity, uid)
             )
+            del raw  # not held while the next group is fetched: one large message at a time
             report.results.append(result)
             if heartbeat is not None:
                 heartbeat()
@@ -215,6 +228,24 @@ def _sync_folder(
     if moves:
         _move(client, folder, moves)
     return len(uids)
+
+
+def _fetch_groups(client: IMAPClient, uids: list[int]) -> Iterator[list[int]]:
+    """``uids``, in order, in groups whose RFC822.SIZEs (RFC 3501 6.4.5) add up to at most
+    ``FETCH_BYTES``; a message larger than that is a group of its own."""
+    for start in range(0, len(uids), FETCH_BATCH):
+        batch = uids[start : start + FETCH_BATCH]
+        sizes = client.fetch(batch, ["RFC822.SIZE"])
+        group: list[int] = []
+        total = 0
+        for uid in batch:
+            size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+            if group and total + size > FETCH_BYTES:
+                yield group
+                group, total = [], 0
+            group.append(uid)
+            total += size
+        yield group
 
 
 def _move(client: IMAPClient, folder: str, moves: dict[str, list[int]]) -> None:

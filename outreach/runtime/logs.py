@@ -3,7 +3,9 @@ secret ever written (known secret values are replaced before a line leaves the p
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
 import sys
 import traceback
 
@@ -49,6 +51,54 @@ class OneLineFormatter(logging.Formatter):
         return f"{when} {record.levelname} {record.name}: {text}"
 
 
+# An IMAP quoted string (RFC 3501 4.3): the only form besides a literal in which a server
+# sends message text (a body, an ENVELOPE's subject and addresses).
+_QUOTED = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# imapclient's own line for a LITERAL+ (RFC 7888) literal: its size, then its first bytes.
+_LITERAL_PLUS = re.compile(r"^> b['\"] \{(\d+)\+\}")
+
+
+class ProtocolFilter(logging.Filter):
+    """imapclient's debug lines with commands, response shapes and sizes, never message text.
+
+    imapclient has imaplib log every line sent and read; at imaplib's debug level 5 (which
+    mail/imap.py lowers to 4) it also logs each response with its literals, that is, whole
+    messages. Those dumps are dropped, a literal's bytes are replaced by its size and a
+    response line's quoted strings by ``"..."`` (RFC 3501 4.3: message text travels in no
+    other form).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("imapclient"):
+            return True
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):  # imaplib's print_log passes a time as an argument
+            return False
+        if text.lstrip().startswith(("untagged_responses", "untagged responses", "matched")):
+            return False  # imaplib's dumps of whole responses, literals included
+        if text.lstrip().startswith("(literal) >"):
+            return False  # the bytes of a literal sent; the line before gives its size
+        literal_plus = _LITERAL_PLUS.match(text)
+        if literal_plus:
+            text = f"> {{{literal_plus[1]}+}} (a literal of {literal_plus[1]} bytes)"
+        elif text.startswith("< b"):
+            text = "< " + _without_quoted(text[2:])
+        record.msg, record.args = text, ()
+        return True
+
+
+def _without_quoted(line_repr: str) -> str:
+    """A response line (imaplib logs its ``repr``) with each quoted string as ``"..."``."""
+    try:
+        line = ast.literal_eval(line_repr)
+    except (ValueError, SyntaxError):
+        line = None
+    if not isinstance(line, bytes):
+        return "(a line not shown)"
+    return repr(_QUOTED.sub(b'"..."', line))
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
 
@@ -61,6 +111,7 @@ def configure_logging(level: str) -> logging.Handler:
     """Send every log record at ``level`` or above to stderr, one line each."""
     handler = _StderrHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter(journal=journal_attached(sys.stderr)))
+    handler.addFilter(ProtocolFilter())  # on the handler: it sees every imapclient logger
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h.formatter, OneLineFormatter)]:
         root.removeHandler(old)
