@@ -160,3 +160,33 @@ class TestTimesAndVariables:
         run = cli("config", "check")
         assert run.exit_code == 2
         assert "$OUTREACH_BOGUS__X: no such setting" in run.stderr
+
+
+class TestNumbers:
+    @pytest.mark.parametrize(
+        ("variable", "value", "said"),
+        [
+            (
+                "SENDING__MIN_GAP_SECONDS",
+                "inf",
+                "sending.min_gap_seconds: Input should be a finite",
+            ),
+            ("SENDING__MIN_GAP_SECONDS", "1e300", "sending.min_gap_seconds: must be <= 86400"),
+            ("SENDING__JITTER_SECONDS", "1e20", "sending.jitter_seconds: must be <= 86400"),
+            ("SENDING__MAX_PER_DAY", "99999999999999999999", "sending.max_per_day: must be <="),
+            ("STORAGE__URL", "garbage://x", "storage.url: 'garbage' is not a database"),
+        ],
+    )
+    def test_config_check_refuses_what_would_crash_later(
+        self,
+        cli: Callable[..., Run],
+        monkeypatch: pytest.MonkeyPatch,
+        variable: str,
+        value: str,
+        said: str,
+    ) -> None:
+        monkeypatch.setenv(f"OUTREACH_{variable}", value)
+        run = cli("config", "check")
+        no_traceback(run)
+        assert run.exit_code == 2
+        assert said in run.stderr

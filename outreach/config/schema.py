@@ -32,6 +32,10 @@ DEFAULT_LOCATIONS = (Path("config/outreach.toml"), Path("/etc/outreach/outreach.
 DEFAULT_DATABASE_FILE = "outreach.sqlite3"
 SECRET_KEYS = ("smtp_password", "imap_password")
 
+# Every number has a bound: an absurd value (1e300, inf) must fail here, not deep in a pass.
+MAX_COUNT = 1_000_000
+DAY_SECONDS = 86_400.0
+WEEK_MINUTES = 10_080.0
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 _DOMAIN = r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
 Security = Literal["starttls", "tls", "none"]
@@ -40,7 +44,9 @@ Security = Literal["starttls", "tls", "none"]
 class Section(BaseModel):
     """A config table: unknown keys are errors, because a typo must not pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -146,12 +152,17 @@ class Storage(Section):
     def _url(cls, value: str) -> str:
         if value:
             try:
-                make_url(value)
+                backend = make_url(value).get_backend_name()
             except ArgumentError:
                 raise ValueError(
                     "must be a database URL such as 'sqlite:///var/outreach.sqlite3' or "
                     "'postgresql+psycopg://user@host/dbname'"
                 ) from None
+            if backend not in ("sqlite", "postgresql"):
+                raise ValueError(
+                    f"{backend!r} is not a database outreach can use: 'sqlite:///...' or "
+                    "'postgresql+psycopg://...'"
+                )
         return value
 
 
@@ -182,18 +193,18 @@ class Sending(Section):
     days: list[Weekday] = Field(default_factory=_weekdays, min_length=1)
     start_time: time = time(9, 0)
     end_time: time = time(16, 30)
-    max_per_hour: int = Field(default=20, ge=0)
-    max_per_day: int = Field(default=80, ge=0)
-    min_gap_seconds: float = Field(default=90.0, ge=0)
-    jitter_seconds: float = Field(default=60.0, ge=0)
-    per_organization_per_day: int = Field(default=1, ge=0)
+    max_per_hour: int = Field(default=20, ge=0, le=MAX_COUNT)
+    max_per_day: int = Field(default=80, ge=0, le=MAX_COUNT)
+    min_gap_seconds: float = Field(default=90.0, ge=0, le=DAY_SECONDS)
+    jitter_seconds: float = Field(default=60.0, ge=0, le=DAY_SECONDS)
+    per_organization_per_day: int = Field(default=1, ge=0, le=MAX_COUNT)
     holidays_country: str = "US"
     holidays_subdivision: str = ""
     blackouts: list[Blackout] = Field(default_factory=list)
-    no_response_after_business_days: int = Field(default=10, ge=0)
-    retry_max_attempts: int = Field(default=6, ge=1)
-    retry_first_minutes: float = Field(default=10.0, gt=0)
-    retry_max_minutes: float = Field(default=720.0, gt=0)
+    no_response_after_business_days: int = Field(default=10, ge=0, le=365)
+    retry_max_attempts: int = Field(default=6, ge=1, le=100)
+    retry_first_minutes: float = Field(default=10.0, gt=0, le=WEEK_MINUTES)
+    retry_max_minutes: float = Field(default=720.0, gt=0, le=WEEK_MINUTES)
     unsubscribe_url: str = Field(default="", pattern=r"^$|^https://\S+$")
 
     @model_validator(mode="after")
