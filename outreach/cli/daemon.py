@@ -84,6 +84,12 @@ def _print_status(found: Status) -> None:
     out.print(f"outbox:        {problems or 'no problems'}", markup=False)
     if found.outbox_problems.get("unknown"):
         out.print("  unknown sends: outreach outbox list --state unknown", markup=False)
+    if found.unprocessable:
+        out.print(
+            f"inbox:         {found.unprocessable} message(s) outreach could not handle "
+            "(no effect; see outreach report)",
+            markup=False,
+        )
     stages = sorted({s for counts in found.pipeline.values() for s in counts})
     if not stages:
         out.print("pipeline:      no contacts yet (outreach contacts import FILE)")

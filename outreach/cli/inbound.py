@@ -81,7 +81,7 @@ def classify_file(
         state = context_of(ctx)
         settings = state.settings()
         today = utc_now().astimezone(ZoneInfo(settings.practice.timezone)).date()
-        found = classify(raw, received=today)
+        found = classify(raw, received=today, authserv_id=settings.inbound.authserv_id)
         with state.store().session() as session:
             matched = match_message(session, found, settings.sender.from_address)
     result = {
@@ -99,6 +99,8 @@ def classify_file(
         )
     if found.return_date:
         result["return_date"] = found.return_date.isoformat()
+    if found.auth_failure:
+        result["auth_failure"] = found.auth_failure
     if as_json:
         print_json(result)
         return
@@ -110,6 +112,6 @@ def classify_file(
     )
     for reason in found.reasons:
         out.print(f"reason: {reason}", markup=False)
-    for key in ("recipient", "status", "bounce_class", "return_date"):
+    for key in ("recipient", "status", "bounce_class", "return_date", "auth_failure"):
         if result.get(key):
             out.print(f"{key}: {result[key]}", markup=False)

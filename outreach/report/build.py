@@ -33,12 +33,22 @@ from outreach.domain.pipeline import (
     REPLIED,
     UNSUBSCRIBED,
 )
-from outreach.domain.states import OutboxState
+from outreach.domain.states import InboundKind, OutboxState
 from outreach.store.database import Store, in_chunks
 from outreach.store.ledger import SENDING_PAUSED
-from outreach.store.models import ContactRow, OutboxRow, ReferralRow, StageChangeRow, StateRow
+from outreach.store.models import (
+    ContactRow,
+    InboundEventRow,
+    OutboxRow,
+    ReferralRow,
+    StageChangeRow,
+    StateRow,
+)
 
 FUNNEL = (NEW, CONTACTED, REPLIED, ENGAGED, REFERRING)
+
+
+UNPROCESSABLE_SHOWN = 20  # the newest unprocessable messages listed under attention
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,7 @@ class _Facts:
     referrals: Counter[int] = field(default_factory=Counter)
     unknown: list[tuple[OutboxRow, str]] = field(default_factory=list)
     pause_text: str | None = None
+    unprocessable: list[InboundEventRow] = field(default_factory=list)
 
 
 def _load(store: Store, since: date | None, segment: str | None) -> _Facts:
@@ -196,6 +207,14 @@ def _load(store: Store, since: date | None, segment: str | None) -> _Facts:
                 facts.referrals[referral.contact_id] += 1
         paused = session.get(StateRow, SENDING_PAUSED)
         facts.pause_text = paused.value if paused else None
+        facts.unprocessable = list(
+            session.scalars(
+                select(InboundEventRow)
+                .where(InboundEventRow.kind == InboundKind.UNPROCESSABLE)
+                .order_by(InboundEventRow.received_at.desc())
+                .limit(UNPROCESSABLE_SHOWN)
+            )
+        )
     return facts
 
 
@@ -342,6 +361,16 @@ def _attention(facts: _Facts, now: datetime, stale_after_days: int) -> list[Atte
                 email,
                 f"step {row.step_index + 1} ({row.message_id}) may not have arrived: check, then "
                 f"`outreach outbox resolve {row.id} --sent` or `--resend`",
+            )
+        )
+    for event in facts.unprocessable:
+        error = (event.detail or {}).get("error", "an error")
+        items.append(
+            Attention(
+                "unprocessable message",
+                event.message_key,
+                f"read {event.received_at:%Y-%m-%d %H:%M} UTC in {event.folder}, but outreach "
+                f"could not handle it ({error}); it had no effect: read it in your mail program",
             )
         )
     for cid, c in sorted(contacts.items(), key=lambda kv: kv[1].email):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from outreach.config import Settings
 from outreach.domain.sequencing import ACTIVE_STAGES
-from outreach.domain.states import OutboxState
+from outreach.domain.states import InboundKind, OutboxState
 from outreach.store.database import Store
 from outreach.store.instance import daemon_running
 from outreach.store.ledger import SENDING_PAUSED
@@ -64,6 +64,7 @@ class Status:
     sending_paused: str | None
     outbox_problems: dict[str, int]
     pipeline: dict[str, dict[str, int]] = field(default_factory=dict)  # segment -> stage -> n
+    unprocessable: int = 0  # inbound messages recorded as unprocessable, ever
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -81,6 +82,7 @@ class Status:
             "sending_paused": self.sending_paused,
             "outbox_problems": self.outbox_problems,
             "pipeline": self.pipeline,
+            "unprocessable_messages": self.unprocessable,
         }
 
 
@@ -95,6 +97,11 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         )
         for segment, stage, count in session.execute(query):
             pipeline.setdefault(segment, {})[stage] = count
+        unprocessable = session.scalar(
+            select(func.count())
+            .select_from(InboundEventRow)
+            .where(InboundEventRow.kind == InboundKind.UNPROCESSABLE)
+        )
         problems = dict(
             session.execute(
                 select(OutboxRow.state, func.count())
@@ -119,6 +126,7 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         sending_paused=paused.value if paused else None,
         outbox_problems={str(k): int(v) for k, v in problems.items()},
         pipeline=pipeline,
+        unprocessable=int(unprocessable or 0),
     )
 
 
