@@ -190,3 +190,32 @@ class TestNumbers:
         no_traceback(run)
         assert run.exit_code == 2
         assert said in run.stderr
+
+
+def test_an_unprocessable_message_is_shown_in_status_and_the_report(
+    config_file: Path, cli: Callable[..., Run], tmp_path: Path
+) -> None:
+    from outreach.store.models import InboundEventRow
+
+    (tmp_path / "c.csv").write_text("email,first_name,segment\nalma@nb.example.com,Alma,clergy\n")
+    assert cli("contacts", "import", str(tmp_path / "c.csv")).exit_code == 0
+    store = open_store(load_config(config_file).database_url)
+    try:
+        with store.session() as session:
+            session.add(
+                InboundEventRow(
+                    message_key="<odd@elsewhere.example>",
+                    folder="INBOX",
+                    kind="unprocessable",
+                    received_at=datetime(2027, 3, 1, 15, 0, tzinfo=UTC),
+                    detail={"error": "OverflowError"},
+                    effect="unprocessable (OverflowError): recorded, no effect",
+                )
+            )
+    finally:
+        store.close()
+    status = cli("status")
+    assert "1 message(s) outreach could not handle" in status.stdout
+    report = cli("report")
+    assert "<odd@elsewhere.example>" in report.stdout
+    assert "could not handle it (OverflowError)" in report.stdout
