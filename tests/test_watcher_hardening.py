@@ -304,3 +304,19 @@ class TestMemory:
         figures = describe(peak, one, largest, "one message")
         print(figures)
         assert peak <= one + largest, figures
+
+    def test_inbox_sync_peaks_under_three_times_the_largest_message(
+        self, outbound_config: Path, six_large: Callable[[], int]
+    ) -> None:
+        """The issue's bound, end to end: fetching, classifying and recording six 8 MB
+        messages peaks under three times the largest above the same command on an empty inbox
+        (classify reads a message's first megabyte: all that says what it is)."""
+        command = outreach(outbound_config, "inbox", "sync", "--once")
+        empty, output = peak_rss(command)
+        assert "no new messages" in output, output
+        largest = six_large()
+        peak, output = peak_rss(command)
+        assert output.count("no contact matches") == 6, output
+        figures = describe(peak, empty, largest, "empty inbox")
+        print(figures)
+        assert peak <= empty + 3 * largest, figures

@@ -107,13 +107,20 @@ class Classification:
         return self._new_text
 
 
+# What a message says about itself is in its first megabyte: the headers, the text someone
+# wrote, a bounce's report and returned headers all come before any attachment. Parsing the
+# rest would cost about eight times an attachment's size in memory (the email package keeps
+# every line), so it is left unread; a part cut short is only a parser defect.
+PARSE_LIMIT = 1024 * 1024
+
+
 def classify(raw: bytes, *, received: date, authserv_id: str = "") -> Classification:
     """Classify raw message bytes received on ``received`` (the reference for a return date
     written without a year, when the message has no Date). ``authserv_id`` names the
     practice's provider, whose Authentication-Results alone are read (empty: none are).
     Never raises: unreadable input is ``unclassifiable``."""
     try:
-        message = message_from_bytes(raw, policy=policy.default)
+        message = message_from_bytes(raw[:PARSE_LIMIT], policy=policy.default)
         found = _classify(message, received)
         failure = _auth_failure(message, authserv_id)
         return replace(found, auth_failure=failure) if failure else found
