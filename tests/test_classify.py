@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +193,34 @@ def test_any_text_in_a_wellformed_message(body: str, header: str) -> None:
         body.replace("\r", ""),
     )
     assert classify(raw).kind != "unclassifiable"
+
+
+class TestHostileInputStaysCheap:
+    """Patterns run over text a sender controls must not take time growing with the square of
+    its length (the watcher would stall and the watchdog restart it on the same message)."""
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            message(
+                'Authentication-Results: mx.calmharbor.example.com; "' + '\\\\"' * 100_000 + "\r\n"
+                "Subject: Re: hi\r\n"
+            ),
+            message(
+                "Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n",
+                "I am out of the office. " + ("back" + " " * 8000) * 12,
+            ),
+        ],
+        ids=["unclosed quotes in Authentication-Results", "spaces after 'back'"],
+    )
+    def test_classify_finishes_in_a_child_process_within_a_minute(self, raw: bytes) -> None:
+        import subprocess
+        import sys
+
+        code = (
+            "import sys; from datetime import date; from outreach.domain.classify import classify; "
+            "classify(sys.stdin.buffer.read(), received=date(2026, 3, 2), "
+            "authserv_id='mx.calmharbor.example.com')"
+        )
+        # A liveness bound, not a benchmark: it took minutes before; milliseconds now.
+        subprocess.run([sys.executable, "-c", code], input=raw, check=True, timeout=60)

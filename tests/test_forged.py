@@ -108,6 +108,18 @@ class TestForgedBounces:
         assert (practice.stage(TOM), practice.stage(ALMA)) == ("contacted", "contacted")
         assert suppressed(practice) == []
 
+    def test_a_bounce_for_a_rewritten_address_is_still_about_our_message(
+        self, practice: Practice
+    ) -> None:
+        """An alias or forward rewrote Tom's address: Original-Recipient is ours, the
+        Final-Recipient another; the returned headers cite what we sent him."""
+        raw = dsn_for("tom.b@mail.lm.example.org", practice.ids[TOM], "5.1.1", 7).replace(
+            "Final-Recipient:", f"Original-Recipient: rfc822; {TOM}\nFinal-Recipient:"
+        )
+        assert f"Original-Recipient: rfc822; {TOM}" in raw
+        practice.deliver(raw)
+        assert practice.sync() == [(TOM, "bounced and suppressed")]
+
     def test_the_returned_message_id_or_envelope_id_is_proof(self, practice: Practice) -> None:
         practice.deliver(dsn_for(TOM, practice.ids[TOM], "5.7.1", 1))  # the headers we sent
         # RFC 3464 2.2.1: Original-Envelope-Id, the ENVID given at MAIL FROM (RFC 3461 4.4).

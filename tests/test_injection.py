@@ -104,7 +104,7 @@ class TestImport:
         run = cli("contacts", "import", str(path))
         assert (
             "line 3, column 4 (organization): holds an encoded word (=?...?=) that decodes to a "
-            "line break or NUL; a field must be one line"
+            "line break or NUL, or can't be decoded; a field must be one line"
         ) in run.stderr
 
     def test_a_harmless_encoded_word_imports(self, cli: Callable[..., Run], tmp_path: Path) -> None:
@@ -196,3 +196,13 @@ def test_a_notice_is_checked_the_same_way(
         send_notices(open_smtp(settings), [notice(settings, subject, lines, refers_to)], "test")
     assert smuggled_headers(smtp_sink) == []
     assert smtp_sink.received == []
+
+
+@pytest.mark.parametrize("name", ["Ren=?é?q?x?=", "Di=?\udcff?q?x?=", "=?utf-8?b?!!!?="])
+def test_an_encoded_word_no_decoder_can_read_is_no_crash(name: str) -> None:
+    """A charset name that is not ASCII made decode_header raise CharsetError (a traceback at
+    import, and every dispatch pass failing for a stored contact)."""
+    from outreach.domain.fields import has_control_characters, hides_control_characters
+
+    assert not has_control_characters(name)
+    hides_control_characters(name)  # answers, whatever it answers

@@ -42,6 +42,8 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _MSG_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+>")
 _STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9.])")  # RFC 3463 3.1
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+MAX_AUTH_RESULTS = 2048  # characters of an Authentication-Results header read
+MAX_RETURN_TEXT = 20_000  # characters of an out-of-office text searched for a return date
 _RESULT = re.compile(r"\s*([A-Za-z0-9_-]+)(?:/[0-9]+)?\s*=\s*([A-Za-z0-9_-]+)")
 
 _AUTO_SUBJECT = re.compile(
@@ -94,6 +96,9 @@ class Classification:
     refers_to: tuple[str, ...] = ()  # In-Reply-To and References, or a bounced original's id
     return_date: date | None = None
     recipient: str | None = None  # the bounced address
+    # Every address the report names for it (Original- and Final-Recipient differ when the
+    # address was rewritten by an alias or a forward).
+    recipients: tuple[str, ...] = ()
     status: str | None = None  # RFC 3464 Status, e.g. 5.1.1
     bounce_class: str | None = None  # hard | soft | policy
     auth_failure: str | None = None  # the practice's provider says the From is not authentic
@@ -307,6 +312,7 @@ def _bounce(message: Message, sender: str | None, subject: str) -> dict[str, obj
             f"from {sender}" if mailer else f"subject {subject!r}",
         ),
         "recipient": _address(failed[0]),
+        "recipients": tuple(a for a in map(_address, failed) if a),
         "bounce_class": "hard" if hard else "soft",
         "refers_to": _embedded_ids(message),
     }
@@ -315,11 +321,17 @@ def _bounce(message: Message, sender: str | None, subject: str) -> dict[str, obj
 def _dsn(message: Any) -> dict[str, object]:
     recipient, status, action = None, None, None
     envelope_ids: tuple[str, ...] = ()
+    named: list[str] = []
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in part.get_payload() if part.is_multipart() else []:
             envelope_ids += _envelope_ids(str(block.get("Original-Envelope-Id", "")))
+            for header in ("Original-Recipient", "Final-Recipient"):
+                value = str(block.get(header, "") or "")
+                address = _address(value.rsplit(";", maxsplit=1)[-1].strip().strip("<>"))
+                if value and address:
+                    named.append(address)
             final = str(block.get("Final-Recipient", "") or block.get("Original-Recipient", ""))
             if final and recipient is None:
                 recipient = _address(final.rsplit(";", maxsplit=1)[-1].strip().strip("<>"))
@@ -339,6 +351,7 @@ def _dsn(message: Any) -> dict[str, object]:
             f"Status: {status}" if status else f"Action: {action}",
         ),
         "recipient": recipient,
+        "recipients": tuple(dict.fromkeys(named)),
         "status": status,
         "bounce_class": klass or "hard",
         "refers_to": tuple(dict.fromkeys(_embedded_ids(message) + envelope_ids)),
@@ -373,7 +386,8 @@ def _embedded_ids(message: Any) -> tuple[str, ...]:
 
 
 def _return_date(text: str, reference: date) -> date | None:
-    match = _RETURN.search(text)
+    # Spaces folded first: on a run of them the pattern's \s* would backtrack for each.
+    match = _RETURN.search(" ".join(text[:MAX_RETURN_TEXT].split()))
     if match is None:
         return None
     raw = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", match.group("date").replace(",", " "))
@@ -410,7 +424,11 @@ def _auth_failure(message: Message, authserv_id: str) -> str | None:
     except Exception:
         return None
     for stamp in stamps:
-        server, results = _auth_results(stamp)
+        # Cheap checks first: a sender controls these headers, and quoted strings parsed over
+        # a long one cost time growing with the square of its length.
+        if authserv_id.lower() not in stamp.split(";", 1)[0].lower():
+            continue
+        server, results = _auth_results(stamp[:MAX_AUTH_RESULTS])
         if server != authserv_id.lower():
             continue
         dkim = results.get("dkim", [])

@@ -343,8 +343,8 @@ def _check_cell(value: str) -> str | None:
         return _not_utf8(value)
     if hides_control_characters(value):
         return (
-            "holds an encoded word (=?...?=) that decodes to a line break or NUL; "
-            "a field must be one line"
+            "holds an encoded word (=?...?=) that decodes to a line break or NUL, or can't be "
+            "decoded; a field must be one line"
         )
     if has_control_characters(value):
         return "contains a line break or NUL; a field must be one line"

@@ -6,7 +6,7 @@ import re
 import zoneinfo
 from contextlib import suppress
 from datetime import UTC, datetime
-from email.errors import HeaderParseError
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.policy import default as default_policy
 from functools import lru_cache
@@ -77,9 +77,12 @@ def hides_control_characters(value: str) -> bool:
     """
     if "=?" not in value or _CONTROL.search(value):
         return False
-    decoded = [str(default_policy.header_factory("x-outreach-check", value))]
+    try:
+        decoded = [str(default_policy.header_factory("x-outreach-check", value))]
+    except (MessageError, LookupError, UnicodeError, ValueError):
+        return True  # a word the serializer's own parser chokes on must not reach it
     # decode_header gives up on unknown charsets and bad base64, which the parser still reads.
-    with suppress(HeaderParseError, LookupError, UnicodeDecodeError):
+    with suppress(MessageError, LookupError, UnicodeError, ValueError):
         decoded.append(str(make_header(decode_header(value))))
     return any(_CONTROL.search(text) for text in decoded)
 

@@ -71,10 +71,11 @@ def _bounce(session: Session, found: Classification) -> Match:
     """Trusted only if the returned headers (or the Original-Envelope-Id) name a message we
     sent to the reported recipient; a report naming none is recorded against the address."""
     recipient = found.recipient
+    named = {email_key(a) for a in found.recipients or ((recipient,) if recipient else ())}
     for row in _outbox_rows(session, found.refers_to):
         contact = session.get(ContactRow, row.contact_id)
         assert contact is not None
-        if recipient is None or email_key(recipient) == contact.email_key:
+        if not named or contact.email_key in named:
             how = f"returns our {row.message_id} (step {row.step_index + 1})"
             return Match(contact.id, contact.email, how, True, row.step_index)
     contact = _by_address(session, recipient)
