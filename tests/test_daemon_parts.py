@@ -21,7 +21,7 @@ from outreach.runtime.logs import OneLineFormatter
 from outreach.runtime.systemd import Notifier, journal_attached, watchdog_interval
 from outreach.services.digest import DigestFacts, compose_digest
 from outreach.services.forecast import PlannedSend
-from outreach.store.instance import InstanceLock, daemon_running
+from outreach.store.instance import DispatchLock, InstanceLock, daemon_running
 
 ZONE = ZoneInfo("America/New_York")
 
@@ -140,6 +140,30 @@ class TestInstanceLock:
         again = InstanceLock(database_url)
         again.acquire()
         again.release()
+
+    def test_the_dispatch_lock_is_not_reentrant(self, database_url: str) -> None:
+        """A second pass through the same object must not get in (its release would free the
+        first pass's lock)."""
+        lock = DispatchLock(database_url)
+        assert lock.try_acquire()
+        try:
+            assert not lock.try_acquire()
+            assert not DispatchLock(database_url).try_acquire()
+        finally:
+            lock.release()
+        assert DispatchLock(database_url).try_acquire()
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+    def test_a_lock_file_root_creates_belongs_to_the_databases_owner(self, tmp_path: Path) -> None:
+        """An operator's send-due as root must not leave a lock file the service's own user
+        can't open (every pass of the daemon would fail)."""
+        database = tmp_path / "outreach.sqlite3"
+        database.touch()
+        os.chown(database, 65534, 65534)  # nobody
+        lock = DispatchLock(f"sqlite:///{database}")
+        assert lock.try_acquire()
+        lock.release()
+        assert (lock.path.stat().st_uid, lock.path.stat().st_gid) == (65534, 65534)
 
 
 class TestClock:

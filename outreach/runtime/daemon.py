@@ -465,9 +465,9 @@ class Daemon:
                     log.error("%s; retrying every %.0f s", exc, LOCK_CHECK_SECONDS)
                 unreachable = True
                 continue
-            if unreachable:
+            if unreachable and held:
                 log.info("the database is back; the daemon lock is held again")
-                unreachable = False
+            unreachable = False
             if not held:
                 log.critical(
                     "another outreach daemon took this database's lock while the connection "

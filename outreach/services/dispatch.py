@@ -187,7 +187,12 @@ class Dispatcher:
         if dry_run:  # reads only: no lock needed
             await self._pass(now, report, stopping)
             return report
-        if not await self._take_lock(wait_for_other):
+        try:
+            taken = await self._take_lock(wait_for_other)
+        except OSError as exc:  # e.g. a lock file another user left behind
+            report.problems.append(f"can't take the dispatch lock {self.lock.path}: {exc}")
+            return report
+        if not taken:
             report.busy = True
             return report
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -99,23 +99,32 @@ class InboundProcessor:
         at = _At(folder, now, watermark)
         try:
             return self._handle(found, key, at)
-        except OperationalError:
-            raise  # the database's trouble, not the message's: the source reads it again
         except Exception as exc:
+            if _database_trouble(exc):
+                raise  # the database's, not the message's: the source reads it again
+            if isinstance(exc, IntegrityError) and self._already_handled(key):
+                # Another reader (the daemon and an `inbox sync` by hand) got there first.
+                return InboundResult(
+                    key, found.kind, None, "seen before: no effect", found.reasons, seen_before=True
+                )
             error = exc
         if self.settings.rules:
             # A rule's action (a notice naming the contact) may trip on the contact's own
             # data; that must not cost the message its built-in effect.
             try:
                 result = self._handle(found, key, at, rules_failed=type(error).__name__)
-            except OperationalError:
-                raise
             except Exception as exc:
+                if _database_trouble(exc):
+                    raise
                 error = exc
             else:
                 log.error("inbound %s: rules not run (%s, %s)", key, *_described(error))
                 return result
         return self._unprocessable(found, key, at, error)
+
+    def _already_handled(self, key: str) -> bool:
+        with self.store.session() as session:
+            return _seen(session, key)
 
     def watermark(self, folder: str) -> Watermark | None:
         """The last message handled in ``folder``, if any."""
@@ -395,3 +404,11 @@ def _detail(found: Classification, match: Match) -> dict[str, object]:
     if found.auth_failure:
         detail["authentication"] = found.auth_failure
     return detail
+
+
+def _database_trouble(exc: BaseException) -> bool:
+    """Whether a failure is the database's (down, a lost connection), not the message's: then
+    nothing is recorded and the source reads the message again later."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

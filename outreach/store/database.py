@@ -106,10 +106,12 @@ def _alembic_config() -> AlembicConfig:
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         _create_private(Path(parsed.database))
-    engine = create_engine(url, connect_args={"timeout": 30})
+    # hide_parameters: an error's text (logged) must not carry the values of the statement,
+    # which may come from an inbound message (a Subject, a reason).
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

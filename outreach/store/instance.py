@@ -34,19 +34,22 @@ class DatabaseLock:
     def __init__(self, database_url: str, *, suffix: str, key: int) -> None:
         self.database_url = database_url
         self.sqlite = make_url(database_url).get_backend_name() == "sqlite"
-        self.path = Path(f"{make_url(database_url).database}{suffix}")
+        self.database_file = Path(make_url(database_url).database or "")
+        self.path = Path(f"{self.database_file}{suffix}")
         self.key = key
         self._file: int | None = None
         self._connection: Connection | None = None
+        self._backend_pid: int | None = None  # the PostgreSQL session that took the lock
 
     @property
     def held(self) -> bool:
         return self._file is not None or self._connection is not None
 
     def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it; True if this process now holds it."""
+        """Take the lock if nobody holds it, this object included (it is not re-entrant: a
+        second holder's release would free the first's); True if it is now held here."""
         if self.held:
-            return True
+            return False
         if self.sqlite:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -54,6 +57,7 @@ class DatabaseLock:
             except BlockingIOError:
                 os.close(fd)
                 return False
+            _owned_like(fd, self.database_file)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._file = fd
@@ -64,6 +68,7 @@ class DatabaseLock:
             if not got.scalar():
                 connection.close()
                 return False
+            self._backend_pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
             connection.commit()
         except BaseException:
             connection.close()
@@ -126,9 +131,33 @@ class InstanceLock(DatabaseLock):
         if self.session_alive():
             return True
         try:
-            return self.try_acquire()
+            return self.try_acquire() or (self._end_own_session() and self.try_acquire())
         except DBAPIError as exc:
-            raise StoreError(f"can't reach the database to retake the daemon lock: {exc}") from exc
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
+            message = f"can't reach the database to retake the daemon lock: {reason}"
+            raise StoreError(message) from exc
+
+    def _end_own_session(self) -> bool:
+        """When only our side of the lock's connection died (a NAT or firewall forgot it), the
+        server still runs our old session, holding the lock: end it. True if it was ours."""
+        old, self._backend_pid = self._backend_pid, None
+        if old is None:
+            return False
+        connection = create_engine(self.database_url, poolclass=NullPool).connect()
+        try:
+            held = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = :pid "
+                    "AND granted"
+                ),
+                {"pid": old},
+            ).scalar_one()
+            if not held:
+                return False
+            ended = connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old})
+            return bool(ended.scalar_one())
+        finally:
+            connection.close()
 
     def _label(self) -> str:
         url = make_url(self.database_url)
@@ -141,6 +170,19 @@ class DispatchLock(DatabaseLock):
 
     def __init__(self, database_url: str) -> None:
         super().__init__(database_url, suffix=".dispatch.lock", key=DISPATCH_KEY)
+
+
+def _owned_like(fd: int, database: Path) -> None:
+    """Run as root (an operator's ``send-due``), give a lock file to the database file's
+    owner, as SQLite does for its -wal and -shm: else the service's own user could never open
+    it again."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = database.stat()
+    except OSError:
+        return
+    os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def daemon_running(database_url: str) -> bool:
