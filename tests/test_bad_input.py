@@ -207,7 +207,7 @@ def test_an_unprocessable_message_is_shown_in_status_and_the_report(
                     message_key="<odd@elsewhere.example>",
                     folder="INBOX",
                     kind="unprocessable",
-                    received_at=datetime(2027, 3, 1, 15, 0, tzinfo=UTC),
+                    received_at=datetime.now(UTC),
                     detail={"error": "OverflowError"},
                     effect="unprocessable (OverflowError): recorded, no effect",
                 )
@@ -215,7 +215,7 @@ def test_an_unprocessable_message_is_shown_in_status_and_the_report(
     finally:
         store.close()
     status = cli("status")
-    assert "1 message(s) outreach could not handle" in status.stdout
+    assert "1 message(s) this week outreach could not handle" in status.stdout
     report = cli("report")
     assert "<odd@elsewhere.example>" in report.stdout
     assert "could not handle it (OverflowError)" in report.stdout

@@ -86,8 +86,8 @@ def _print_status(found: Status) -> None:
         out.print("  unknown sends: outreach outbox list --state unknown", markup=False)
     if found.unprocessable:
         out.print(
-            f"inbox:         {found.unprocessable} message(s) outreach could not handle "
-            "(no effect; see outreach report)",
+            f"inbox:         {found.unprocessable} message(s) this week outreach could not "
+            "handle (no effect; see outreach report)",
             markup=False,
         )
     stages = sorted({s for counts in found.pipeline.values() for s in counts})

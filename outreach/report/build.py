@@ -48,7 +48,8 @@ from outreach.store.models import (
 FUNNEL = (NEW, CONTACTED, REPLIED, ENGAGED, REFERRING)
 
 
-UNPROCESSABLE_SHOWN = 20  # the newest unprocessable messages listed under attention
+UNPROCESSABLE_SHOWN = 20  # the newest unprocessable messages listed under attention...
+UNPROCESSABLE_RECENT = timedelta(days=14)  # ...of the last two weeks
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class _Facts:
     unprocessable: list[InboundEventRow] = field(default_factory=list)
 
 
-def _load(store: Store, since: date | None, segment: str | None) -> _Facts:
+def _load(store: Store, since: date | None, segment: str | None, now: datetime) -> _Facts:
     with store.session() as session:
         query = select(ContactRow)
         if since is not None:
@@ -210,7 +211,10 @@ def _load(store: Store, since: date | None, segment: str | None) -> _Facts:
         facts.unprocessable = list(
             session.scalars(
                 select(InboundEventRow)
-                .where(InboundEventRow.kind == InboundKind.UNPROCESSABLE)
+                .where(
+                    InboundEventRow.kind == InboundKind.UNPROCESSABLE,
+                    InboundEventRow.received_at >= now - UNPROCESSABLE_RECENT,
+                )
                 .order_by(InboundEventRow.received_at.desc())
                 .limit(UNPROCESSABLE_SHOWN)
             )
@@ -229,7 +233,7 @@ def build_report(
 ) -> Report:
     """Read the store and compute the report (nothing is written)."""
     stages = settings.the_pipeline.stages
-    facts = _load(store, since, segment)
+    facts = _load(store, since, segment, now)
     contacts, history, sends, referrals = (
         facts.contacts,
         facts.history,

@@ -23,6 +23,7 @@ DAEMON_STARTED = "daemon.started_at"
 LAST_DISPATCH = "dispatch.last_pass"  # value: a one-line summary of the pass
 LAST_SYNC = "inbox.last_sync"  # value: the folders read
 DIGEST_SENT_ON = "digest.sent_on"  # value: the practice-local date of the last digest
+RECENT = timedelta(days=7)  # how far back status counts unprocessable messages
 OUTBOX_PROBLEM_STATES = (
     OutboxState.UNKNOWN,
     OutboxState.FAILED,
@@ -64,7 +65,7 @@ class Status:
     sending_paused: str | None
     outbox_problems: dict[str, int]
     pipeline: dict[str, dict[str, int]] = field(default_factory=dict)  # segment -> stage -> n
-    unprocessable: int = 0  # inbound messages recorded as unprocessable, ever
+    unprocessable: int = 0  # inbound messages recorded as unprocessable in the last week
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -100,7 +101,10 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         unprocessable = session.scalar(
             select(func.count())
             .select_from(InboundEventRow)
-            .where(InboundEventRow.kind == InboundKind.UNPROCESSABLE)
+            .where(
+                InboundEventRow.kind == InboundKind.UNPROCESSABLE,
+                InboundEventRow.received_at >= now - RECENT,
+            )
         )
         problems = dict(
             session.execute(
