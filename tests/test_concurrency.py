@@ -58,6 +58,7 @@ def test_a_second_send_due_waits_for_the_first_and_marks_nothing_unknown(
     assert first.returncode == 0, first_out
     assert second.returncode == 0, second.stdout + second.stderr
     assert "UNKNOWN" not in first_out + second.stdout + second.stderr
+    assert "waiting for it to finish" in second.stderr  # it said why it paused
     states = ledger_states(backend)
     assert sorted(states.values()) == ["sent"] * CONTACTS
     assert received_counts(smtp_sink.received) == dict.fromkeys(emails, 1)

@@ -152,7 +152,18 @@ def send_due(
         )
         when = None if now is None else _parse_now(now, parts.settings)
         report = asyncio.run(
-            send(parts.dispatcher, now=when, once=once, dry_run=dry_run, on_pass=_print_report)
+            send(
+                parts.dispatcher,
+                now=when,
+                once=once,
+                dry_run=dry_run,
+                on_pass=_print_report,
+                on_wait=lambda: err.print(
+                    "another dispatch pass (the daemon's, or another send-due) is running; "
+                    "waiting for it to finish",
+                    markup=False,
+                ),
+            )
         )
     if report.problems or report.paused or report.busy:
         raise typer.Exit(1)

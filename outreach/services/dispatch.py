@@ -172,11 +172,13 @@ class Dispatcher:
         dry_run: bool = False,
         stopping: Callable[[], bool] = lambda: False,
         wait_for_other: float = 0.0,
+        on_wait: Callable[[], None] = lambda: None,
     ) -> DispatchReport:
         """Reconcile interrupted sends, then send every step that is due and allowed now.
 
         One pass at a time per database: a row another live pass is sending must not look
-        interrupted. If another pass holds the ledger, wait up to ``wait_for_other`` seconds,
+        interrupted. If another pass holds the ledger, wait up to ``wait_for_other`` seconds
+        (``on_wait`` is called once as the wait starts),
         then give up with ``busy`` set. ``stopping`` is asked before each message: once it is
         true, the message in flight is finished and recorded, and the rest stay queued for the
         next pass."""
@@ -188,7 +190,7 @@ class Dispatcher:
             await self._pass(now, report, stopping)
             return report
         try:
-            taken = await self._take_lock(wait_for_other)
+            taken = await self._take_lock(wait_for_other, on_wait)
         except OSError as exc:  # e.g. a lock file another user left behind
             report.problems.append(f"can't take the dispatch lock {self.lock.path}: {exc}")
             return report
@@ -208,11 +210,15 @@ class Dispatcher:
             await asyncio.to_thread(self.lock.release)
         return report
 
-    async def _take_lock(self, wait: float) -> bool:
+    async def _take_lock(self, wait: float, on_wait: Callable[[], None]) -> bool:
         deadline = asyncio.get_running_loop().time() + wait
+        waiting = False
         while not await asyncio.to_thread(self.lock.try_acquire):
             if asyncio.get_running_loop().time() >= deadline:
                 return False
+            if not waiting and wait > 0:
+                on_wait()
+                waiting = True
             await asyncio.sleep(LOCK_RETRY_SECONDS)
         return True
 
@@ -534,6 +540,7 @@ async def send_due(
     dry_run: bool,
     on_pass: Callable[[DispatchReport], None],
     wait_for_other: float = SEND_DUE_WAIT_SECONDS,
+    on_wait: Callable[[], None] = lambda: None,
 ) -> DispatchReport:
     """Passes as ``outreach send-due`` runs them: one at ``now`` (a fixed time gives exactly
     one); else, unless ``once``, passes again while the last one sent something and nothing
@@ -541,7 +548,9 @@ async def send_due(
     daemon's). Each pass's report goes to ``on_pass``; the last one is returned."""
     when = now or datetime.now(UTC)
     while True:
-        report = await dispatcher.run_pass(when, dry_run=dry_run, wait_for_other=wait_for_other)
+        report = await dispatcher.run_pass(
+            when, dry_run=dry_run, wait_for_other=wait_for_other, on_wait=on_wait
+        )
         on_pass(report)
         stopped = bool(report.paused or report.problems or report.busy)
         stop = once or dry_run or now is not None or stopped
