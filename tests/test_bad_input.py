@@ -148,10 +148,12 @@ class TestTimesAndVariables:
         self, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("OUTREACH_IMAP__FOLDERS", "not json")
+        monkeypatch.setenv("OUTREACH_IMAP__HOST", "imap.example.com")  # fine: not named
         run = cli("config", "check")
         no_traceback(run)
         assert run.exit_code == 2
         assert "$OUTREACH_IMAP__FOLDERS: can't be read" in run.stderr
+        assert "OUTREACH_IMAP__HOST" not in run.stderr
 
     def test_an_unknown_outreach_variable_is_an_error_like_an_unknown_key(
         self, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch

@@ -3,13 +3,14 @@ checking the files it names."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import stat
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -90,17 +91,38 @@ def _unknown_variables() -> list[str]:
 
 
 def _unreadable_variables(exc: SettingsError) -> list[str]:
-    """The variables behind pydantic-settings' "error parsing value for field ..." (a list
-    or table that is not JSON)."""
+    """The variables behind pydantic-settings' "error parsing value for field ...": those of
+    that section whose value is not the JSON a list or table takes."""
     field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
-    names = [
-        n for n in sorted(os.environ) if n.upper().startswith(f"{ENV_PREFIX}{field.upper()}__")
-    ]
+    prefix = f"{ENV_PREFIX}{field.upper()}__"
+    names = [n for n in sorted(os.environ) if n.upper().startswith(prefix)]
+    unreadable = [
+        n
+        for n in names
+        if _takes_json(field, n[len(prefix) :].split("__")[0]) and not _json(os.environ[n])
+    ] or names  # deeper keys (a segment's own tables): name them all
     return [
         f"${n}: can't be read as this setting's type (lists and tables are JSON, "
         f'e.g. \'["INBOX", "Referrals"]\')'
-        for n in names or [f"{ENV_PREFIX}{field.upper()}"]
+        for n in unreadable or [f"{ENV_PREFIX}{field.upper()}"]
     ]
+
+
+def _takes_json(section: str, key: str) -> bool:
+    """Whether ``[section] key`` is a list or a table (read from the environment as JSON)."""
+    model = Settings.model_fields.get(section.lower())
+    table = model.annotation if model is not None else None
+    fields = getattr(table, "model_fields", {})
+    annotation = fields[key.lower()].annotation if key.lower() in fields else None
+    return get_origin(annotation) in (list, dict) or hasattr(annotation, "model_fields")
+
+
+def _json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
