@@ -178,10 +178,9 @@ class Dispatcher:
 
         One pass at a time per database: a row another live pass is sending must not look
         interrupted. If another pass holds the ledger, wait up to ``wait_for_other`` seconds
-        (``on_wait`` is called once as the wait starts),
-        then give up with ``busy`` set. ``stopping`` is asked before each message: once it is
-        true, the message in flight is finished and recorded, and the rest stay queued for the
-        next pass."""
+        (calling ``on_wait`` once as the wait starts), then give up with ``busy`` set.
+        ``stopping`` is asked before each message: once it is true, the message in flight is
+        finished and recorded, and the rest stay queued for the next pass."""
         report = DispatchReport(dry_run=dry_run)
         report.paused = self.paused_reason()
         if report.paused:
