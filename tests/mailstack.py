@@ -394,92 +394,40 @@ class Postgres:
 
     def start(self) -> None:
         """Start the cluster (again) on its port."""
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(self.directory / "data"),
-                "-l",
-                str(self.directory / "log"),
-                "-w",
-                "-o",
-                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                "start",
-            ],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # the server inherits these: no pipe to wait on
-            stderr=subprocess.DEVNULL,
+        self._pg_ctl(
+            "-l",
+            str(self.directory / "log"),
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "start",
         )
 
     def halt(self) -> None:
         """Stop the server but keep its data, to ``start`` it again (``stop`` removes all)."""
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(self.directory / "data"),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self._pg_ctl("-m", "fast", "stop")
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every session ends (and with it every advisory lock)."""
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(self.directory / "data"),
-                "-l",
-                str(self.directory / "log"),
-                "-m",
-                "fast",
-                "-w",
-                "restart",  # with the options of the first start (postmaster.opts)
-            ],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # the server inherits these: no pipe to wait on
-            stderr=subprocess.DEVNULL,
-        )
+        # With the options of the first start (postmaster.opts).
+        self._pg_ctl("-l", str(self.directory / "log"), "-m", "fast", "restart")
 
     def stop(self) -> None:
+        self._pg_ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        """``pg_ctl -w ARGS`` on the cluster, as the postgres user."""
         subprocess.run(
             [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.bin_dir / "pg_ctl"),
-                "-D",
-                str(self.directory / "data"),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
+                *("runuser", "-u", "postgres", "--", str(self.bin_dir / "pg_ctl")),
+                *("-D", str(self.directory / "data"), "-w", *args),
             ],
-            capture_output=True,
-            check=False,
+            check=check,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # a started server inherits these: no pipe to wait on
+            stderr=subprocess.DEVNULL,
         )
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def start_postgres() -> Postgres:

@@ -83,10 +83,11 @@ def reply(
     subject: str = "Re: Hello",
     extra: str = "",
     message_id: str = "<r1@nb.example.com>",
+    date: str = "Mon, 02 Mar 2026 12:00:00 -0500",
 ) -> str:
     return (
         f"From: {sender}\nTo: maya@calmharbor.example.com\nSubject: {subject}\n"
-        f"Date: Mon, 02 Mar 2026 12:00:00 -0500\nMessage-ID: {message_id}\n"
+        f"Date: {date}\nMessage-ID: {message_id}\n"
         f"In-Reply-To: {refers_to}\nReferences: {refers_to}\n{extra}\n{body}\n"
     )
 

@@ -24,7 +24,7 @@ from outreach.services.matching import Match
 from outreach.store.models import ContactRow, InboundEventRow
 from tests.conftest import Run
 from tests.mailstack import Dovecot, SmtpServer
-from tests.test_inbound import T0, Practice
+from tests.test_inbound import T0, Practice, reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -41,10 +41,7 @@ def message(
     date: str = "Mon, 02 Mar 2026 12:00:00 -0500",
     body: str = "Yes, let's talk next week.",
 ) -> str:
-    return (
-        f"From: {sender}\nTo: maya@calmharbor.example.com\nSubject: Re: Hello\nDate: {date}\n"
-        f"Message-ID: {message_id}\nIn-Reply-To: {refers_to}\nReferences: {refers_to}\n\n{body}\n"
-    )
+    return reply(sender, refers_to, body, message_id=message_id, date=date)
 
 
 @pytest.fixture
