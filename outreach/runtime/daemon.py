@@ -30,7 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from outreach.config import Settings, load_checked
 from outreach.errors import ConfigError, MailServerUnusable, OutreachError, StoreError
@@ -53,7 +53,12 @@ from outreach.services.status import (
     read_fact,
     record_facts,
 )
-from outreach.store.database import Store, open_store
+from outreach.store.database import (
+    Store,
+    database_problem,
+    database_unreachable,
+    open_store,
+)
 from outreach.store.instance import InstanceLock
 
 log = logging.getLogger("outreach.daemon")  # pinned: journal lines show it
@@ -215,12 +220,12 @@ class Daemon:
             await asyncio.to_thread(lock.acquire)
             self.store = await asyncio.to_thread(open_store, settings.database_url)
         except (StoreError, DBAPIError) as exc:
-            if not _unreachable(exc):
+            if not database_unreachable(exc):
                 if isinstance(exc, StoreError):
                     raise
                 raise StoreError(f"can't open the database: {exc.orig}") from exc
             await asyncio.to_thread(lock.release)
-            return [f"{settings.database_label}: {_first_line(exc)}"]
+            return [f"{settings.database_label}: {database_problem(exc)}"]
         return []
 
     async def _log_in(self, settings: Settings) -> list[str]:
@@ -539,40 +544,6 @@ class _Flag:
     def restart_now(self) -> None:
         self.restart = True
         self.event.set()
-
-
-def _operational(exc: BaseException) -> OperationalError | None:
-    """The database driver's operational error behind ``exc``, if any."""
-    error: BaseException | None = exc
-    while error is not None and not isinstance(error, OperationalError):
-        error = error.__cause__
-    return error
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether a database error means the server is not there (yet): worth waiting for,
-    unlike a wrong password or a missing database."""
-    error = _operational(exc)
-    text = str(error.orig if error is not None else "").lower()
-    return any(
-        sign in text
-        for sign in (
-            "connection refused",
-            "could not connect",
-            "timeout expired",
-            "timed out",
-            "no such file or directory",  # a Unix socket not there yet
-            "the database system is starting up",
-            "the database system is shutting down",
-            "server closed the connection",
-        )
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    error = _operational(exc)
-    text = str(error.orig if error is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def time_pair() -> tuple[float, float]:

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.errors import StoreError
@@ -136,3 +136,39 @@ def _create_private(database: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)  # an empty file is an empty database to SQLite
+
+
+def _driver_error(exc: BaseException) -> DBAPIError | None:
+    """The database driver's error behind ``exc`` (through StoreError's cause), if any."""
+    error: BaseException | None = exc
+    while error is not None and not isinstance(error, DBAPIError):
+        error = error.__cause__
+    return error
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the server is not there (yet): worth waiting for,
+    unlike a wrong password or a missing database."""
+    error = _driver_error(exc)
+    text = str(error.orig if error is not None else "").lower()
+    return any(
+        sign in text
+        for sign in (
+            "connection refused",
+            "could not connect",
+            "timeout expired",
+            "timed out",
+            "no such file or directory",  # a Unix socket not there yet
+            "the database system is starting up",
+            "the database system is shutting down",
+            "server closed the connection",
+        )
+    )
+
+
+def database_problem(exc: BaseException) -> str:
+    """The first line of what the database driver said (SQLAlchemy's own text adds the
+    statement and a link), for a one-line log or status."""
+    error = _driver_error(exc)
+    text = str(error.orig if error is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from outreach.errors import AlreadyRunning, StoreError
+from outreach.store.database import database_problem
 
 # "outreach" as a number: the key of the PostgreSQL advisory lock; a dispatch pass uses the
 # next one.
@@ -133,7 +134,7 @@ class InstanceLock(DatabaseLock):
         try:
             return self.try_acquire() or (self._end_own_session() and self.try_acquire())
         except DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
+            reason = database_problem(exc)
             message = f"can't reach the database to retake the daemon lock: {reason}"
             raise StoreError(message) from exc
 
