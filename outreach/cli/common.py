@@ -26,6 +26,7 @@ from outreach.runtime.logs import LEVELS, configure_logging
 
 if TYPE_CHECKING:
     from outreach.config import Settings
+    from outreach.mail.abc import OpenSmtp
     from outreach.runtime.parts import Parts
     from outreach.services.dispatch import Dispatcher
     from outreach.store.database import Store
@@ -103,6 +104,15 @@ class Context:
 
             self._parts = build_parts(self.settings(), self.store())
         return self._parts
+
+    def smtp(self) -> OpenSmtp:
+        """SMTP sessions to the configured server (the notices a rule may send), without
+        building the dispatcher and the rest of ``parts``."""
+        if self._parts is not None:
+            return self._parts.smtp
+        from outreach.mail.connections import open_smtp
+
+        return open_smtp(self.settings())
 
     def dispatcher(self) -> Dispatcher:
         """The dispatcher over the store and the configured templates."""

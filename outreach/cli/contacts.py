@@ -326,9 +326,8 @@ def stage_set(
         from outreach.services import workflow
 
         state = context_of(ctx)
-        parts = state.parts()
         change, ruled = workflow.set_stage_by_hand(
-            parts.store, parts.settings, parts.smtp, email, stage, now=utc_now(), note=note
+            state.store(), state.settings(), state.smtp(), email, stage, now=utc_now(), note=note
         )
     if change is None:
         out.print(f"{email} is already {stage}", markup=False)
@@ -363,11 +362,10 @@ def referrals_add(
         from outreach.services import workflow
 
         state = context_of(ctx)
-        parts = state.parts()
         change, ruled = workflow.record_referral(
-            parts.store,
-            parts.settings,
-            parts.smtp,
+            state.store(),
+            state.settings(),
+            state.smtp(),
             email,
             received_on=received,
             now=utc_now(),
