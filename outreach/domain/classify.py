@@ -1,14 +1,18 @@
 """Classifying an inbound message: a pure function of its raw bytes that never raises.
 
 Kinds: ``reply`` (written by a person), ``out_of_office`` (with the return date when the text
-states one), ``auto_reply``, ``bounce`` (with recipient, status and hard/soft/policy class),
-``unsubscribe`` (an opt-out in the subject or the new, unquoted text), and ``unclassifiable``
-for bytes that can't be read as a message. ``reasons`` says which header or phrase decided.
+states one), ``auto_reply`` (``reason`` ``left_organization`` when the person has left),
+``bounce`` (every failed recipient with its class and reason), ``unsubscribe`` (the writer
+asks not to be written to again), ``complaint`` (an abuse report, RFC 5965), ``receipt`` (a
+read receipt, or a delivery report saying the message arrived), ``challenge`` (a
+challenge-response system asks us to prove we are a person), and ``unclassifiable`` for bytes
+that can't be read as a message. ``reasons`` says which header or phrase decided;
+``confidence`` is ``low`` when the reading is a guess, and then nothing irreversible follows.
 
-Only the new text of a reply is looked at (quotes and signatures are cut by
-email-reply-parser); nothing here logs or keeps a body. Every value taken from a header is
-made safe to store: Message-IDs and addresses hold no control characters, and the Date is an
-aware UTC time within sane bounds.
+Only the new text of a reply is read for intent (quotes and signatures are cut by
+mail-parser-reply, which knows the quote headers of many languages); nothing here logs or
+keeps a body. Every value taken from a header is made safe to store: Message-IDs and
+addresses hold no control characters, and the Date is an aware UTC time within sane bounds.
 """
 
 from __future__ import annotations
@@ -17,12 +21,18 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes, policy
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from email_reply_parser import EmailReplyParser
-
+from outreach.domain import auto_replies
+from outreach.domain.bounce_reasons import OTHER as OTHER_REASON
+from outreach.domain.bounce_reasons import STATUS, FailureReading, read_failure
+from outreach.domain.headers import body_text, header
+from outreach.domain.languages import language_of
+from outreach.domain.opt_out import SHORT, opt_out_phrase
+from outreach.domain.reports import Report, read_report
+from outreach.domain.return_dates import return_date
 from outreach.domain.states import InboundKind
 
 REPLY = InboundKind.REPLY
@@ -30,57 +40,67 @@ OUT_OF_OFFICE = InboundKind.OUT_OF_OFFICE
 AUTO_REPLY = InboundKind.AUTO_REPLY
 BOUNCE = InboundKind.BOUNCE
 UNSUBSCRIBE = InboundKind.UNSUBSCRIBE
+COMPLAINT = InboundKind.COMPLAINT
+RECEIPT = InboundKind.RECEIPT
+CHALLENGE = InboundKind.CHALLENGE
 UNCLASSIFIABLE = InboundKind.UNCLASSIFIABLE
+HIGH = "high"
+LOW = "low"
+LEFT_ORGANIZATION = "left_organization"
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_IDS = 50  # Message-IDs read from one header (a query's IN list holds them)
+MAX_RECIPIENTS = 50  # failed recipients kept from one report
 # Characters no stored or logged value may hold: C0 and C1 controls (NUL, CR, LF, VT, FF...),
 # the Unicode line and paragraph separators (line breaks to the email package), and lone
 # surrogates (undecodable 8-bit header bytes, which no database encoding accepts).
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # RFC 5322 3.6.4 msg-id, loosely: anything but brackets, spaces and unprintables.
 _MSG_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+>")
-_STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9.])")  # RFC 3463 3.1
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 MAX_AUTH_RESULTS = 2048  # characters of an Authentication-Results header read
-MAX_RETURN_TEXT = 20_000  # characters of an out-of-office text searched for a return date
 _RESULT = re.compile(r"\s*([A-Za-z0-9_-]+)(?:/[0-9]+)?\s*=\s*([A-Za-z0-9_-]+)")
-
-_AUTO_SUBJECT = re.compile(
-    r"^\s*(automatic reply|auto(?:matic)?[- ]?(?:reply|response)|out of (?:the )?office|"
-    r"abwesenheitsnotiz|automatische antwort|réponse automatique|respuesta automática|"
-    r"risposta automatica|automatisch antwoord|autosvar|resposta automática)\b",
+# Who writes non-delivery reports: the local part of their From.
+_MAILER = re.compile(
+    r"^(?:mailer-daemon|mailer_daemon|mail-daemon|maildaemon|postmaster|post_master|"
+    r"microsoftexchange[0-9a-f]*|mail\.?delivery\.?(?:system|subsystem)?|"
+    r"mdaemon|nobody-bounce)$",
     re.IGNORECASE,
 )
-_OOO_TEXT = re.compile(
-    r"\b(out of (?:the )?office|away from (?:the |my )?office|on (?:annual |parental |"
-    r"maternity |medical )?leave|on vacation|on holiday|away until|limited access to (?:my )?"
-    r"e-?mail|abwesend|en congés?|de vacaciones)\b",
-    re.IGNORECASE,
-)
-_UNSUBSCRIBE = re.compile(
-    r"\b(unsubscribe|remove me|take me off|stop (?:e-?mailing|sending|contacting|writing)|"
-    r"do not (?:contact|e-?mail|write)|don'?t (?:contact|e-?mail|write to) me|opt(?:-| )?out|"
-    r"no (?:more|further) e-?mails?|not interested,? (?:please )?remove)\b",
-    re.IGNORECASE,
-)
+# Subjects of non-delivery reports, in the languages mail servers write them in.
 _BOUNCE_SUBJECT = re.compile(
-    r"(undeliver|delivery status notification|delivery failure|returned mail|"
-    r"failure notice|mail delivery (?:failed|system)|could not be delivered)",
+    r"undeliver|undelivered|delivery status notification(?! \(success)|delivery "
+    r"(?:has )?failed|delivery failure|delivery problem|returned mail|failure notice|"
+    r"mail delivery (?:failed|system|failure|subsystem)|could not be delivered|"
+    r"message not delivered|non[- ]?delivery|not delivered|delivery notification|"
+    r"unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|non remis|non distribu|"
+    r"[ée]chec de (?:la )?(?:remise|distribution)|no se (?:puede|pudo) entregar|"
+    r"no entregado|n[aã]o (?:foi )?entregue|onbestelbaar|niet bezorgd|non recapitabile|"
+    r"mancato recapito|niedostarczalne|olevererbar|returned to sender|warning: .*delay",
     re.IGNORECASE,
 )
-_MONTH = (
-    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_ANSWER_PREFIX = re.compile(r"^\s*(?:re|aw|sv|vs|antw|r|res|rif|fw|fwd|wg|tr)\s*:", re.IGNORECASE)
+# Where a non-delivery report's own words end and the returned message begins.
+_RETURNED = re.compile(
+    r"^(?:-+ ?(?:original message|this is a copy|the (?:original|returned) message|"
+    r"returned message|copy of the message|below this line)|original message headers|"
+    r"-+ ?mensaje original|-+ ?ursprüngliche nachricht|-+ ?message d'origine|"
+    r".{0,40}(?:original message|message headers|headers) follow|"
+    r".{0,40}(?:a copy of|part of) (?:the|your) (?:original )?message (?:follows|is below|below))",
+    re.IGNORECASE | re.MULTILINE,
 )
-_RETURN = re.compile(
-    r"\b(?:return(?:ing)?|back)(?: to (?:the|my) office| in the office)?\s*(?:on|by|after)?\s*"
-    r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day,?\s*)?"
-    r"(?P<date>" + _MONTH + r"\.?\s+\d{1,2}(?:st|nd|rd|th)?(?:,?\s*\d{4})?"
-    r"|\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"\.?(?:,?\s*\d{4})?"
-    r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?)",
-    re.IGNORECASE,
-)
+_ADDRESS = re.compile(r"[\w.+'=-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+@dataclass(frozen=True)
+class Failed:
+    """One recipient a bounce says was not reached, and why."""
+
+    address: str
+    bounce_class: str  # hard | soft | policy
+    reason: str
+    status: str | None
+    confidence: str
 
 
 @dataclass(frozen=True)
@@ -94,13 +114,15 @@ class Classification:
     subject: str = ""
     sent_at: datetime | None = None
     refers_to: tuple[str, ...] = ()  # In-Reply-To and References, or a bounced original's id
+    confidence: str = HIGH  # low: a guess; nothing irreversible follows from it
     return_date: date | None = None
-    recipient: str | None = None  # the bounced address
-    # Every address the report names for it (Original- and Final-Recipient differ when the
-    # address was rewritten by an alias or a forward).
+    reason: str | None = None  # a bounce's reason; an auto-reply's left_organization
+    failed: tuple[Failed, ...] = ()  # a bounce's failed recipients, first as reported
+    # Every address a report names (Original- and Final-Recipient differ when the address
+    # was rewritten by an alias or a forward; a complaint names the recipient it is about).
     recipients: tuple[str, ...] = ()
-    status: str | None = None  # RFC 3464 Status, e.g. 5.1.1
-    bounce_class: str | None = None  # hard | soft | policy
+    new_address: str | None = None  # where a person who left asks to be written instead
+    language: str = ""
     auth_failure: str | None = None  # the practice's provider says the From is not authentic
     auto_submitted: bool = False
     new_text_words: int = 0
@@ -110,6 +132,25 @@ class Classification:
     def new_text(self) -> str:
         """The reply's own words, for rules to read in memory. Never store or log this."""
         return self._new_text
+
+    @property
+    def recipient(self) -> str | None:
+        """The first failed recipient (the first address named, for other reports)."""
+        if self.failed:
+            return self.failed[0].address
+        return self.recipients[0] if self.recipients else None
+
+    @property
+    def status(self) -> str | None:
+        return self.failed[0].status if self.failed else None
+
+    @property
+    def bounce_class(self) -> str | None:
+        return self.failed[0].bounce_class if self.failed else None
+
+    def failure_for(self, address: str) -> Failed | None:
+        """The failure the report gives for ``address`` (lower-case), if it names it."""
+        return next((f for f in self.failed if f.address == address), None)
 
 
 # What a message says about itself is in its first megabyte: the headers, the text someone
@@ -133,14 +174,6 @@ def classify(raw: bytes, *, received: date, authserv_id: str = "") -> Classifica
         return Classification(
             UNCLASSIFIABLE, (f"can't be parsed as a message: {type(exc).__name__}",)
         )
-
-
-def _header(message: Any, name: str) -> str:
-    try:
-        value = message.get(name)
-    except Exception:
-        return ""
-    return str(value).strip() if value is not None else ""
 
 
 def _ids(value: str) -> tuple[str, ...]:
@@ -183,186 +216,286 @@ def _sent_at(value: str, received: date) -> datetime | None:
 
 
 def _classify(message: Message, received: date) -> Classification:
-    sender_pairs = getaddresses([_header(message, "From")])
+    sender_pairs = getaddresses([header(message, "From")])
     sender = _address(sender_pairs[0][1]) if sender_pairs else None
-    subject = _header(message, "Subject")
-    sent = _sent_at(_header(message, "Date"), received)
+    subject = header(message, "Subject")
+    sent = _sent_at(header(message, "Date"), received)
     # The newest of a long thread are last in References (RFC 5322 3.6.4).
     refers_to = (
-        _ids(_header(message, "In-Reply-To"))[:MAX_IDS]
-        + _ids(_header(message, "References"))[-MAX_IDS:]
+        _ids(header(message, "In-Reply-To"))[:MAX_IDS]
+        + _ids(header(message, "References"))[-MAX_IDS:]
     )
     base: dict[str, Any] = {
-        "message_id": (_ids(_header(message, "Message-ID")) or (None,))[0],
+        "message_id": (_ids(header(message, "Message-ID")) or (None,))[0],
         "sender": sender,
         "subject": subject,
         "sent_at": sent,
         "refers_to": refers_to,
     }
-    bounce = _bounce(message, sender, subject)
+    report = read_report(message)
+    if report is not None:
+        return _from_report(message, report, base)
+    bounce = _prose_bounce(message, sender, subject)
     if bounce is not None:
-        return Classification(BOUNCE, **{**base, **bounce})
-    text = _new_text(message)
-    auto = _auto_reasons(message, subject)
+        return replace(bounce, **{**base, "refers_to": _embedded_ids(message)})
+    whole = body_text(message)
+    text = _new_text(whole)
+    language = language_of(f"{subject}\n{text}", header(message, "Content-Language"))
+    base.update(language=language, new_text_words=len(text.split()))
+    auto = auto_replies.auto_markers(message, subject, answers_ours=bool(refers_to))
+    challenge = auto_replies.CHALLENGE.search(subject) or auto_replies.CHALLENGE.search(text)
+    if challenge:
+        return Classification(
+            CHALLENGE,
+            (*auto, f"asks us to prove we are a person: {challenge.group(0)!r}"),
+            auto_submitted=bool(auto),
+            **base,
+        )
     if auto:
-        ooo = _OOO_TEXT.search(text) or _OOO_TEXT.search(subject)
-        if ooo or re.search(r"out of (the )?office|abwesenheit", subject, re.IGNORECASE):
-            reasons = (
-                *auto,
-                f"text says {ooo.group(0)!r}" if ooo else "subject says out of office",
-            )
-            back = _return_date(text, sent.date() if sent else received)
-            return Classification(
-                OUT_OF_OFFICE,
-                reasons,
-                return_date=back,
-                auto_submitted=True,
-                new_text_words=len(text.split()),
-                **base,
-            )
-        return Classification(AUTO_REPLY, auto, auto_submitted=True, **base)
-    opt_out = _UNSUBSCRIBE.search(subject) or _UNSUBSCRIBE.search(text)
+        return _automatic(message, auto, text or whole, base, sent.date() if sent else received)
+    in_subject = opt_out_phrase(_own_subject(subject))
+    opt_out = in_subject or opt_out_phrase(text)
     if opt_out:
-        where = "subject" if _UNSUBSCRIBE.search(subject) else "new text"
+        words = base["new_text_words"]
         return Classification(
             UNSUBSCRIBE,
-            (f"{where} says {opt_out.group(0)!r}",),
-            new_text_words=len(text.split()),
+            (f"{'subject' if in_subject else 'new text'} says {opt_out!r}",),
+            confidence=HIGH if words <= SHORT else LOW,
             _new_text=text,
             **base,
         )
     return Classification(
-        REPLY,
-        ("written by a person: no auto-reply or bounce markers",),
-        new_text_words=len(text.split()),
-        _new_text=text,
+        REPLY, ("written by a person: no auto-reply or bounce markers",), _new_text=text, **base
+    )
+
+
+def _automatic(
+    message: Message, auto: tuple[str, ...], text: str, base: dict[str, Any], sent: date
+) -> Classification:
+    """An auto-reply: out of office (with its return date), left the organization, or other."""
+    subject = base["subject"]
+    left = auto_replies.LEFT_ORGANIZATION.search(text)
+    if left:
+        return Classification(
+            AUTO_REPLY,
+            (*auto, f"text says {left.group(0)!r}"),
+            reason=LEFT_ORGANIZATION,
+            new_address=_address(auto_replies.new_address(text, base["sender"])),
+            auto_submitted=True,
+            **base,
+        )
+    away = auto_replies.OUT_OF_OFFICE.search(text) or auto_replies.OUT_OF_OFFICE.search(subject)
+    if away is None:
+        return Classification(AUTO_REPLY, auto, auto_submitted=True, **base)
+    back = return_date(
+        f"{subject}\n{text}",
+        sent=sent,
+        language=base["language"],
+        content_language=header(message, "Content-Language"),
+    )
+    return Classification(
+        OUT_OF_OFFICE,
+        (*auto, f"says {away.group(0)!r}"),
+        return_date=back,
+        auto_submitted=True,
         **base,
     )
 
 
-def _auto_reasons(message: Message, subject: str) -> tuple[str, ...]:
-    reasons = []
-    auto_submitted = _header(message, "Auto-Submitted").lower()
-    if auto_submitted and auto_submitted != "no":
-        reasons.append(f"Auto-Submitted: {auto_submitted} (RFC 3834)")
-    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
-        if _header(message, name):
-            reasons.append(f"{name} header")
-    precedence = _header(message, "Precedence").lower()
-    if precedence in ("bulk", "junk", "auto_reply", "list"):
-        reasons.append(f"Precedence: {precedence}")
-    if _header(message, "X-MS-Exchange-Generated-Message-Source") or _header(
-        message, "X-MS-Exchange-Inbox-Rules-Loop"
-    ):
-        reasons.append("Exchange auto-generated message header")
-    if _AUTO_SUBJECT.search(subject):
-        reasons.append(f"subject starts with {_AUTO_SUBJECT.search(subject).group(1)!r}")  # type: ignore[union-attr]
-    return tuple(reasons)
+def _own_subject(subject: str) -> str:
+    """The subject's own words: "Re: <our subject>" says nothing about intent."""
+    return "" if _ANSWER_PREFIX.match(subject) else subject
 
 
-def _new_text(message: Message) -> str:
-    body = _plain_text(message)
+def _new_text(whole: str) -> str:
+    from mailparser_reply import EmailReplyParser  # noqa: PLC0415 (compiles many patterns)
+
     try:
-        return str(EmailReplyParser.parse_reply(body)).strip()
+        text = EmailReplyParser(languages=list(_REPLY_LANGUAGES)).parse_reply(whole) or ""
     except Exception:
-        return body.strip()
+        text = whole
+    # Quoted lines a parser left (a reply written between the quotes keeps them).
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
 
 
-def _plain_text(message: Message) -> str:
-    part: Message | None = message
-    if isinstance(message, EmailMessage):
-        try:
-            part = message.get_body(preferencelist=("plain", "html"))
-        except Exception:
-            part = None
-    if part is None:
-        return ""
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]
-    except Exception:
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    if not isinstance(content, str):
-        return ""
-    if part.get_content_subtype() == "html":
-        content = re.sub(r"<[^>]+>", " ", content)
-    return str(content)[:100_000]
+_REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "sv")
 
 
-def _bounce(message: Message, sender: str | None, subject: str) -> dict[str, object] | None:
-    content_type = message.get_content_type()
-    report_type = (
-        (message.get_param("report-type") or "") if content_type == "multipart/report" else ""
+def _from_report(message: Message, report: Report, base: dict[str, Any]) -> Classification:
+    ids = tuple(dict.fromkeys(_embedded_ids(message) + _envelope_ids(report.message_ids)))
+    named = tuple(a for a in map(_address, report.named) if a)[:MAX_RECIPIENTS]
+    if report.kind == "receipt":
+        refers = tuple(dict.fromkeys(ids + base["refers_to"]))
+        reasons = ("a report that the message arrived or was read", report.detail)
+        return Classification(RECEIPT, reasons, recipients=named, **{**base, "refers_to": refers})
+    if report.kind == "complaint":
+        recipients = named or _original_recipients(message)
+        reasons = ("an abuse report (RFC 5965 feedback-report)", report.detail)
+        return Classification(
+            COMPLAINT, reasons, recipients=recipients, **{**base, "refers_to": ids}
+        )
+    prose = ""
+    failed_list = []
+    for failure in report.failures[:MAX_RECIPIENTS]:
+        address = _address(failure.address)
+        if address is None:
+            continue
+        reading = failure.reading
+        if reading.reason == OTHER_REASON:
+            # The block's code says little: the report's own words may say more.
+            prose = prose or _report_prose(message)
+            reading = read_failure(
+                reading.status,
+                f"{failure.text} {prose}",
+                delayed=failure.delayed,
+                gave_up=not failure.delayed,
+            )
+        failed_list.append(_failed(address, reading))
+    failed = tuple(failed_list)
+    first = failed[0] if failed else None
+    why: tuple[str, ...] = (
+        "a delivery status report (RFC 3464)",
+        report.detail,
+        *([f"{first.status or 'no status'}: {first.reason}"] if first else []),
     )
-    if content_type == "multipart/report" and str(report_type).lower() == "delivery-status":
-        return _dsn(message)
-    mailer = sender is not None and sender.split("@")[0] in ("mailer-daemon", "postmaster")
-    if not (mailer or _BOUNCE_SUBJECT.search(subject)):
+    sure = bool(failed) and all(f.confidence == HIGH for f in failed)
+    return Classification(
+        BOUNCE,
+        why,
+        confidence=HIGH if sure else LOW,
+        reason=first.reason if first else None,
+        failed=failed,
+        recipients=named,
+        **{**base, "refers_to": ids},
+    )
+
+
+def _failed(address: str, reading: FailureReading) -> Failed:
+    return Failed(address, reading.bounce_class, reading.reason, reading.status, reading.confidence)
+
+
+def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classification | None:
+    """A non-delivery report without a machine-readable part (Microsoft 365 and qmail texts,
+    Proton, old Exchange): flufl.bounce's detectors and X-Failed-Recipients name the
+    recipients, the report's own words give the status and reason."""
+    mailer = sender is not None and _MAILER.match(sender.split("@")[0]) is not None
+    listed = header(message, "X-Failed-Recipients")
+    titled = _BOUNCE_SUBJECT.search(subject) is not None and not _ANSWER_PREFIX.match(subject)
+    if not (mailer or listed or titled):
         return None
     from flufl.bounce import all_failures  # noqa: PLC0415  (loads many detectors)
 
-    temporary, permanent = all_failures(message)
-    failed = sorted(a.decode() if isinstance(a, bytes) else str(a) for a in permanent | temporary)
-    if not failed:
-        return None
-    hard = bool(permanent)
-    return {
-        "reasons": (
-            "non-standard bounce recognized by flufl.bounce",
-            f"from {sender}" if mailer else f"subject {subject!r}",
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception:
+        temporary = permanent = frozenset()
+    found = [_decoded(a) for a in (*sorted(permanent, key=str), *sorted(temporary, key=str))]
+    found += [a for _, a in getaddresses([listed])] if listed else []
+    prose = _report_prose(message)
+    loose = False
+    if not found:
+        found = _named_in_prose(prose, _original_recipients(message))
+    if not found:
+        ours = _original_senders(message)
+        found = [a for a in _loose_addresses(prose, sender) if a not in ours]
+        loose = True
+    addresses = tuple(dict.fromkeys(a for a in map(_address, found) if a))[:MAX_RECIPIENTS]
+    status_match = STATUS.search(prose)
+    if not (addresses or status_match or mailer):
+        return None  # a subject that merely sounds like one
+    reading = read_failure(
+        status_match.group(0) if status_match else None,
+        prose,
+        delayed=bool(temporary) and not permanent and status_match is None,
+    )
+    confidence = reading.confidence if addresses and not loose else LOW
+    failed = tuple(
+        Failed(a, reading.bounce_class, reading.reason, reading.status, confidence)
+        for a in addresses
+    )
+    why = (
+        f"from {sender}" if mailer else "X-Failed-Recipients" if listed else f"subject {subject!r}"
+    )
+    return Classification(
+        BOUNCE,
+        (
+            f"a non-delivery report without a status part ({why})",
+            f"{reading.status or 'no status'}: {reading.reason}",
         ),
-        "recipient": _address(failed[0]),
-        "recipients": tuple(a for a in map(_address, failed) if a),
-        "bounce_class": "hard" if hard else "soft",
-        "refers_to": _embedded_ids(message),
-    }
+        confidence=confidence,
+        reason=reading.reason,
+        failed=failed,
+        recipients=addresses,
+    )
 
 
-def _dsn(message: Any) -> dict[str, object]:
-    recipient, status, action = None, None, None
-    envelope_ids: tuple[str, ...] = ()
-    named: list[str] = []
+def _decoded(address: object) -> str:
+    return address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
+
+
+def _report_prose(message: Message) -> str:
+    """A non-delivery report's own words, without the returned message after them."""
+    text = body_text(message)
+    end = _RETURNED.search(text)
+    return " ".join((text[: end.start()] if end else text)[:8000].split())
+
+
+def _named_in_prose(prose: str, sent_to: tuple[str, ...]) -> list[str]:
+    """Addresses the report's words name that our returned message was sent to."""
+    named = {a.lower().strip(".") for a in _ADDRESS.findall(prose)}
+    return [a for a in sent_to if a in named]
+
+
+def _loose_addresses(prose: str, sender: str | None) -> list[str]:
+    """The addresses a report's words name, when nothing better says who failed: not its
+    writer's, nor a mail system's; none when it names many (a list of help addresses)."""
+    prose = re.sub(r"(?i)message-id:\s*<[^<>]*>", " ", prose[:1000])
+    bracketed = re.findall(r"<([^<>\s]+@[^<>\s]+)>", prose)
+    found = [
+        a.lower().strip(".")
+        for a in bracketed or _ADDRESS.findall(prose)
+        if a.lower() != sender and not _MAILER.match(a.split("@")[0])
+    ]
+    distinct = list(dict.fromkeys(found))
+    return distinct if len(distinct) <= 3 else []
+
+
+def _original_recipients(message: Message) -> tuple[str, ...]:
+    """The To and Cc of the returned original (attached or its headers)."""
+    return _original_addresses(message, ("To", "Cc"))
+
+
+def _original_senders(message: Message) -> tuple[str, ...]:
+    """The From and Sender of the returned original: us, never a failed recipient."""
+    return _original_addresses(message, ("From", "Sender", "Return-Path"))
+
+
+def _original_addresses(message: Message, names: tuple[str, ...]) -> tuple[str, ...]:
+    found: list[str] = []
     for part in message.walk():
-        if part.get_content_type() != "message/delivery-status":
-            continue
-        for block in part.get_payload() if part.is_multipart() else []:
-            envelope_ids += _envelope_ids(str(block.get("Original-Envelope-Id", "")))
-            for header in ("Original-Recipient", "Final-Recipient"):
-                value = str(block.get(header, "") or "")
-                address = _address(value.rsplit(";", maxsplit=1)[-1].strip().strip("<>"))
-                if value and address:
-                    named.append(address)
-            final = str(block.get("Final-Recipient", "") or block.get("Original-Recipient", ""))
-            if final and recipient is None:
-                recipient = _address(final.rsplit(";", maxsplit=1)[-1].strip().strip("<>"))
-                found_status = _STATUS.match(str(block.get("Status", "")).strip())
-                status = found_status.group(0) if found_status else None
-                action = printable(str(block.get("Action", "")).strip().lower(), 40) or None
-    klass = None
-    if status:
-        klass = (
-            "soft" if status.startswith("4") else "policy" if status.startswith("5.7") else "hard"
-        )
-    elif action == "delayed":
-        klass = "soft"
-    return {
-        "reasons": (
-            "multipart/report; report-type=delivery-status (RFC 3464)",
-            f"Status: {status}" if status else f"Action: {action}",
-        ),
-        "recipient": recipient,
-        "recipients": tuple(dict.fromkeys(named)),
-        "status": status,
-        "bounce_class": klass or "hard",
-        "refers_to": tuple(dict.fromkeys(_embedded_ids(message) + envelope_ids)),
-    }
+        kind = part.get_content_type()
+        if kind in ("message/rfc822", "message/global") and part.is_multipart():
+            for inner in part.get_payload():
+                found += [a for _, a in getaddresses([header(inner, n) for n in names])]
+        elif kind in ("text/rfc822-headers", "message/global-headers"):
+            payload = part.get_payload(decode=True)
+            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+            for name in names:
+                pattern = rf"^{name}:\s*(.+(?:\n[ \t].+)*)"
+                match = re.search(pattern, text, re.IGNORECASE | re.MULTILINE)
+                if match:
+                    found += [a for _, a in getaddresses([" ".join(match.group(1).split())])]
+    return tuple(dict.fromkeys(a for a in map(_address, found) if a))[:MAX_RECIPIENTS]
 
 
-def _envelope_ids(value: str) -> tuple[str, ...]:
+def _envelope_ids(values: tuple[str, ...]) -> tuple[str, ...]:
     """Our Message-ID, if we gave it as the ENVID that Original-Envelope-Id returns (RFC 3464
-    2.2.1), decoded from xtext (RFC 3461 4)."""
-    text = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value.strip())
-    return _ids(text) or (_ids(f"<{text}>") if text else ())
+    2.2.1, decoded from xtext, RFC 3461 4), or the MDN's Original-Message-ID."""
+    found: list[str] = []
+    for value in values:
+        text = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value.strip())
+        found += _ids(text) or (_ids(f"<{text}>") if text else ())
+    return tuple(found)
 
 
 def _embedded_ids(message: Any) -> tuple[str, ...]:
@@ -370,46 +503,21 @@ def _embedded_ids(message: Any) -> tuple[str, ...]:
     found: list[str] = []
     for part in message.walk():
         kind = part.get_content_type()
-        if kind == "message/rfc822" and part.is_multipart():
+        if kind in ("message/rfc822", "message/global") and part.is_multipart():
             for inner in part.get_payload():
-                found += _ids(_header(inner, "Message-ID"))
-        elif kind == "text/rfc822-headers":
+                found += _ids(header(inner, "Message-ID"))
+        elif kind in ("text/rfc822-headers", "message/global-headers"):
             text = part.get_payload(decode=True) or b""
+            if not isinstance(text, bytes):
+                continue
             match = re.search(rb"^Message-ID:\s*(<[^>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
             if match:
                 found += _ids(match.group(1).decode("ascii", "replace"))
     if not found:
         # A non-standard bounce quotes the original in its text (qmail's "copy of the message").
-        text = _plain_text(message)
+        text = body_text(message)
         found += _ids(" ".join(re.findall(r"Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE)))
     return tuple(dict.fromkeys(found[:MAX_IDS]))
-
-
-def _return_date(text: str, reference: date) -> date | None:
-    # Spaces folded first: on a run of them the pattern's \s* would backtrack for each.
-    match = _RETURN.search(" ".join(text[:MAX_RETURN_TEXT].split()))
-    if match is None:
-        return None
-    raw = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", match.group("date").replace(",", " "))
-    raw = re.sub(r"\bof\b", " ", raw)
-    raw = " ".join(raw.replace(".", " ").split())
-    for fmt in ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%B %d %Y", "%b %d %Y", "%d %B %Y", "%d %b %Y"):
-        try:
-            back = datetime.strptime(raw, fmt).date()
-        except ValueError:
-            continue
-        # A return more than a year away is a typo or a trap (9999-12-31 overflows the
-        # calendar); the configured pause applies instead.
-        return back if abs((back - reference).days) <= 366 else None
-    for fmt in ("%m/%d", "%B %d", "%b %d", "%d %B", "%d %b"):
-        try:
-            partial = datetime.strptime(f"{raw} {reference.year}", f"{fmt} %Y").date()
-        except ValueError:
-            continue
-        # No year given: the next such date on or after the message (a December note
-        # saying "back January 5" means next year).
-        return partial if partial >= reference else partial.replace(year=reference.year + 1)
-    return None
 
 
 def _auth_failure(message: Message, authserv_id: str) -> str | None:
@@ -474,11 +582,18 @@ def _without_comments(text: str) -> str:
 __all__ = [
     "AUTO_REPLY",
     "BOUNCE",
+    "CHALLENGE",
+    "COMPLAINT",
+    "HIGH",
+    "LEFT_ORGANIZATION",
+    "LOW",
     "OUT_OF_OFFICE",
+    "RECEIPT",
     "REPLY",
     "UNCLASSIFIABLE",
     "UNSUBSCRIBE",
     "Classification",
+    "Failed",
     "classify",
     "printable",
 ]

@@ -51,6 +51,9 @@ class InboundKind(_State):
     AUTO_REPLY = "auto_reply"
     BOUNCE = "bounce"
     UNSUBSCRIBE = "unsubscribe"
+    COMPLAINT = "complaint"  # an abuse report (RFC 5965) about one of our messages
+    RECEIPT = "receipt"  # a read receipt, or a delivery report saying it arrived
+    CHALLENGE = "challenge"  # a challenge-response system asks us to prove we are a person
     UNCLASSIFIABLE = "unclassifiable"
     # Handling it failed (a fault outreach had not foreseen): recorded with the error's class
     # and the inbox read on past it, so one message can't block the ones behind it.

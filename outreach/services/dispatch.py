@@ -52,6 +52,7 @@ from outreach.store.ledger import (
     mark_sent,
     new_row,
     pause_sending,
+    paused_domains,
     sending_paused,
     suppress,
     thread_rows,
@@ -101,6 +102,9 @@ class DispatchReport:
     finished: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     paused: str | None = None
+    # Steps due to a recipient domain whose sending is paused (it refused us for policy):
+    # domain -> how many; they stay due. Told by `status`, not each pass.
+    held: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     busy: bool = False  # another pass held the ledger: this one did nothing
 
@@ -229,6 +233,7 @@ class Dispatcher:
             found = self.due.scan(session, now)
             if not dry_run:
                 report.finished = self.due.settle(found, now)
+            found.candidates = self._not_held(session, found.candidates, report)
             by_key = {c.key: c for c in found.candidates}
             plan = schedule(
                 self.due.due_sends(found.candidates),
@@ -251,6 +256,23 @@ class Dispatcher:
                 report.problems.append(str(exc))
                 return
             await self._send_all(transport, self._claim(ready, now, report), now, report, stopping)
+
+    @staticmethod
+    def _not_held(
+        session: Session, candidates: list[Candidate], report: DispatchReport
+    ) -> list[Candidate]:
+        """The candidates whose recipient domain is not paused; the others are counted."""
+        paused = paused_domains(session)
+        if not paused:
+            return candidates
+        kept = []
+        for candidate in candidates:
+            domain = candidate.email.rpartition("@")[2].lower()
+            if domain in paused:
+                report.held[domain] = report.held.get(domain, 0) + 1
+            else:
+                kept.append(candidate)
+        return kept
 
     async def _send_all(
         self,

@@ -2,12 +2,21 @@
 
 reply -> ``replied`` (from new, contacted or no_response) and queued steps cancelled;
 out_of_office -> paused until the return date plus one business day (else
-``[inbound] out_of_office_pause_days``), stage unchanged; auto_reply -> recorded only;
-hard bounce -> ``bounced`` and suppressed; soft bounce -> recorded, ``bounced`` after
-``[inbound] soft_bounces_before_bounced``; a policy bounce (5.7.x) pauses all sending;
-unsubscribe -> ``unsubscribed`` and suppressed. Each is recorded as an inbound event with the
-message's Message-ID and date (the contact's history), never its body. The folder's UID
-watermark is saved in the same transaction, so a crash neither loses nor repeats an effect.
+``[inbound] out_of_office_pause_days``), stage unchanged; auto_reply -> recorded only, but one
+saying the person left the organization pauses their follow-ups for 30 days and tells the
+therapist (with the new address it gives); hard bounce -> ``bounced`` and suppressed; soft
+bounce -> recorded, ``bounced`` after ``[inbound] soft_bounces_before_bounced``; a policy
+bounce (the receiving side refuses us, not the address) pauses sending to that recipient's
+domain, and all sending once two distinct domains did so within 24 hours; unsubscribe ->
+``unsubscribed`` and suppressed; complaint (an abuse report) -> ``do_not_contact`` and
+suppressed; receipt -> recorded only; challenge (prove you are a person) -> recorded, the
+therapist told. Each is recorded as an inbound event with the message's Message-ID and date
+(the contact's history), never its body. The folder's UID watermark is saved in the same
+transaction, so a crash neither loses nor repeats an effect.
+
+Nothing irreversible follows from a guess: a bounce, opt-out or complaint read with ``low``
+confidence changes nothing, is marked for review, and the therapist is told; ``decide``
+(``outreach inbox decide``) applies the kind they choose and records who chose it.
 
 A message whose handling fails is never retried forever, blocking the ones behind it: if the
 rules failed, its built-in effect is applied without them; else it is recorded
@@ -35,27 +44,63 @@ from outreach.domain.business_days import make_calendar
 from outreach.domain.classify import (
     AUTO_REPLY,
     BOUNCE,
+    CHALLENGE,
+    COMPLAINT,
+    HIGH,
+    LEFT_ORGANIZATION,
+    LOW,
     OUT_OF_OFFICE,
+    RECEIPT,
     REPLY,
     UNSUBSCRIBE,
     Classification,
+    Failed,
     classify,
     printable,
 )
-from outreach.domain.pipeline import BOUNCED, CONTACTED, NEW, NO_RESPONSE, REPLIED, UNSUBSCRIBED
+from outreach.domain.fields import email_key, full_name
+from outreach.domain.pipeline import (
+    BOUNCED,
+    CONTACTED,
+    DO_NOT_CONTACT,
+    NEW,
+    NO_RESPONSE,
+    REPLIED,
+    UNSUBSCRIBED,
+)
 from outreach.domain.states import InboundKind, OutboxState
+from outreach.errors import ConfigError, TemplateProblem
 from outreach.mail.abc import OpenSmtp, Watermark
 from outreach.mail.compose import OutboundMessage
+from outreach.mail.notices import notice
 from outreach.services.contacts import move_contact
 from outreach.services.matching import Match, match_message
 from outreach.services.workflow import RuleRun, run_rules, send_notices
 from outreach.store.database import Store
-from outreach.store.ledger import WAITING, pause_sending, suppress
+from outreach.store.ledger import WAITING, pause_domain, pause_sending, suppress
 from outreach.store.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow
 
 log = logging.getLogger("outreach.inbound")  # pinned: journal lines show it
 UNPROCESSABLE = InboundKind.UNPROCESSABLE
 KEY_LENGTH = 255  # InboundEventRow.message_key's column
+# Kinds whose effect can't be undone: read with low confidence, they wait for the therapist.
+IRREVERSIBLE = frozenset({BOUNCE, UNSUBSCRIBE, COMPLAINT})
+PENDING = "pending"
+DECIDED = "decided"
+LEFT_PAUSE_DAYS = 30  # follow-ups held for someone who left, while the therapist looks
+# What the therapist may decide a held message is (bounce classes spelled out).
+DECISIONS = (
+    "reply",
+    "out_of_office",
+    "auto_reply",
+    "bounce",
+    "soft_bounce",
+    "policy_bounce",
+    "unsubscribe",
+    "complaint",
+    "receipt",
+    "ignore",
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +190,7 @@ class InboundProcessor:
         now = at.now
         notices: list[OutboundMessage] = []
         moves: list[str] = []
+        review: str | None = None
         with self.store.session() as session:
             if at.watermark is not None:
                 _save_watermark(session, at.watermark, now)
@@ -162,9 +208,13 @@ class InboundProcessor:
                 effect = f"flagged, no effect: {match.how}"
             else:
                 before = contact.stage
-                effect = self._apply(session, found, contact, key, now)
+                applied = self._apply(session, found, contact, key, now)
+                effect, notices = applied.effect, list(applied.notices)
+                review = PENDING if applied.held else None
                 if rules_failed:
                     effect += f"; rules not run ({rules_failed})"
+                elif applied.held:
+                    effect += "; rules not run until you decide"
                 else:
                     runs = [self._rules(session, found, contact, key, now, on=found.kind)]
                     if contact.stage != before:
@@ -189,6 +239,8 @@ class InboundProcessor:
                     step_index=match.step_index,
                     detail=_detail(found, match),
                     effect=effect,
+                    confidence=found.confidence,
+                    review=review,
                 )
             )
         # Metadata only: the Message-ID, kind and effect; never the body.
@@ -243,30 +295,126 @@ class InboundProcessor:
 
     def _apply(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
-    ) -> str:
+    ) -> _Applied:
+        if found.confidence == LOW and found.kind in IRREVERSIBLE:
+            return self._hold(found, contact, key)
         when = f"{found.sent_at:%Y-%m-%d %H:%M}" if found.sent_at else "undated"
         if found.kind == REPLY:
             if contact.stage in (NEW, CONTACTED, NO_RESPONSE):
                 move_contact(contact, self.pipeline, REPLIED, now, f"reply {key} of {when}")
                 cancelled = _cancel_waiting(session, contact.id, now)
-                return f"{contact.stage}; {cancelled} queued step(s) cancelled"
-            return f"recorded (already {contact.stage})"
+                return _Applied(f"{contact.stage}; {cancelled} queued step(s) cancelled")
+            return _Applied(f"recorded (already {contact.stage})")
         if found.kind == UNSUBSCRIBE:
             move_contact(contact, self.pipeline, UNSUBSCRIBED, now, f"opt-out {key} of {when}")
             suppress(session, contact.email_key, f"opt-out {key}", now)
             _cancel_waiting(session, contact.id, now)
-            return "unsubscribed and suppressed"
+            return _Applied("unsubscribed and suppressed")
+        if found.kind == COMPLAINT:
+            reason = f"abuse complaint {key} of {when}"
+            move_contact(contact, self.pipeline, DO_NOT_CONTACT, now, reason)
+            suppress(session, contact.email_key, reason, now)
+            _cancel_waiting(session, contact.id, now)
+            text = [
+                f"{self._who(contact)} (or their provider) reported our message as abuse or "
+                "spam. They are now do_not_contact and suppressed: nothing more goes to them.",
+                "Many complaints hurt the practice's ability to reach anyone; review what "
+                "goes out to this segment.",
+            ]
+            return _Applied(
+                "complaint: do_not_contact and suppressed",
+                self._notices(contact, found, key, "an abuse complaint about", text),
+            )
         if found.kind == OUT_OF_OFFICE:
             until = self._pause_until(found, now)
             if contact.paused_until is None or contact.paused_until < until:
                 contact.paused_until = until
             contact.next_check_at = contact.paused_until
-            return f"paused until {contact.paused_until:%Y-%m-%d}"
+            return _Applied(f"paused until {contact.paused_until:%Y-%m-%d}")
         if found.kind == BOUNCE:
             return self._bounce(session, found, contact, key, now)
+        if found.kind == AUTO_REPLY and found.reason == LEFT_ORGANIZATION:
+            return self._left(found, contact, key, now)
         if found.kind == AUTO_REPLY:
-            return "recorded"
-        return "no effect: unclassifiable"
+            return _Applied("recorded")
+        if found.kind == RECEIPT:
+            return _Applied("receipt: recorded, no effect")
+        if found.kind == CHALLENGE:
+            text = [
+                f"A challenge-response system holds our message to {self._who(contact)} "
+                "until someone proves to be a person (usually a link to click or a reply).",
+                "Open the message in your mail program and complete it if you want them to "
+                "receive our mail; outreach changes nothing by itself.",
+            ]
+            return _Applied(
+                "challenge: no stage change; you are told",
+                self._notices(contact, found, key, "a sender verification request for", text),
+            )
+        return _Applied("no effect: unclassifiable")
+
+    def _hold(self, found: Classification, contact: ContactRow, key: str) -> _Applied:
+        """A guess at something irreversible: nothing changes until the therapist decides."""
+        what = found.kind if found.kind != BOUNCE else f"{found.bounce_class or 'soft'} bounce"
+        text = [
+            f"outreach read this message about {self._who(contact)} as a {what}, but is not "
+            "sure, so it changed nothing.",
+            f"Why: {'; '.join(found.reasons)[:500]}",
+            "Read it in your mail program, then tell outreach what it is:",
+            f"  outreach inbox decide '{key}' --as KIND   (see: outreach inbox review)",
+        ]
+        return _Applied(
+            f"held for review: a low-confidence {what}; nothing changed",
+            self._notices(contact, found, key, "please review a message about", text),
+            held=True,
+        )
+
+    def _left(
+        self, found: Classification, contact: ContactRow, key: str, now: datetime
+    ) -> _Applied:
+        """Someone who left the organization: follow-ups wait while the therapist looks."""
+        until = now + timedelta(days=LEFT_PAUSE_DAYS)
+        if contact.paused_until is None or contact.paused_until < until:
+            contact.paused_until = until
+        contact.next_check_at = contact.paused_until
+        where = f" It gives a new address: {found.new_address}." if found.new_address else ""
+        text = [
+            f"An automatic answer says {self._who(contact)} no longer works there.{where}",
+            f"Their follow-ups wait until {contact.paused_until:%Y-%m-%d}. Update or remove "
+            "the contact (outreach contacts import / outreach stage set).",
+        ]
+        new = f" (new address {found.new_address})" if found.new_address else ""
+        return _Applied(
+            f"left the organization{new}: paused until {contact.paused_until:%Y-%m-%d}; "
+            "needs your attention",
+            self._notices(contact, found, key, "left the organization:", text),
+        )
+
+    def _who(self, contact: ContactRow) -> str:
+        name = full_name(contact.first_name, contact.last_name)
+        return f"{name} <{contact.email}>" if name else contact.email
+
+    def _notices(
+        self,
+        contact: ContactRow,
+        found: Classification,
+        key: str,
+        headline: str,
+        text: list[str],
+    ) -> tuple[OutboundMessage, ...]:
+        """A notice to the therapist: who and what, never the message's text."""
+        subject = found.subject and f" (subject: {printable(found.subject, 200)})"
+        lines = [*text, "", f"The message: {key}{subject}."]
+        try:
+            return (
+                notice(
+                    self.settings,
+                    f"outreach: {headline} {self._who(contact)}",
+                    lines,
+                    found.refers_to[-1] if found.refers_to else None,
+                ),
+            )
+        except TemplateProblem:  # a header a sender crafted: the effect still applies
+            return ()
 
     def _rules(
         self,
@@ -299,18 +447,12 @@ class InboundProcessor:
 
     def _bounce(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
-    ) -> str:
-        reason = f"bounce {key}: {found.status or found.bounce_class}"
-        if found.bounce_class == "policy":
-            text = (
-                f"{now:%Y-%m-%d %H:%M} UTC: a policy bounce ({found.status}) for "
-                f"{contact.email}; check SPF/DKIM and reputation, then `outreach sending "
-                "resume`"
-            )
-            pause_sending(session, text, now, keep_first=True)
-            log.critical("sending paused: %s", text)
-            return "policy bounce: all sending paused"
-        if found.bounce_class == "soft":
+    ) -> _Applied:
+        failure = _failure_for(found, contact)
+        reason = f"bounce {key}: {failure.status or failure.bounce_class} {failure.reason}"
+        if failure.bounce_class == "policy":
+            return self._policy(found, failure, contact, key, now, session)
+        if failure.bounce_class == "soft":
             earlier = (
                 session.scalar(
                     select(func.count())
@@ -319,16 +461,130 @@ class InboundProcessor:
                         InboundEventRow.contact_id == contact.id,
                         InboundEventRow.kind == BOUNCE,
                         InboundEventRow.trusted.is_(True),
+                        InboundEventRow.review.is_(None),
                     )
                 )
                 or 0
             )
             if earlier + 1 < self.settings.inbound.soft_bounces_before_bounced:
-                return f"soft bounce {earlier + 1} recorded"
+                return _Applied(f"soft bounce {earlier + 1} recorded ({failure.reason})")
         move_contact(contact, self.pipeline, BOUNCED, now, reason)
         suppress(session, contact.email_key, reason, now)
         _cancel_waiting(session, contact.id, now)
-        return "bounced and suppressed"
+        return _Applied(f"bounced and suppressed ({failure.reason})")
+
+    def _policy(
+        self,
+        found: Classification,
+        failure: Failed,
+        contact: ContactRow,
+        key: str,
+        now: datetime,
+        session: Session,
+    ) -> _Applied:
+        """The receiving side refuses us (reputation, authentication), not the address:
+        sending to that domain pauses; to everyone once two domains did so within a day."""
+        domain = contact.email.rpartition("@")[2].lower()
+        why = (
+            f"{now:%Y-%m-%d %H:%M} UTC: {domain} refused our mail to {contact.email} for "
+            f"policy ({failure.status or 'no status'}, {failure.reason})"
+        )
+        domains = pause_domain(session, domain, why, now)
+        text = [
+            f"{why}.",
+            f"Sending to {domain} is paused; the contact's stage is unchanged.",
+            "Check the practice's SPF, DKIM and DMARC and its sending reputation, then "
+            f"`outreach sending resume --domain {domain}`.",
+        ]
+        effect = f"policy bounce: sending to {domain} paused"
+        if domains >= 2:
+            everything = (
+                f"{now:%Y-%m-%d %H:%M} UTC: {domains} domains refused our mail for policy "
+                f"within 24 hours (the latest {domain}, {failure.status or 'no status'}); "
+                "check SPF/DKIM/DMARC and reputation, then `outreach sending resume`"
+            )
+            pause_sending(session, everything, now, keep_first=True)
+            log.critical("sending paused: %s", everything)
+            text.append("Two or more domains did so within 24 hours: ALL sending is paused.")
+            effect += "; all sending paused (policy bounces from 2+ domains in 24 hours)"
+        else:
+            log.warning("sending to %s paused: %s", domain, why)
+        return _Applied(effect, self._notices(contact, found, key, "sending paused to", text))
+
+    def decide(self, key: str, kind: str, *, by: str, now: datetime) -> str:
+        """Apply the therapist's reading of a message held for review; what it did. Raises
+        ConfigError naming what is wrong (no such message, not held, no contact)."""
+        if kind not in DECISIONS:
+            raise ConfigError([f"--as {kind!r}: choose one of {', '.join(DECISIONS)}."])
+        with self.store.session() as session:
+            event = session.scalars(
+                select(InboundEventRow).where(InboundEventRow.message_key == key)
+            ).first()
+            if event is None:
+                raise ConfigError([f"No inbound message {key} is recorded."])
+            if event.review != PENDING:
+                raise ConfigError(
+                    [f"{key} is not waiting for review ({_decided(event) or 'never held'})."]
+                )
+            contact = session.get(ContactRow, event.contact_id) if event.contact_id else None
+            if contact is None:
+                raise ConfigError([f"{key}'s contact no longer exists; nothing to apply."])
+            applied = (
+                _Applied("no effect")
+                if kind == "ignore"
+                else self._apply(session, _decided_as(event, kind, contact), contact, key, now)
+            )
+            event.review, event.decided_as = DECIDED, kind
+            event.decided_by, event.decided_at = printable(by, 200), now
+            event.effect = printable(
+                f"{event.effect}; decided as {kind} by {by}: {applied.effect}", 2000
+            )
+        log.info("inbound %s: decided as %s by %s: %s", key, kind, by, applied.effect)
+        send_notices(self.smtp, applied.notices, key)
+        return applied.effect
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """What an inbound message did: the effect to record, notices for the therapist, and
+    whether it waits for the therapist's decision."""
+
+    effect: str
+    notices: tuple[OutboundMessage, ...] = ()
+    held: bool = False
+
+
+def _failure_for(found: Classification, contact: ContactRow) -> Failed:
+    """The bounce's failure for this contact's address (a report may name several)."""
+    for failure in found.failed:
+        if email_key(failure.address) == contact.email_key:
+            return failure
+    if found.failed:
+        return found.failed[0]
+    return Failed(contact.email_key, "soft", "other", None, LOW)
+
+
+def _decided(event: InboundEventRow) -> str:
+    if event.review != DECIDED:
+        return ""
+    return f"decided as {event.decided_as} by {event.decided_by} on {event.decided_at:%Y-%m-%d}"
+
+
+def _decided_as(event: InboundEventRow, kind: str, contact: ContactRow) -> Classification:
+    """The classification a therapist's decision stands for, with high confidence."""
+    detail = event.detail or {}
+    reasons = ("decided by the therapist",)
+    if kind in ("bounce", "soft_bounce", "policy_bounce"):
+        klass = {"bounce": "hard", "soft_bounce": "soft", "policy_bounce": "policy"}[kind]
+        failed = Failed(
+            contact.email_key,
+            klass,
+            str(detail.get("reason") or "other"),
+            detail.get("status"),
+            HIGH,
+        )
+        return Classification(BOUNCE, reasons, message_id=event.message_key, failed=(failed,))
+    return Classification(InboundKind(kind), reasons, message_id=event.message_key)
 
 
 @dataclass(frozen=True)
@@ -400,7 +656,19 @@ def _detail(found: Classification, match: Match) -> dict[str, object]:
     if found.return_date:
         detail["return_date"] = found.return_date.isoformat()
     if found.kind == BOUNCE:
-        detail.update(recipient=found.recipient, status=found.status, klass=found.bounce_class)
+        detail.update(
+            recipient=found.recipient,
+            recipients=[f.address for f in found.failed][:20],
+            status=found.status,
+            klass=found.bounce_class,
+            reason=found.reason,
+        )
+    elif found.reason:
+        detail["reason"] = found.reason
+    if found.new_address:
+        detail["new_address"] = found.new_address
+    if found.confidence != HIGH:
+        detail["confidence"] = found.confidence
     if found.auth_failure:
         detail["authentication"] = found.auth_failure
     return detail

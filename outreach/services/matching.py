@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach.domain.classify import BOUNCE, Classification
+from outreach.domain.classify import BOUNCE, COMPLAINT, Classification
 from outreach.domain.fields import email_key
 from outreach.store.models import ContactRow, OutboxRow
 
@@ -39,7 +39,8 @@ def match_message(session: Session, found: Classification, our_address: str) -> 
         return Match(None, None, "sent by us (a Sent copy or a Bcc to ourselves)", False, ours=True)
     if found.message_id and _outbox_rows(session, [found.message_id]):
         return Match(None, None, "one of our own messages", False, ours=True)
-    match = _bounce(session, found) if found.kind == BOUNCE else _reply(session, found)
+    reported = found.kind in (BOUNCE, COMPLAINT)  # a report about our message, by a third party
+    match = _bounce(session, found) if reported else _reply(session, found)
     if found.auth_failure and match.trusted:
         return replace(match, how=f"{match.how}, but {found.auth_failure}", trusted=False)
     return match

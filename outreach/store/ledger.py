@@ -1,4 +1,5 @@
-"""The delivery ledger: its rows, the per-message statements, the sending pause, suppression.
+"""The delivery ledger: its rows, the per-message statements, the sending pauses (all, or one
+recipient domain), suppression.
 
 The statements that run once per message are built once, so SQLAlchemy reuses their compiled
 form instead of rebuilding and re-keying them for every send.
@@ -6,7 +7,7 @@ form instead of rebuilding and re-keying them for every send.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -17,6 +18,7 @@ from outreach.domain.sequencing import ACTIVE_STAGES, REPLY_STEP_BASE
 from outreach.domain.states import OutboxState
 from outreach.store.models import (
     ContactRow,
+    DomainPauseRow,
     OutboxRow,
     StageChangeRow,
     StateRow,
@@ -167,3 +169,34 @@ def resume_sending(session: Session) -> str | None:
         return None
     session.delete(row)
     return row.value
+
+
+def pause_domain(session: Session, domain: str, reason: str, now: datetime) -> int:
+    """Pause sending to one recipient domain (kept until resumed; a new policy bounce from it
+    only refreshes when it last refused us). Returns how many distinct domains refused us
+    for policy within the last 24 hours, this one included."""
+    domain = domain.lower()
+    row = session.get(DomainPauseRow, domain)
+    if row is None:
+        session.add(DomainPauseRow(domain=domain, reason=reason, paused_at=now, last_policy_at=now))
+    else:
+        row.last_policy_at = max(row.last_policy_at, now)
+    session.flush()
+    recent = select(DomainPauseRow.domain).where(
+        DomainPauseRow.last_policy_at > now - timedelta(hours=24)
+    )
+    return len(session.scalars(recent).all())
+
+
+def paused_domains(session: Session) -> dict[str, str]:
+    """Every paused recipient domain and why."""
+    return {row.domain: row.reason for row in session.scalars(select(DomainPauseRow))}
+
+
+def resume_domain(session: Session, domain: str) -> str | None:
+    """Lift one domain's pause; why it was paused, or None if it wasn't."""
+    row = session.get(DomainPauseRow, domain.lower())
+    if row is None:
+        return None
+    session.delete(row)
+    return row.reason

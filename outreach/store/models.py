@@ -186,6 +186,25 @@ class InboundEventRow(Base):
     step_index: Mapped[int | None] = mapped_column()
     detail: Mapped[dict[str, Any]] = mapped_column(JsonValue, default=dict)
     effect: Mapped[str] = mapped_column(Text, default="")
+    confidence: Mapped[str] = mapped_column(String(8), default="high")
+    # A low-confidence reading waits for the therapist: "pending" until `inbox decide`
+    # records the kind they chose, who they are and when ("decided").
+    review: Mapped[str | None] = mapped_column(String(16), index=True)
+    decided_as: Mapped[str | None] = mapped_column(String(32))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DomainPauseRow(Base):
+    """Sending to one recipient domain is paused: it refused us for policy (reputation,
+    authentication), so more mail there would only hurt. Lifted by `sending resume --domain`."""
+
+    __tablename__ = "domain_pauses"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_policy_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class MailboxStateRow(Base):

@@ -1,0 +1,138 @@
+"""Machine-written answers: auto-reply markers, out-of-office, "no longer with us", and
+challenge-response systems. Pure: headers and the message's own text in, a reading out.
+
+Languages: the subject prefixes cover en, de, fr, es, it, nl, pt, pl and sv; the phrases en,
+de, fr, es, it, nl and pt. A reply that came through a mailing list carries ``Precedence:
+list``; that alone does not make it an auto-reply when it answers one of our messages.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+
+from outreach.domain.headers import header
+
+# Subject prefixes written by auto-responders (Exchange, Gmail, Apple, Zimbra...), at the
+# start of the subject, in the languages above.
+AUTO_SUBJECT = re.compile(
+    r"^\s*\[?\s*(auto(?:matic|matische|matisch|matiskt|matyczna)?[- ]?(?:reply|response|"
+    r"responder|answer|antwort|antwoord|svar|odpowied[zź])|autoreply|autoresponse|"
+    r"out of (?:the )?office|ooo\b|away from (?:the )?office|"
+    r"abwesen(?:heit|heitsnotiz|d)|automatische (?:antwort|rückantwort)|autom\. antwort|"
+    r"r[ée]ponse automatique|absence du bureau|absent(?:e)?\b|message d'absence|"
+    r"respuesta autom[aá]tica|fuera de (?:la )?oficina|ausente\b|respuesta de ausencia|"
+    r"risposta automatica|fuori (?:sede|ufficio)|assente\b|"
+    r"automatisch antwoord|afwezig|niet aanwezig|"
+    r"resposta autom[aá]tica|fora do escrit[oó]rio|"
+    r"odpowied[zź] automatyczna|automatyczna odpowied[zź]|nieobecno[sś][cć]|poza biurem|"
+    r"automatiskt svar|autosvar|fr[aå]nvarande|ej p[aå] kontoret)",
+    re.IGNORECASE,
+)
+# Away from work, in the message's own words.
+OUT_OF_OFFICE = re.compile(
+    r"out of (?:the )?office|away from (?:the |my )?(?:office|desk|practice)|"
+    r"(?:on|taking) (?:an? )?(?:annual |parental |maternity |paternity |medical |sick |"
+    r"family |study |bereavement |extended |personal )?(?:leave|sabbatical)|sabbatical|"
+    r"on (?:vacation|holidays?|pto)|away until|(?:currently|will be) (?:away|out|traveling|"
+    r"travelling|unavailable)|limited (?:access to|ability to (?:check|respond to)) "
+    r"(?:my )?e-?mail|not in the office|out until|back in the office|"
+    r"abwesen(?:d|heit)|nicht im (?:büro|hause|haus|dienst)|außer haus|im urlaub|urlaub|"
+    r"elternzeit|mutterschutz|dienstreise|nicht erreichbar|"
+    r"absente?s?\b|en (?:congés?|vacances)|hors du bureau|congé (?:parental|maternité|"
+    r"paternité|sabbatique)|de retour le|"
+    r"fuera de (?:la )?oficina|ausente|de vacaciones|de (?:baja|permiso|licencia)|"
+    r"estar[ée] fuera|no estar[ée] (?:disponible|en la oficina)|"
+    r"fuori (?:sede|ufficio)|assente|in (?:ferie|vacanza|congedo|maternità)|"
+    r"afwezig|niet (?:op kantoor|aanwezig|bereikbaar)|(?:met|op) vakantie|"
+    r"(?:zwangerschaps|ouderschaps|studie)?verlof|"
+    r"fora do escrit[oó]rio|(?:de|em) f[ée]rias|(?:de|em) licen[cç]a|ausente",
+    re.IGNORECASE,
+)
+# No longer at this address's organization.
+LEFT_ORGANIZATION = re.compile(
+    r"no longer (?:with|at|employed|working|part of|associated)|(?:has|have) left (?:the|our)"
+    r"|(?:is|am) no longer (?:with|at|employed|working)|no longer works? (?:at|for|here)|"
+    r"(?:has|have) (?:retired|moved on)|"
+    r"nicht mehr (?:bei|im|für|in|tätig|beschäftigt)|(?:hat|habe) (?:das|unser) "
+    r"(?:unternehmen|haus|team|praxis) verlassen|"
+    r"ne (?:fait|travaille) plus (?:partie|pour|chez|au sein)|a quitt[ée]|"
+    r"ya no (?:trabaja|forma parte|est[aá] (?:en|con))|dej[oó] (?:la|nuestra) (?:empresa|"
+    r"organizaci[oó]n|cl[ií]nica)|"
+    r"non (?:lavora|fa) più|non è più|ha lasciato|"
+    r"niet meer (?:werkzaam|in dienst|verbonden)|(?:heeft|hebben) .{0,40}verlaten|"
+    r"n[aã]o (?:trabalha|faz parte) mais|j[aá] n[aã]o (?:trabalha|faz parte)|deixou a",
+    re.IGNORECASE,
+)
+# Challenge-response systems: the sender must prove to be a person before mail is delivered.
+CHALLENGE = re.compile(
+    r"verify (?:that )?you(?:'re| are) (?:a )?(?:human|real|person|not a robot)|"
+    r"(?:confirm|verify|prove) (?:that )?(?:you are|you're) (?:a )?(?:human|real person)|"
+    r"sender verification|verification (?:request|required|needed)|"
+    r"(?:held|queued|quarantined|pending) (?:\w+ )?(?:for|pending|until) (?:your )?"
+    r"(?:verification|approval|confirmation)|challenge[- ]response|"
+    r"(?:complete|click).{0,60}(?:so|to ensure|in order) (?:that )?(?:your|the) "
+    r"(?:message|e-?mail) (?:is|will be|gets|can be) delivered|"
+    r"approved senders? list|whitelist(?:ed)? senders|(?:spam ?arrest|boxbe|mailwasher|"
+    r"sanebox|choicemail|permitmail)|"
+    r"bestätigen sie,? dass sie ein mensch sind|absenderverifizierung|"
+    r"v[ée]rifi(?:er|cation) de l'exp[ée]diteur|confirmez que vous [eê]tes (?:un )?humain",
+    re.IGNORECASE,
+)
+
+
+def auto_markers(message: Message, subject: str, *, answers_ours: bool) -> tuple[str, ...]:
+    """The headers and subject that mark an automatic answer (RFC 3834 and the common
+    private ones). ``answers_ours``: it has In-Reply-To/References, as a person's reply has."""
+    reasons = []
+    auto_submitted = header(message, "Auto-Submitted").lower()
+    if auto_submitted and not auto_submitted.startswith("no"):
+        reasons.append(f"Auto-Submitted: {auto_submitted[:40]} (RFC 3834)")
+    for name in (
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Autoresponder",
+        "X-AutoReply-From",
+        "X-Autogenerated",
+        "X-Auto-Reply",
+        "X-Vacation",
+        "X-FC-MachineGenerated",
+    ):
+        if header(message, name):
+            reasons.append(f"{name} header")
+    precedence = header(message, "Precedence").lower()
+    if precedence in ("auto_reply", "junk"):
+        reasons.append(f"Precedence: {precedence}")
+    elif precedence in ("bulk", "list") and not answers_ours:
+        reasons.append(f"Precedence: {precedence}, answering none of our messages")
+    if header(message, "X-MS-Exchange-Generated-Message-Source") or header(
+        message, "X-MS-Exchange-Inbox-Rules-Loop"
+    ):
+        reasons.append("Exchange auto-generated message header")
+    if "autoresponder" in header(message, "X-POST-MessageClass").lower():
+        reasons.append("X-POST-MessageClass: Autoresponder")
+    prefix = AUTO_SUBJECT.search(subject)
+    if prefix:
+        reasons.append(f"subject starts with {prefix.group(1)!r}")
+    if header(message, "Return-Path").strip() == "<>" and reasons:
+        reasons.append("null Return-Path (RFC 3834 3.3)")
+    return tuple(reasons)
+
+
+def new_address(text: str, sender: str | None) -> str | None:
+    """An address a "no longer with us" message gives to write to instead, if any."""
+    for found in re.finditer(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", text[:20_000]):
+        address = found.group(0).strip(".").lower()
+        if address != (sender or "").lower():
+            return address
+    return None
+
+
+__all__ = [
+    "AUTO_SUBJECT",
+    "CHALLENGE",
+    "LEFT_ORGANIZATION",
+    "OUT_OF_OFFICE",
+    "auto_markers",
+    "new_address",
+]

@@ -1,0 +1,322 @@
+"""Why a recipient's delivery failed, and what kind of failure it is: a pure reading of an RFC
+3463 status code and the remote server's own words.
+
+Classes decide the effect: ``hard`` (this address will never take mail: the contact bounces),
+``soft`` (try again later: counted), ``policy`` (the receiving side refuses *us*, our
+reputation or authentication, not the address: that domain pauses). The difference between a
+recipient's own rejection (5.7.1 "Recipient address rejected: Access denied", a mailbox that
+takes internal mail only, relaying denied for that address) and a block of the sender (a
+blocklist, SPF/DKIM/DMARC, "local policy") is read from the text, because both use 5.7.x.
+
+``confidence`` is ``high`` only when a status and the text agree, or one of them is specific
+and the other is silent; a guess is ``low``, and an unreadable failure is guessed ``soft``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+HARD = "hard"
+SOFT = "soft"
+POLICY = "policy"
+
+# The fixed vocabulary of reasons (compare sisimai's reason set).
+USER_UNKNOWN = "user_unknown"
+HOST_UNKNOWN = "host_unknown"
+MAILBOX_FULL = "mailbox_full"
+MAILBOX_DISABLED = "mailbox_disabled"
+REJECTED_BY_RECIPIENT = "rejected_by_recipient"
+SENDER_REJECTED = "sender_rejected"
+SPAM_BLOCKED = "spam_blocked"
+AUTH_FAILED = "auth_failed"
+POLICY_REJECTED = "policy_rejected"
+RATE_LIMITED = "rate_limited"
+EXPIRED = "expired"
+MESSAGE_TOO_BIG = "message_too_big"
+NETWORK_ERROR = "network_error"
+OTHER = "other"
+
+REASONS = (
+    USER_UNKNOWN,
+    HOST_UNKNOWN,
+    MAILBOX_FULL,
+    MAILBOX_DISABLED,
+    REJECTED_BY_RECIPIENT,
+    SENDER_REJECTED,
+    SPAM_BLOCKED,
+    AUTH_FAILED,
+    POLICY_REJECTED,
+    RATE_LIMITED,
+    EXPIRED,
+    MESSAGE_TOO_BIG,
+    NETWORK_ERROR,
+    OTHER,
+)
+# What a permanent (5.x.x) failure of each reason means for the address.
+_PERMANENT_CLASS = {
+    USER_UNKNOWN: HARD,
+    HOST_UNKNOWN: HARD,
+    REJECTED_BY_RECIPIENT: HARD,
+    MAILBOX_FULL: SOFT,
+    MAILBOX_DISABLED: SOFT,
+    RATE_LIMITED: SOFT,
+    EXPIRED: SOFT,
+    MESSAGE_TOO_BIG: SOFT,
+    NETWORK_ERROR: SOFT,
+    OTHER: SOFT,
+    SENDER_REJECTED: POLICY,
+    SPAM_BLOCKED: POLICY,
+    AUTH_FAILED: POLICY,
+    POLICY_REJECTED: POLICY,
+}
+
+# The remote server's words, in order: the first that matches names the reason. A block of
+# the sender comes first (it often also says "rejected"), then what the address itself says
+# ("Recipient address rejected: User unknown" is unknown, not a rule; Postfix says "Recipient
+# address rejected" for every refusal at RCPT, so those words alone decide nothing), then a
+# named policy, then the recipient's own rules, then the transient words.
+_TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE))
+    for reason, pattern in (
+        (
+            AUTH_FAILED,
+            r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated|not authenticated|authentication "
+            r"(?:fail|check|required)|sender policy framework|"
+            r"not pass authentication",
+        ),
+        (
+            SPAM_BLOCKED,
+            r"spamhaus|barracuda|spamcop|sorbs|\b(?:dns)?rbl\b|\bblock ?list|black ?list|"
+            r"listed (?:at|in|on|by) (?:\S+ ){0,3}?(?:\S*rbl|\S*bl\b|block|black|spam|zen|"
+            r"spamhaus|barracuda|sorbs|spamcop)|\breputation\b|\bspam\b|junk mail|bulk mail|"
+            r"virus|malware|"
+            r"\bblocked (?:using|by|because|due)|(?:ip|address|host|sender|client|"
+            r"connection|network|message) (?:\S+ )?(?:has been |is )?(?:temporarily )?blocked|"
+            r"dnsbl|\bRBL\b|banned|denied by policy|^\s*(?:smtp; )?\d{3} blocked\b|"
+            r"suspicious|not accepted for policy reasons",
+        ),
+        (
+            SENDER_REJECTED,
+            r"sender (?:address |domain )?(?:rejected|refused|denied|not allowed|verif)|"
+            r"(?:domain of |)sender (?:address )?(?:does not|doesn't) (?:exist|resolve)|"
+            r"sender (?:is )?(?:invalid|unknown|not (?:permitted|authorized))|"
+            r"mail from .* rejected|bad sender|unverified sender|purported "
+            r"responsible address|(?:may|might) not have permission to post",
+        ),
+        (
+            MAILBOX_FULL,
+            r"mailbox (?:is |was )?full|over ?quota|quota (?:exceeded|exceed|full)|exceeded "
+            r"(?:the |their |his |her )?(?:storage|quota)|insufficient (?:storage|space|"
+            r"disk)|mailbox size limit|storage (?:space|limit)|out of (?:storage|space)|"
+            r"mail ?box (?:has )?exceeded|mailbox exceeds|too much mail|inbox is full",
+        ),
+        (
+            MESSAGE_TOO_BIG,
+            r"message (?:is )?too (?:big|large)|message size|size (?:limit|exceeds)|exceeds "
+            r"(?:the )?(?:maximum|size|fixed maximum) (?:message )?size|too large",
+        ),
+        (
+            MAILBOX_DISABLED,
+            r"(?:account|mailbox|user|address) (?:has been |is |was )?(?:disabled|"
+            r"deactivated|suspended|inactive|locked|closed|frozen|expired|blocked|"
+            r"not active|no longer active|terminated)|"
+            r"inactive (?:account|mailbox|user)|disabled (?:account|mailbox|user)",
+        ),
+        (
+            HOST_UNKNOWN,
+            r"host (?:or domain name )?(?:not found|unknown)|unknown host|domain (?:name )?"
+            r"(?:not found|does not exist|doesn't exist|is not valid|unknown)|no mx|nxdomain|"
+            r"unrouteable (?:mail )?domain|no such domain|"
+            r"(?:host|domain) (?:name )?lookup fail|couldn't find any host|"
+            r"(?:domain|host) .{0,40}does not accept mail|null mx|"
+            r"(?:doesn't|does not) receive e?mail|no smtp service|domain is not reachable",
+        ),
+        (
+            USER_UNKNOWN,
+            r"user ?(?:name )?unknown|unknown (?:user|recipient|local[- ]part|mailbox|address)|"
+            r"no such (?:user|mailbox|recipient|address|account|person)|"
+            r"(?:user|mailbox|recipient|address|account|alias)(?: \S+)? (?:does not|doesn't|"
+            r"did not) exist|not exist|not found|couldn'?t be found|could not be found|"
+            r"invalid (?:recipient|mailbox|address|user)|mailbox (?:is )?unavailable|"
+            r"unavailable mailbox|recipnotfound|recipientnotfound|no mailbox|"
+            r"(?:is not|isn't|not) a (?:known|valid) (?:user|recipient|mailbox|address)|"
+            r"unrouteable address|bad (?:destination|recipient) (?:mailbox )?address|"
+            r"account that you tried to reach does not exist|no longer (?:valid|available|"
+            r"exists)|has moved|undeliverable address|addressee unknown|unknown or illegal "
+            r"alias|does not have an account|no account|not listed in (?:the )?(?:domino "
+            r"directory|(?:public )?name & address book|address book|directory)|"
+            r"recipient (?:is )?not (?:found|"
+            r"valid|recogni[sz]ed|listed)|invalid .{0,20}userid|"
+            r"(?:doesn't|does not) have an? .{0,30}account",
+        ),
+        (
+            POLICY_REJECTED,
+            r"local policy|policy (?:violation|reasons?|rejection)|against (?:our|the) policy|"
+            r"administrative prohibition|content (?:rejected|filter)|not (?:rfc|compliant)|"
+            r"rfc ?(?:2822|5322)|\bptr\b|reverse dns|rdns|protocol violation|mismatches client ip",
+        ),
+        (
+            REJECTED_BY_RECIPIENT,
+            r"recipient (?:address )?(?:refused|denied)|access denied|"
+            r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))|not permitted to "
+            r"relay|not configured to relay|unable to relay|we do not relay|no relaying|"
+            r"not (?:authorized|allowed|"
+            r"permitted) to (?:send|deliver|post|email)|only accepts? (?:mail|messages) from|"
+            r"(?:internal|authorized|authenticated) (?:senders?|users?) only|"
+            r"restricted (?:to|group|delivery)|external senders|accept(?:s)? internal|"
+            r"does not accept (?:mail|messages|email) from|rejected by (?:the )?recipient|"
+            r"recipient.{0,40}(?:rule|filter|blocked|refuses)|delivery not authori[sz]ed|"
+            r"blocked by (?:the )?recipient|"
+            r"(?:user|recipient|mailbox) (?:has )?(?:blocked|filtered)|"
+            r"message (?:was )?rejected by (?:the )?(?:recipient|user)|refused by recipient",
+        ),
+        (
+            RATE_LIMITED,
+            r"rate ?limit|too many (?:messages|connections|recipients|mails|concurrent)|"
+            r"throttl|sending (?:limit|quota)|try (?:again )?later|slow down|exceeded "
+            r"(?:the )?(?:rate|limit of)|temporarily "
+            r"deferred",
+        ),
+        (
+            EXPIRED,
+            r"expired|retry (?:time|timeout)|delivery time|time ?out.{0,30}(?:queue|deliver)|"
+            r"too long in (?:the )?queue|could not be delivered (?:for|within|in)|"
+            r"giving up|gave up|unable to deliver .{0,40}(?:hours|days)|"
+            r"has been delayed|not yet been delivered|will be retried|failed \d+ attempts|"
+            r"not delivered within",
+        ),
+        (
+            NETWORK_ERROR,
+            r"connection (?:refused|timed out|reset|lost|closed|dropped)|network|timed out|"
+            r"timeout|unreachable|no route|dns (?:failure|error|lookup)|"
+            r"(?:temporary )?lookup failure|name service error|did not accept our requests? to "
+            r"connect|hop count exceeded|routing loop|not responding",
+        ),
+    )
+)
+# A specific status alone says this much (RFC 3463 3.3-3.9).
+_STATUS_REASON = {
+    "1.0": USER_UNKNOWN,
+    "1.1": USER_UNKNOWN,
+    "1.2": HOST_UNKNOWN,
+    "1.3": USER_UNKNOWN,
+    "1.6": USER_UNKNOWN,
+    "1.10": USER_UNKNOWN,
+    "1.7": SENDER_REJECTED,
+    "1.8": SENDER_REJECTED,
+    "2.1": MAILBOX_DISABLED,
+    "2.2": MAILBOX_FULL,
+    "2.3": MESSAGE_TOO_BIG,
+    "3.4": MESSAGE_TOO_BIG,
+    "4.4": HOST_UNKNOWN,
+    "4.7": EXPIRED,
+    "4.1": NETWORK_ERROR,
+    "4.2": NETWORK_ERROR,
+    "5.3": RATE_LIMITED,
+    "7.13": MAILBOX_DISABLED,  # RFC 3463: user account disabled
+    "7.17": USER_UNKNOWN,  # mailbox owner has changed
+    "7.23": AUTH_FAILED,
+    "7.24": AUTH_FAILED,
+    "7.25": POLICY_REJECTED,  # RFC 7372: no reverse DNS for our address
+    "7.26": AUTH_FAILED,
+    "7.509": AUTH_FAILED,  # Microsoft 365: the sending domain fails DMARC
+}
+# Microsoft 365's own 5.7.x codes (its NDR reference): 5.7.1xx are the recipient's or its
+# group's delivery restrictions; 5.7.5xx-7xx block the sender, its address or its tenant.
+_MICROSOFT_RECIPIENT = re.compile(r"^7\.1[0-9]{2}$")
+_MICROSOFT_SENDER = re.compile(r"^7\.[5-7][0-9]{2}$")
+STATUS = re.compile(r"(?<![0-9.])([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9]|\.[0-9])")
+_REPLY_CODE = re.compile(r"(?<![0-9.])([45])[0-9]{2}(?=[ -])")
+
+
+@dataclass(frozen=True)
+class FailureReading:
+    """What one recipient's failure is."""
+
+    bounce_class: str  # hard | soft | policy
+    reason: str
+    status: str | None  # the most specific RFC 3463 code found
+    confidence: str  # high | low
+
+
+def read_failure(
+    status: str | None, text: str, *, delayed: bool = False, gave_up: bool = False
+) -> FailureReading:
+    """Read one recipient's failure from its ``Status`` (may be None or generic such as
+    5.0.0) and the server's text (``Diagnostic-Code``, or the report's prose). ``delayed``:
+    the report says the message is still being retried (RFC 3464 ``Action: delayed``);
+    ``gave_up``: it says ``Action: failed``, so even a 4.x.x status is final (the sending
+    server stopped retrying) and the reason decides the class."""
+    text = text[:4000]
+    status = _specific(status, text)
+    said = [reason for reason, pattern in _TEXT if pattern.search(text)]
+    blamed = {_PERMANENT_CLASS[r] for r in said}
+    vague = blamed >= {HARD, POLICY} and not {AUTH_FAILED, SENDER_REJECTED} & set(said)
+    if vague:
+        # Both the address and the sender are blamed in loose words ("the account may not
+        # exist, or be blacklisted"): read as the address's, and low, so a person decides.
+        said = [r for r in said if _PERMANENT_CLASS[r] == HARD]
+    by_text = said[0] if said else None
+    detail = ".".join(status.split(".")[1:]) if status else ""
+    by_status = _status_reason(detail)
+    if by_status in (SENDER_REJECTED, AUTH_FAILED):
+        by_text = by_status  # the code names the sender: its words can't make it the address
+    reason = by_text or by_status or OTHER
+    temporary = (status or "").startswith("4") or _transient_reply(status, text)
+    transient = delayed or (temporary and not gave_up)
+    if transient:
+        klass = SOFT
+    elif reason == OTHER and detail.startswith("7."):
+        klass = POLICY  # an unexplained 5.7.x: the domain pauses until the therapist looks
+    else:
+        klass = _PERMANENT_CLASS[reason]
+    sure = by_text is not None or by_status is not None
+    if by_text and by_status and by_text != by_status and not detail.startswith("7."):
+        sure = False  # the code and the words disagree (5.1.1 "mailbox full")
+    if vague:
+        sure = False
+    if klass == HARD and status is None and _REPLY_CODE.search(text) is None:
+        sure = False  # no code backs the words: "not found" may be about a page
+    return FailureReading(klass, reason, status, "high" if sure else "low")
+
+
+def _status_reason(detail: str) -> str | None:
+    if detail in _STATUS_REASON:
+        return _STATUS_REASON[detail]
+    if _MICROSOFT_RECIPIENT.match(detail):
+        return REJECTED_BY_RECIPIENT
+    if _MICROSOFT_SENDER.match(detail):
+        return SPAM_BLOCKED
+    return None
+
+
+def _specific(status: str | None, text: str) -> str | None:
+    """The status, or the enhanced code the text gives when the status is generic (x.0.0)
+    or missing (RFC 3464 2.3.6: the Diagnostic-Code carries the remote server's own)."""
+    if status and not status.endswith(".0.0"):
+        return status
+    for found in STATUS.finditer(text):
+        code = found.group(0)
+        if not code.endswith(".0.0") and (status is None or code[0] == status[0]):
+            return code
+    return status
+
+
+def _transient_reply(status: str | None, text: str) -> bool:
+    """A 4xx SMTP reply with no enhanced code: temporary."""
+    if status is not None:
+        return False
+    found = _REPLY_CODE.search(text)
+    return found is not None and found.group(1) == "4"
+
+
+__all__ = [
+    "HARD",
+    "POLICY",
+    "REASONS",
+    "SOFT",
+    "STATUS",
+    "FailureReading",
+    "read_failure",
+]

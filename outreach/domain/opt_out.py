@@ -1,0 +1,95 @@
+"""Opt-out intent: the writer asking, for themselves, not to be written to again.
+
+Read only in the reply's new text (quotes, signatures and list footers already cut) and the
+subject. A request about someone else ("please do not contact the family until I've spoken
+with them") is not an opt-out: it is part of a referral. Languages: en, de, fr, es, it, nl, pt.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FIRST_PERSON = re.compile(
+    r"\bunsubscribe\b|\bremove (?:me|us|my (?:name|address|e-?mail))\b|\btake (?:me|us|my "
+    r"(?:name|address)) off\b|\bopt(?:-| )?(?:me )?out\b|"
+    r"\b(?:stop|quit|cease) (?:e-?mailing|emailing|contacting|sending|writing|messaging)"
+    r"(?: (?:me|us)| to (?:me|us))?\b|"
+    r"\b(?:do not|don'?t|please don'?t|never) (?:e-?mail|contact|write to|write|message|"
+    r"send) (?:me|us)\b|"
+    r"\b(?:no|not any) (?:more|further) (?:e-?mails?|messages|contact)\b|"
+    r"\bdon'?t (?:want|wish) to (?:receive|get|hear)\b|\bdo not (?:want|wish) to (?:receive|"
+    r"get|be contacted)\b|\bnot interested[,.;!]? (?:please )?(?:remove|stop|do not|don'?t)|"
+    r"\b(?:off|from) your (?:mailing |e-?mail |contact )?list\b|"
+    # de
+    r"\b(?:nehmen|streichen|entfernen|löschen|tragen) sie mich\b|\baus (?:ihrem|dem|ihrer) "
+    r"(?:verteiler|e-?mail-?verteiler|liste|adressliste|mailingliste)\b|\babmelden\b|"
+    r"\bkeine (?:weiteren |weitere )?(?:e-?mails|nachrichten|zusendungen|kontaktaufnahmen?)\b|"
+    r"\b(?:schreiben|kontaktieren|mailen) sie mir (?:bitte )?nicht mehr\b|\bkontaktieren sie "
+    r"mich (?:bitte )?nicht mehr\b|"
+    # fr
+    r"\bne plus (?:m'|m\u2019)(?:écrire|envoyer|contacter)|\bne (?:m'|m\u2019)(?:écrivez|envoyez|"
+    r"contactez) plus\b|\bne me (?:contactez|recontactez|sollicitez) plus\b|"
+    r"\b(?:retirez|supprimez|enlevez|désinscrivez|désabonnez)[- ]moi\b|\bme (?:retirer|"
+    r"désinscrire|désabonner)\b|\bdésinscription\b|\bdésabonnement\b|"
+    # es
+    r"\bno me (?:envíe|envíen|envies|escriba|escriban|contacte|contacten|manden?) más\b|"
+    r"\b(?:darme|dénme|deme) de baja\b|\b(?:elimínenme|elimíneme|quítenme|quíteme|"
+    r"bórrenme|bórreme|sáquenme|sáqueme)\b|\bno deseo recibir\b|\bno quiero recibir\b|"
+    # it
+    r"\b(?:cancellatemi|cancellami|rimuovetemi|rimuovermi|toglietemi|eliminatemi)\b|"
+    r"\bnon (?:scrivetemi|contattatemi|inviatemi|mandatemi) più\b|\bnon (?:desidero|voglio) "
+    r"(?:più )?ricevere\b|\bdisiscri(?:vere|vetemi|zione)\b|"
+    # nl
+    r"\b(?:uitschrijven|afmelden)\b|\bverwijder(?:t)? (?:mij|me)\b|\bhaal (?:mij|me)\b|"
+    r"\b(?:mail|e-?mail|benader|contacteer) (?:mij|me) (?:a\.u\.b\. |alstublieft |aub )?"
+    r"niet meer\b|\bgeen (?:e-?mails|berichten|mails) meer\b|\bniet meer (?:mailen|"
+    r"benaderen|contacteren)\b|"
+    # pt
+    r"\b(?:remova|removam|retire|tire|exclua|excluam)[- ](?:me|meu)\b|\bdescadastr|"
+    r"\bnão (?:me )?(?:envie|enviem|contacte|contactem|contate|contatem|escreva|escrevam) "
+    r"mais\b|\bnão (?:quero|desejo) (?:mais )?receber\b|\bcancelar (?:a )?(?:minha )?inscrição\b",
+    re.IGNORECASE,
+)
+# What follows "don't contact/stop emailing" when it is about someone else.
+_THIRD_PARTY = re.compile(
+    r"^\W*(?:the|his|her|their|my|our|this|that|any) (?:\w+ ){0,2}?(?:family|families|patient|"
+    r"patients|client|clients|parents?|child|children|kids?|son|daughter|mother|father|"
+    r"husband|wife|spouse|partner|student|colleague|office|staff|member)|^\W*(?:them|him|her)\b",
+    re.IGNORECASE,
+)
+_ABOUT_OTHERS = re.compile(
+    r"\b(?:do not|don'?t|please don'?t|never|stop) (?:e-?mail(?:ing)?|contact(?:ing)?|"
+    r"writ(?:e|ing)(?: to)?|call(?:ing)?|reach(?:ing)? out to)\s",
+    re.IGNORECASE,
+)
+# A list or notification footer telling how to stop mail: not the writer's own request.
+_FOOTER = re.compile(
+    r"https?://|\bclick\b|\blink\b|\bif you (?:wish|want|would like|no longer|prefer)|"
+    r"\bto unsubscribe\b|\bunsubscribe (?:here|at|from this|by|link)|\bmanage (?:your )?"
+    r"(?:preferences|subscription)|\byou (?:are )?receiv(?:e|ing) this",
+    re.IGNORECASE,
+)
+SHORT = 80  # words: an opt-out in a message this short is what it is about
+
+
+def opt_out_phrase(text: str) -> str | None:
+    """The phrase in which the writer asks not to be written to, if any."""
+    for found in _FIRST_PERSON.finditer(text[:20_000]):
+        phrase = found.group(0)
+        after = text[found.end() : found.end() + 60]
+        if _ABOUT_OTHERS.match(phrase + " ") and _THIRD_PARTY.match(after):
+            continue
+        if _FOOTER.search(_sentence(text, found.start(), found.end())):
+            continue
+        return phrase
+    return None
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    """The sentence (or line) around text[start:end]."""
+    left = max(text.rfind(mark, 0, start) for mark in (".", "!", "?", "\n"))
+    rights = [i for i in (text.find(mark, end) for mark in (".", "!", "?", "\n")) if i >= 0]
+    return text[left + 1 : min(rights) if rights else len(text)]
+
+
+__all__ = ["SHORT", "opt_out_phrase"]

@@ -1,0 +1,213 @@
+"""Machine-readable reports about our messages: delivery status (RFC 3464 and its UTF-8 form,
+RFC 6533), read receipts (RFC 8098) and abuse complaints (RFC 5965). Pure: a parsed message
+in, a reading out.
+
+A delivery report is read block by block: each per-recipient block's ``Action`` decides
+whether that recipient failed (``failed``; ``delayed`` is a soft failure) or the report is a
+receipt (``delivered``, ``relayed``, ``expanded``); the failed address is the
+Original-Recipient when given (what we sent to, before an alias or forward rewrote it), else
+the Final-Recipient. The part is found wherever it sits, also outside a multipart/report (some
+servers wrap it in multipart/mixed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+from outreach.domain.bounce_reasons import STATUS, FailureReading, read_failure
+
+DELIVERY_STATUS = ("message/delivery-status", "message/global-delivery-status")
+DISPOSITION = ("message/disposition-notification", "message/global-disposition-notification")
+FEEDBACK = "message/feedback-report"
+REPORT = "multipart/report"
+_SUCCESS = ("delivered", "relayed", "expanded")
+MAX_BLOCKS = 200  # per-recipient blocks read from one report
+_FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One recipient the report says the message did not reach."""
+
+    address: str  # as written in the report; the caller makes it safe
+    reading: FailureReading
+    text: str = ""  # what the report's block says about it (Diagnostic-Code), in memory only
+    delayed: bool = False  # Action: delayed (still being retried)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a report part says. ``kind`` is bounce, receipt or complaint."""
+
+    kind: str
+    failures: tuple[Failure, ...] = ()
+    receipts: int = 0  # recipients the report says were reached
+    named: tuple[str, ...] = ()  # every address it names (for a complaint: the recipient)
+    message_ids: tuple[str, ...] = ()  # our message it is about, when it says
+    detail: str = ""  # Action/Disposition/Feedback-Type, for the reasons line
+
+
+def read_report(message: Message) -> Report | None:
+    """The report a message carries, if any (a delivery-status, disposition-notification or
+    feedback-report part)."""
+    for part in _parts(message):
+        kind = part.get_content_type()
+        if kind in DELIVERY_STATUS:
+            found = _delivery(part)
+            if found is not None:
+                return found
+        elif kind in DISPOSITION:
+            return _disposition(part)
+        elif kind == FEEDBACK:
+            return _feedback(part)
+    return None
+
+
+def _parts(message: Message, depth: int = 0) -> Iterator[Message]:
+    """Every part, looking inside an attached message only when it is itself a report (a
+    security gateway that wraps the bounce it relays); the returned copy of our own message
+    is never one."""
+    yield message
+    if depth > 5 or not message.is_multipart():
+        return
+    for part in message.get_payload():
+        if not isinstance(part, Message):
+            continue
+        if part.get_content_type() in ("message/rfc822", "message/global"):
+            inner = part.get_payload()
+            for attached in inner if isinstance(inner, list) else []:
+                if isinstance(attached, Message) and attached.get_content_type() == REPORT:
+                    yield from _parts(attached, depth + 1)
+        else:
+            yield from _parts(part, depth + 1)
+
+
+def blocks(part: Message) -> list[dict[str, str]]:
+    """A report part's field blocks (the per-message block, then one per recipient), field
+    names lower-case, the first of a repeated field kept."""
+    payload = part.get_payload()
+    found: list[dict[str, str]] = []
+    if isinstance(payload, list):
+        # The email package reads each block as a message's headers; a block it could not
+        # split is left in that message's body.
+        for block in payload:
+            if not isinstance(block, Message):
+                continue
+            fields: dict[str, str] = {}
+            for name, value in block.items():
+                fields.setdefault(name.lower(), _text(value))
+            found.append(fields)
+            rest = block.get_payload()
+            if isinstance(rest, str) and rest.strip():
+                found += _text_blocks(rest)
+    else:
+        raw = part.get_payload(decode=True)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload or "")
+        found += _text_blocks(text)
+    return found[:MAX_BLOCKS]
+
+
+def _text(value: Any) -> str:
+    try:
+        return " ".join(str(value).split())
+    except Exception:
+        return ""
+
+
+def _text_blocks(text: str) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+    for chunk in re.split(r"\r?\n[ \t]*\r?\n", text[:200_000]):
+        fields: dict[str, str] = {}
+        name = None
+        for line in chunk.splitlines():
+            if line[:1] in (" ", "\t") and name:
+                fields[name] += " " + line.strip()
+                continue
+            match = _FIELD.match(line)
+            if match:
+                name = match.group(1).lower()
+                if name in fields:
+                    name = None  # a repeated field: keep the first
+                    continue
+                fields[name] = match.group(2).strip()
+        if fields:
+            found.append(fields)
+    return found
+
+
+def typed_address(value: str) -> str:
+    """The address of an ``address-type; address`` field (rfc822; a@b, utf-8; j@b)."""
+    return value.rsplit(";", maxsplit=1)[-1].strip().strip("<>").strip()
+
+
+def _delivery(part: Message) -> Report | None:
+    failures: list[Failure] = []
+    named: list[str] = []
+    ids: list[str] = []
+    receipts = 0
+    actions: list[str] = []
+    for fields in blocks(part):
+        envid = fields.get("original-envelope-id")
+        if envid:
+            ids.append(envid)
+        recipient = fields.get("original-recipient") or fields.get("final-recipient")
+        if not recipient:
+            continue
+        address = typed_address(recipient)
+        for field in ("original-recipient", "final-recipient"):
+            if fields.get(field):
+                named.append(typed_address(fields[field]))
+        action = fields.get("action", "").strip().lower()
+        status_field = STATUS.search(fields.get("status", ""))
+        status = status_field.group(0) if status_field else None
+        if not action and status:
+            action = {"2": "delivered", "4": "delayed", "5": "failed"}[status[0]]
+        actions.append(action or "none")
+        if action in _SUCCESS:
+            receipts += 1
+            continue
+        if action not in ("failed", "delayed") and not (status or "").startswith(("4", "5")):
+            continue  # neither success nor failure: says nothing about the address
+        text = " ".join(
+            fields.get(name, "") for name in ("diagnostic-code", "x-postfix-sender", "status")
+        )
+        reading = read_failure(
+            status, text, delayed=action == "delayed", gave_up=action == "failed"
+        )
+        failures.append(Failure(address, reading, text, action == "delayed"))
+    if not failures and not receipts:
+        return None
+    detail = "Action: " + ", ".join(dict.fromkeys(actions))
+    if failures:
+        return Report("bounce", tuple(failures), receipts, tuple(named), tuple(ids), detail)
+    return Report("receipt", (), receipts, tuple(named), tuple(ids), detail)
+
+
+def _disposition(part: Message) -> Report:
+    fields: dict[str, str] = {}
+    for block in blocks(part):
+        for name, value in block.items():
+            fields.setdefault(name, value)
+    ids = [fields["original-message-id"]] if fields.get("original-message-id") else []
+    named = [typed_address(fields[f]) for f in ("final-recipient",) if fields.get(f)]
+    disposition = fields.get("disposition", "").rsplit(";", 1)[-1].strip().lower()
+    return Report(
+        "receipt", (), 1, tuple(named), tuple(ids), f"Disposition: {disposition or 'none'}"
+    )
+
+
+def _feedback(part: Message) -> Report:
+    fields: dict[str, str] = {}
+    for block in blocks(part):
+        for name, value in block.items():
+            fields.setdefault(name, value)
+    named = [typed_address(fields[f]) for f in ("original-rcpt-to",) if fields.get(f)]
+    kind = fields.get("feedback-type", "").strip().lower()
+    return Report("complaint", (), 0, tuple(named), (), f"Feedback-Type: {kind or 'none'}")
+
+
+__all__ = ["Failure", "Report", "blocks", "read_report", "typed_address"]
