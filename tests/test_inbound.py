@@ -145,7 +145,7 @@ class TestEffects:
             "Final-Recipient: rfc822; tom@lm.example.org\nAction: failed\nStatus: 5.1.1\n\n"
             f"--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: {tom_id}\n\n--B--"
         )
-        assert practice.sync() == [("tom@lm.example.org", "bounced and suppressed")]
+        assert practice.sync() == [("tom@lm.example.org", "bounced and suppressed (user_unknown)")]
         assert practice.stage("tom@lm.example.org") == "bounced"
 
     def test_opt_out_is_honored(self, practice: Practice) -> None:
@@ -324,18 +324,22 @@ class TestBounceClasses:
             practice.deliver(dsn_for("tom@lm.example.org", tom, "4.2.2", n))
         effects = [effect for _, effect in practice.sync()]
         assert effects == [
-            "soft bounce 1 recorded",
-            "soft bounce 2 recorded",
-            "bounced and suppressed",
+            "soft bounce 1 recorded (mailbox_full)",
+            "soft bounce 2 recorded (mailbox_full)",
+            "bounced and suppressed (mailbox_full)",
         ]
 
-    def test_a_policy_bounce_pauses_all_sending(self, practice: Practice) -> None:
+    def test_an_unexplained_5_7_x_waits_for_review(self, practice: Practice) -> None:
+        """A 5.7.1 whose words say nothing: refused for policy, or by the recipient? A
+        guess, so nothing changes and nothing pauses until the therapist decides."""
         tom = practice.ids["tom@lm.example.org"]
         practice.deliver(dsn_for("tom@lm.example.org", tom, "5.7.1", 9))
-        assert practice.sync() == [("tom@lm.example.org", "policy bounce: all sending paused")]
+        ((email, effect),) = practice.sync()
+        assert email == "tom@lm.example.org"
+        assert effect.startswith("held for review: a low-confidence policy bounce")
         assert practice.stage("tom@lm.example.org") == "contacted"
         dispatcher = build_parts(practice.settings, practice.store).dispatcher
-        assert dispatcher.paused_reason() is not None
+        assert dispatcher.paused_reason() is None
 
 
 def test_a_connection_dropped_mid_fetch_is_retried(

@@ -80,6 +80,15 @@ def _print_status(found: Status) -> None:
     if found.sending_paused:
         out.print(f"SENDING PAUSED: {found.sending_paused}", markup=False)
         out.print("  (outreach sending resume, once the cause is fixed)", markup=False)
+    for domain, why in sorted(found.paused_domains.items()):
+        out.print(f"PAUSED TO {domain}: {why}", markup=False)
+        out.print(f"  (outreach sending resume --domain {domain}, once fixed)", markup=False)
+    if found.held_for_review:
+        out.print(
+            f"review:        {found.held_for_review} message(s) outreach was not sure about "
+            "changed nothing yet: outreach inbox review",
+            markup=False,
+        )
     problems = ", ".join(f"{n} {state}" for state, n in sorted(found.outbox_problems.items()))
     out.print(f"outbox:        {problems or 'no problems'}", markup=False)
     if found.outbox_problems.get("unknown"):

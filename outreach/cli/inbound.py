@@ -84,8 +84,9 @@ def classify_file(
         found = classify(raw, received=today, authserv_id=settings.inbound.authserv_id)
         with state.store().session() as session:
             matched = match_message(session, found, settings.sender.from_address)
-    result = {
+    result: dict[str, object] = {
         "kind": found.kind,
+        "confidence": found.confidence,
         "reasons": list(found.reasons),
         "contact": matched.email,
         "trusted": matched.trusted,
@@ -95,16 +96,38 @@ def classify_file(
     }
     if found.kind == "bounce":
         result.update(
-            recipient=found.recipient, status=found.status, bounce_class=found.bounce_class
+            recipient=found.recipient,
+            recipients=[f.address for f in found.failed],
+            status=found.status,
+            bounce_class=found.bounce_class,
+            reason=found.reason,
+            failures=[
+                {
+                    "recipient": f.address,
+                    "status": f.status,
+                    "bounce_class": f.bounce_class,
+                    "reason": f.reason,
+                    "confidence": f.confidence,
+                }
+                for f in found.failed
+            ],
         )
-    if found.return_date:
-        result["return_date"] = found.return_date.isoformat()
+    elif found.reason:
+        result["reason"] = found.reason
+    if found.recipients and found.kind in ("complaint", "receipt"):
+        result["recipients"] = list(found.recipients)
+    if found.new_address:
+        result["new_address"] = found.new_address
+    if found.language:
+        result["language"] = found.language
+    if found.kind == "out_of_office":
+        result["return_date"] = found.return_date.isoformat() if found.return_date else None
     if found.auth_failure:
         result["auth_failure"] = found.auth_failure
     if as_json:
         print_json(result)
         return
-    out.print(f"kind: {found.kind}", markup=False)
+    out.print(f"kind: {found.kind} ({found.confidence} confidence)", markup=False)
     out.print(
         f"contact: {matched.email or '(none)'} ({matched.how}"
         f"{'' if matched.trusted or not matched.email else '; flagged, not trusted'})",
@@ -112,6 +135,87 @@ def classify_file(
     )
     for reason in found.reasons:
         out.print(f"reason: {reason}", markup=False)
-    for key in ("recipient", "status", "bounce_class", "return_date", "auth_failure"):
+    for key in (
+        "recipient",
+        "status",
+        "bounce_class",
+        "reason",
+        "return_date",
+        "new_address",
+        "auth_failure",
+    ):
         if result.get(key):
             out.print(f"{key}: {result[key]}", markup=False)
+
+
+@inbox_app.command("review")
+def inbox_review(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Messages outreach was not sure about (a bounce, opt-out or complaint it only guessed):
+    nothing changed for them until you decide with `outreach inbox decide`."""
+    with reported():
+        from outreach.services.inbound import DECISIONS, held_for_review
+
+        held = held_for_review(context_of(ctx).store())
+    if as_json:
+        print_json(
+            {
+                "held": [
+                    {
+                        "message_key": h.message_key,
+                        "received_at": h.received_at.isoformat(),
+                        "read_as": h.kind,
+                        "contact": h.contact,
+                        "detail": h.detail,
+                    }
+                    for h in held
+                ]
+            }
+        )
+        return
+    if not held:
+        out.print("nothing waits for review", markup=False)
+        return
+    for h in held:
+        what = h.kind
+        if h.kind == "bounce":
+            what = f"{h.detail.get('klass') or 'soft'} bounce ({h.detail.get('reason')})"
+        out.print(
+            f"{h.message_key}  {h.received_at:%Y-%m-%d %H:%M} UTC  {h.contact or '(no contact)'}: "
+            f"read as {what}",
+            markup=False,
+        )
+        reasons = h.detail.get("reasons")
+        for reason in reasons if isinstance(reasons, list) else []:
+            out.print(f"    {reason}", markup=False)
+    out.print(
+        f"decide each with: outreach inbox decide KEY --as {'|'.join(DECISIONS)}", markup=False
+    )
+
+
+@inbox_app.command("decide")
+def inbox_decide(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The message's key, as `inbox review` shows it.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--as",
+            help="What the message is: reply, out_of_office, auto_reply, bounce (the address "
+            "is dead), soft_bounce, policy_bounce, unsubscribe, complaint, receipt, or ignore.",
+        ),
+    ],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who decides (default: your login name).")
+    ] = None,
+) -> None:
+    """Apply your reading of a message held for review, and record who decided."""
+    with reported():
+        import getpass
+
+        parts = context_of(ctx).parts()
+        who = by or getpass.getuser()
+        effect = parts.processor.decide(key, kind, by=who, now=utc_now())
+    out.print(f"{key}: decided as {kind} by {who}: {effect}", markup=False)

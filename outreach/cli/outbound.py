@@ -251,13 +251,23 @@ def outbox_resolve(
 
 
 @sending_app.command("resume")
-def sending_resume(ctx: typer.Context) -> None:
-    """Resume sending after a policy rejection (5.7.x) paused it, once the cause is fixed."""
+def sending_resume(
+    ctx: typer.Context,
+    domain: Annotated[
+        str | None,
+        typer.Option(
+            "--domain", help="Resume sending to this recipient domain only (a policy bounce)."
+        ),
+    ] = None,
+) -> None:
+    """Resume sending after a policy rejection paused it, once the cause is fixed: all
+    sending, or with --domain the one recipient domain that refused us."""
     with reported():
         from outreach.services import outbox
 
-        reason = outbox.resume_sending(context_of(ctx).store())
+        reason = outbox.resume_sending(context_of(ctx).store(), domain)
+    what = f"sending to {domain.lower()}" if domain else "sending"
     out.print(
-        "sending was not paused" if reason is None else f"sending resumed (was paused: {reason})",
+        f"{what} was not paused" if reason is None else f"{what} resumed (was paused: {reason})",
         markup=False,
     )

@@ -323,7 +323,16 @@ class PipelineConfig(Section):
 
 
 RuleEventKind = Literal[
-    "reply", "out_of_office", "auto_reply", "bounce", "unsubscribe", "referral", "stage_changed"
+    "reply",
+    "out_of_office",
+    "auto_reply",
+    "bounce",
+    "unsubscribe",
+    "complaint",
+    "receipt",
+    "challenge",
+    "referral",
+    "stage_changed",
 ]
 #: Events and actions the rule engine accepts in this version (others are refused by name).
 RULE_EVENTS_HANDLED = (
@@ -332,6 +341,9 @@ RULE_EVENTS_HANDLED = (
     "auto_reply",
     "bounce",
     "unsubscribe",
+    "complaint",
+    "receipt",
+    "challenge",
     "referral",
     "stage_changed",
 )

@@ -27,7 +27,7 @@ AUTO_SUBJECT = re.compile(
     r"resposta autom[aá]tica|fora do escrit[oó]rio|"
     r"odpowied[zź] automatyczna|automatyczna odpowied[zź]|nieobecno[sś][cć]|poza biurem|"
     r"automatiskt svar|autosvar|fr[aå]nvarande|ej p[aå] kontoret)",
-    re.IGNORECASE,
+    # matched against lower-cased text: faster than IGNORECASE
 )
 # Away from work, in the message's own words.
 OUT_OF_OFFICE = re.compile(
@@ -37,6 +37,10 @@ OUT_OF_OFFICE = re.compile(
     r"on (?:vacation|holidays?|pto)|away until|(?:currently|will be) (?:away|out|traveling|"
     r"travelling|unavailable)|limited (?:access to|ability to (?:check|respond to)) "
     r"(?:my )?e-?mail|not in the office|out until|back in the office|"
+    r"away from (?:e-?mail|my inbox)|(?:office|practice|clinic|school|we) (?:is |are |will "
+    r"be )?closed|closed for|(?:winter|spring|summer|holiday|christmas|thanksgiving) "
+    r"(?:break|holidays?|closure)|(?:i will|i'll) be back|when i(?:'m| am) back|upon my "
+    r"return|in trial|at a conference|(?:currently )?travel(?:l)?ing|"
     r"abwesen(?:d|heit)|nicht im (?:büro|hause|haus|dienst)|außer haus|im urlaub|urlaub|"
     r"elternzeit|mutterschutz|dienstreise|nicht erreichbar|"
     r"absente?s?\b|en (?:congés?|vacances)|hors du bureau|congé (?:parental|maternité|"
@@ -46,12 +50,16 @@ OUT_OF_OFFICE = re.compile(
     r"fuori (?:sede|ufficio)|assente|in (?:ferie|vacanza|congedo|maternità)|"
     r"afwezig|niet (?:op kantoor|aanwezig|bereikbaar)|(?:met|op) vakantie|"
     r"(?:zwangerschaps|ouderschaps|studie)?verlof|"
-    r"fora do escrit[oó]rio|(?:de|em) f[ée]rias|(?:de|em) licen[cç]a|ausente",
-    re.IGNORECASE,
+    r"fora do escrit[oó]rio|(?:de|em) f[ée]rias|(?:de|em) licen[cç]a|ausente|"
+    r"na urlopie|urlop|nieobecn|poza biurem|"
+    r"ledig|semester|tjänstledig|föräldraledig|frånvarande|tillbaka den|ej på kontoret|"
+    r"ej i tjänst",
+    # matched against lower-cased text: faster than IGNORECASE
 )
 # No longer at this address's organization.
 LEFT_ORGANIZATION = re.compile(
-    r"no longer (?:with|at|employed|working|part of|associated)|(?:has|have) left (?:the|our)"
+    r"no longer (?:with|at|employed|working|part of|associated)|"
+    r"(?:has|have) left (?!for\b|a\b|an\b|the office for\b|early\b|you\b)"
     r"|(?:is|am) no longer (?:with|at|employed|working)|no longer works? (?:at|for|here)|"
     r"(?:has|have) (?:retired|moved on)|"
     r"nicht mehr (?:bei|im|für|in|tätig|beschäftigt)|(?:hat|habe) (?:das|unser) "
@@ -62,7 +70,7 @@ LEFT_ORGANIZATION = re.compile(
     r"non (?:lavora|fa) più|non è più|ha lasciato|"
     r"niet meer (?:werkzaam|in dienst|verbonden)|(?:heeft|hebben) .{0,40}verlaten|"
     r"n[aã]o (?:trabalha|faz parte) mais|j[aá] n[aã]o (?:trabalha|faz parte)|deixou a",
-    re.IGNORECASE,
+    # matched against lower-cased text: faster than IGNORECASE
 )
 # Challenge-response systems: the sender must prove to be a person before mail is delivered.
 CHALLENGE = re.compile(
@@ -75,9 +83,12 @@ CHALLENGE = re.compile(
     r"(?:message|e-?mail) (?:is|will be|gets|can be) delivered|"
     r"approved senders? list|whitelist(?:ed)? senders|(?:spam ?arrest|boxbe|mailwasher|"
     r"sanebox|choicemail|permitmail)|"
-    r"bestätigen sie,? dass sie ein mensch sind|absenderverifizierung|"
+    r"has not been verified|to release your message|confirm your (?:message|address|"
+    r"e-?mail address)|\btmda\b|being held (?:because|until|pending)|"
+    r"bestätigen sie,? dass sie ein mensch sind|absenderverifizierung|bestätigen sie ihre "
+    r"e-?mail-adresse|nachdem der absender bestätigt|dass er ein mensch ist|"
     r"v[ée]rifi(?:er|cation) de l'exp[ée]diteur|confirmez que vous [eê]tes (?:un )?humain",
-    re.IGNORECASE,
+    # matched against lower-cased text: faster than IGNORECASE
 )
 
 
@@ -111,7 +122,7 @@ def auto_markers(message: Message, subject: str, *, answers_ours: bool) -> tuple
         reasons.append("Exchange auto-generated message header")
     if "autoresponder" in header(message, "X-POST-MessageClass").lower():
         reasons.append("X-POST-MessageClass: Autoresponder")
-    prefix = AUTO_SUBJECT.search(subject)
+    prefix = AUTO_SUBJECT.search(subject.lower())
     if prefix:
         reasons.append(f"subject starts with {prefix.group(1)!r}")
     if header(message, "Return-Path").strip() == "<>" and reasons:

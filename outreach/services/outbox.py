@@ -105,7 +105,10 @@ def resolve_outbox(store: Store, outbox_id: int, *, sent: bool, now: datetime) -
         return "queued"
 
 
-def resume_sending(store: Store) -> str | None:
-    """Lift a policy pause; returns the reason it was paused, or None if it wasn't."""
+def resume_sending(store: Store, domain: str | None = None) -> str | None:
+    """Lift the pause of all sending, or of one recipient domain; returns the reason it was
+    paused, or None if it wasn't."""
     with store.session() as session:
+        if domain is not None:
+            return ledger.resume_domain(session, domain)
         return ledger.resume_sending(session)

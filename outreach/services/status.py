@@ -15,7 +15,7 @@ from outreach.domain.sequencing import ACTIVE_STAGES
 from outreach.domain.states import InboundKind, OutboxState
 from outreach.store.database import Store
 from outreach.store.instance import daemon_running
-from outreach.store.ledger import SENDING_PAUSED
+from outreach.store.ledger import SENDING_PAUSED, paused_domains
 from outreach.store.models import ContactRow, InboundEventRow, OutboxRow, StateRow
 
 DAEMON_PID = "daemon.pid"
@@ -66,6 +66,8 @@ class Status:
     outbox_problems: dict[str, int]
     pipeline: dict[str, dict[str, int]] = field(default_factory=dict)  # segment -> stage -> n
     unprocessable: int = 0  # inbound messages recorded as unprocessable in the last week
+    held_for_review: int = 0  # low-confidence readings waiting for `inbox decide`
+    paused_domains: dict[str, str] = field(default_factory=dict)  # domain -> why
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -84,6 +86,8 @@ class Status:
             "outbox_problems": self.outbox_problems,
             "pipeline": self.pipeline,
             "unprocessable_messages": self.unprocessable,
+            "held_for_review": self.held_for_review,
+            "paused_domains": self.paused_domains,
         }
 
 
@@ -106,6 +110,12 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
                 InboundEventRow.received_at >= now - RECENT,
             )
         )
+        held = session.scalar(
+            select(func.count())
+            .select_from(InboundEventRow)
+            .where(InboundEventRow.review == "pending")
+        )
+        domains = paused_domains(session)
         problems = dict(
             session.execute(
                 select(OutboxRow.state, func.count())
@@ -131,6 +141,8 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         outbox_problems={str(k): int(v) for k, v in problems.items()},
         pipeline=pipeline,
         unprocessable=int(unprocessable or 0),
+        held_for_review=int(held or 0),
+        paused_domains=domains,
     )
 
 

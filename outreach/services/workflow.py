@@ -1,8 +1,9 @@
 """Applying workflow rules to a contact: stage, tags, pause, notices, replies and filing.
 
-Rules fire on inbound events (reply, out_of_office, auto_reply, bounce, unsubscribe), on a
-referral, and on ``stage_changed`` (a change by hand or by an inbound message; a change made
-by a rule does not fire rules again, so rules can't loop).
+Rules fire on inbound events (reply, out_of_office, auto_reply, bounce, unsubscribe, complaint,
+receipt, challenge; not on a low-confidence reading held for review), on a referral, and on
+``stage_changed`` (a change by hand or by an inbound message; a change made by a rule does not
+fire rules again, so rules can't loop).
 """
 
 from __future__ import annotations

@@ -297,6 +297,10 @@ def build(entry: Entry, unmapped: set[str]) -> dict:
     reasons = [r[2] for r in rows]
     mapped = [map_reason(r, unmapped) for r in reasons]
     kind, klass, reason = mapped[0]
+    if reasons[0] == "feedback" and len(rows[0]) > 4 and rows[0][4] == "opt-out":
+        # RFC 5965 feedback type opt-out: the recipient asked to unsubscribe (Apple Mail
+        # and Gmail send one from their unsubscribe button); either reading suppresses.
+        kind = ["complaint", "unsubscribe"]
     f: dict = {
         "file": f"{OUT_SUBDIR}/{entry.src_name}",
         "source": SOURCE,
