@@ -5,22 +5,31 @@ reading outreach is not sure about."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from outreach.runtime.parts import build_parts
+from outreach.services.due import suppressed_keys
 from outreach.services.inbound import held_for_review
 from outreach.services.outbox import list_outbox, resume_sending
 from outreach.services.status import gather_status
-from outreach.services.due import suppressed_keys
 from tests.conftest import Run
-from tests.mailstack import SmtpServer
-from tests.test_inbound import T0, Practice, practice, reply  # noqa: F401 (the fixture)
+from tests.mailstack import Dovecot, SmtpServer
+from tests.test_inbound import T0, Practice, reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 TOM, ALMA = "tom@lm.example.org", "alma@nb.example.com"
+
+
+@pytest.fixture
+def practice(outbound_config: Path, dovecot: Dovecot, smtp_sink: SmtpServer) -> Iterator[Practice]:
+    """Intros sent to Alma and Tom (see tests/test_inbound.py)."""
+    p = Practice(outbound_config, dovecot)
+    yield p
+    p.store.close()
 
 
 def report(kind: str, parts: str, *, n: int, sender: str = "MAILER-DAEMON@mx.example.net") -> str:
