@@ -118,10 +118,10 @@ class TestForgedBounces:
         )
         assert f"Original-Recipient: rfc822; {TOM}" in raw
         practice.deliver(raw)
-        assert practice.sync() == [(TOM, "bounced and suppressed")]
+        assert practice.sync() == [(TOM, "bounced and suppressed (user_unknown)")]
 
     def test_the_returned_message_id_or_envelope_id_is_proof(self, practice: Practice) -> None:
-        practice.deliver(dsn_for(TOM, practice.ids[TOM], "5.7.1", 1))  # the headers we sent
+        practice.deliver(dsn_for(TOM, practice.ids[TOM], "5.1.1", 1))  # the headers we sent
         # RFC 3464 2.2.1: Original-Envelope-Id, the ENVID given at MAIL FROM (RFC 3461 4.4).
         envid = practice.ids[ALMA].replace("+", "+2B").replace("=", "+3D")
         practice.deliver(
@@ -133,10 +133,10 @@ class TestForgedBounces:
             )
         )
         assert practice.sync() == [
-            (TOM, "policy bounce: all sending paused"),
-            (ALMA, "bounced and suppressed"),
+            (TOM, "bounced and suppressed (user_unknown)"),
+            (ALMA, "bounced and suppressed (user_unknown)"),
         ]
-        assert suppressed(practice) == [ALMA]
+        assert suppressed(practice) == [ALMA, TOM]
 
 
 def forged_reply(authentication_results: list[str]) -> str:

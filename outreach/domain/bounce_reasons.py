@@ -130,7 +130,9 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             HOST_UNKNOWN,
-            r"host (?:or domain name )?(?:not found|unknown)|unknown host|domain (?:name )?"
+            r"host (?:or domain name )?(?:not found|unknown)|host \S+ not found|unknown host|"
+            r"(?<![@\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist|unrouteable address|"
+            r"domain (?:name )?"
             r"(?:not found|does not exist|doesn't exist|is not valid|unknown)|no mx|nxdomain|"
             r"unrouteable (?:mail )?domain|no such domain|"
             r"(?:host|domain) (?:name )?lookup fail|couldn't find any host|"
@@ -147,7 +149,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"invalid (?:recipient|mailbox|address|user)|mailbox (?:is )?unavailable|"
             r"unavailable mailbox|recipnotfound|recipientnotfound|no mailbox|"
             r"(?:is not|isn't|not) a (?:known|valid) (?:user|recipient|mailbox|address)|"
-            r"unrouteable address|bad (?:destination|recipient) (?:mailbox )?address|"
+            r"bad (?:destination|recipient) (?:mailbox )?address|"
             r"account that you tried to reach does not exist|no longer (?:valid|available|"
             r"exists)|has moved|undeliverable address|addressee unknown|unknown or illegal "
             r"alias|does not have an account|no account|not listed in (?:the )?(?:domino "

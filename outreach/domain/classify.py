@@ -106,6 +106,22 @@ _RETURNED = re.compile(
     r".{0,20}below (?:is|this line is) a copy of (?:the|your) (?:original )?message)",
     re.IGNORECASE | re.MULTILINE,
 )
+# Where a client starts quoting the message answered: a separator line, an "On ... wrote:"
+# line in the languages outreach reads, or an Outlook header block (From: then Sent: or
+# Date:, in those languages).
+_SPACE = r"[ \t\u00a0\u202f]"  # French Outlook writes "De\u00a0:"
+_QUOTE_HEADER = re.compile(
+    rf"^{_SPACE}*(?:-{{2,}}|_{{5,}}){_SPACE}*(?:original message|mensaje original|"
+    r"message d'origine|ursprüngliche nachricht|messaggio originale|oorspronkelijk bericht|"
+    r"mensagem original|mail original|forwarded message|weitergeleitete nachricht|"
+    r"urspr\S* meddelande|wiadomość oryginalna|on .{5,120} wrote)"
+    rf"|^{_SPACE}*(?:on|am|le|el|il|op|em|den|w dniu) .{{5,200}}(?:wrote|schrieb|a écrit|"
+    rf"escribió|ha scritto|schreef|escreveu|skrev|napisał)[^\n]{{0,80}}:{_SPACE}*\r?$"
+    rf"|^{_SPACE}*\*?(?:from|von|de|da|van|från|od){_SPACE}*:\*?{_SPACE}+[^\n]+\n"
+    rf"(?:[^\n]*\n){{0,3}}?{_SPACE}*\*?(?:sent|gesendet|envoyé|enviado|inviato|verzonden|"
+    rf"skickat|wysłano|date|datum|data|fecha){_SPACE}*:",
+    re.IGNORECASE | re.MULTILINE,
+)
 _ADDRESS = re.compile(r"[\w.+'=-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -335,12 +351,25 @@ def _own_subject(subject: str) -> str:
 
 
 def _new_text(whole: str) -> str:
+    whole = whole[:MAX_REPLY_TEXT]
+    quoted = _QUOTE_HEADER.search(whole)
+    if quoted is not None:
+        # A quote header mail-parser-reply may not know (Zoho's "---- On ... wrote ----",
+        # Zimbra's "----- Mail original -----", a localized Outlook block). Quoted with ">"
+        # lines, the answer may come after them (bottom-posting): drop the header line only;
+        # else the original follows unmarked, and everything from the header on goes.
+        after = whole[quoted.end() :].lstrip()
+        if after.startswith(">"):
+            whole = whole[: quoted.start()] + whole[quoted.end() :]
+        else:
+            whole = whole[: quoted.start()]
     try:
-        text = _reply_parser().parse_reply(whole[:MAX_REPLY_TEXT]) or ""
+        text = _reply_parser().parse_reply(whole) or ""
     except Exception:
-        text = whole[:MAX_REPLY_TEXT]
+        text = whole
     # Quoted lines a parser left (a reply written between the quotes keeps them).
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+    kept = (line for line in text.splitlines() if not line.lstrip().startswith(">"))
+    return "\n".join(kept).strip()
 
 
 @cache
@@ -444,16 +473,20 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
     status_match = STATUS.search(prose)
     if not (addresses or status_match or mailer):
         return None  # a subject that merely sounds like one
-    reading = read_failure(
-        status_match.group(0) if status_match else None,
-        prose,
-        delayed=bool(temporary) and not permanent and status_match is None,
-    )
-    confidence = reading.confidence if addresses and not loose else LOW
-    failed = tuple(
-        Failed(a, reading.bounce_class, reading.reason, reading.status, confidence)
-        for a in addresses
-    )
+    delayed = bool(temporary) and not permanent and status_match is None
+    reading = read_failure(status_match.group(0) if status_match else None, prose, delayed=delayed)
+    failed_list = []
+    for address, words in _segments(prose, addresses):
+        # Each recipient's own error, where the report lists them one after another.
+        status = STATUS.search(words)
+        own = read_failure(status.group(0) if status else None, words, delayed=delayed)
+        if own.reason == OTHER_REASON:
+            own = reading
+        sure = own.confidence if not loose else LOW
+        failed_list.append(Failed(address, own.bounce_class, own.reason, own.status, sure))
+    failed = tuple(failed_list)
+    reading_first = failed[0] if failed else None
+    confidence = HIGH if failed and all(f.confidence == HIGH for f in failed) else LOW
     why = (
         f"from {sender}" if mailer else "X-Failed-Recipients" if listed else f"subject {subject!r}"
     )
@@ -461,13 +494,27 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
         BOUNCE,
         (
             f"a non-delivery report without a status part ({why})",
-            f"{reading.status or 'no status'}: {reading.reason}",
+            f"{(reading_first or reading).status or 'no status'}: "
+            f"{(reading_first or reading).reason}",
         ),
         confidence=confidence,
-        reason=reading.reason,
+        reason=(reading_first or reading).reason,
         failed=failed,
         recipients=addresses,
     )
+
+
+def _segments(prose: str, addresses: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Each address with the words from where the report first names it to where it names
+    the next one (the whole report for an address it doesn't name, or names alone)."""
+    lowered = prose.lower()
+    places = sorted((lowered.find(a), a) for a in addresses)
+    found = [(at, a) for at, a in places if at >= 0]
+    if len(found) < 2:
+        return [(a, prose) for a in addresses]
+    ends = [at for at, _ in found[1:]] + [len(prose)]
+    words = {a: prose[at:end] for (at, a), end in zip(found, ends, strict=True)}
+    return [(a, words.get(a, prose)) for a in addresses]
 
 
 def _decoded(address: object) -> str:

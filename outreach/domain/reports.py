@@ -178,9 +178,9 @@ def _delivery(part: Message) -> Report | None:
             continue
         if action not in ("failed", "delayed") and not (status or "").startswith(("4", "5")):
             continue  # neither success nor failure: says nothing about the address
-        text = " ".join(
-            fields.get(name, "") for name in ("diagnostic-code", "x-postfix-sender", "status")
-        )
+        # The remote server's words only: a Status field's comment is the RFC 3463 label of
+        # its code ("5.2.1 (mailbox disabled)"), not what the server said.
+        text = fields.get("diagnostic-code", "")
         reading = read_failure(
             status, text, delayed=action == "delayed", gave_up=action == "failed"
         )
