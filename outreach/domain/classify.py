@@ -289,7 +289,7 @@ def _classify(message: Message, received: date) -> Classification:
     if challenge:
         return Classification(
             CHALLENGE,
-            (*auto, f"asks us to prove we are a person: {challenge.group(0)!r}"),
+            (*auto, f"asks us to prove we are a person: {_phrase(challenge.group(0))}"),
             auto_submitted=bool(auto),
             **base,
         )
@@ -301,7 +301,7 @@ def _classify(message: Message, received: date) -> Classification:
         words = base["new_text_words"]
         return Classification(
             UNSUBSCRIBE,
-            (f"{'subject' if in_subject else 'new text'} says {opt_out!r}",),
+            (f"{'subject' if in_subject else 'new text'} says {_phrase(opt_out)}",),
             confidence=HIGH if words <= SHORT else LOW,
             _new_text=text,
             **base,
@@ -321,7 +321,7 @@ def _automatic(
     if left:
         return Classification(
             AUTO_REPLY,
-            (*auto, f"text says {left.group(0)!r}"),
+            (*auto, f"text says {_phrase(left.group(0))}"),
             reason=LEFT_ORGANIZATION,
             new_address=_address(auto_replies.new_address(text, base["sender"])),
             auto_submitted=True,
@@ -338,11 +338,20 @@ def _automatic(
     )
     return Classification(
         OUT_OF_OFFICE,
-        (*auto, f"says {away.group(0)!r}"),
+        (*auto, f"says {_phrase(away.group(0))}"),
         return_date=back,
         auto_submitted=True,
         **base,
     )
+
+
+def _phrase(words: str) -> str:
+    """A matched phrase for the reasons (which are stored): our patterns' own words, never
+    more of the message: a match that spans free text (a name, an address, a number) is
+    not quoted."""
+    if len(words) > 40 or re.search(r"[@\d]", words) or len(words.split()) > 6:
+        return "(a phrase of that kind)"
+    return repr(words)
 
 
 def _own_subject(subject: str) -> str:
