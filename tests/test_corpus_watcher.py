@@ -34,8 +34,8 @@ def body_lines(raw: bytes) -> set[str]:
     outreach itself says)."""
     _, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
     lines = set()
-    for line in body.decode("utf-8", "replace").splitlines():
-        line = line.strip().lstrip(">").strip()
+    for written in body.decode("utf-8", "replace").splitlines():
+        line = written.strip().lstrip(">").strip()
         # Not base64 or rules, and not a bare address (a bounce's recipient is stored).
         if len(line) >= 40 and not re.fullmatch(r"[A-Za-z0-9+/=]+|[-=_*]+|<?\S+@\S+>?:?", line):
             lines.add(line)
@@ -63,7 +63,8 @@ def test_the_whole_corpus_through_the_watcher(
             for row in session.scalars(select(InboundEventRow))
         )
     logged = caplog.text
-    assert logged.count("inbound ") >= len(corpus)  # each message said in the log, by its key
+    new = [effect for _, effect in results if not effect.startswith("seen before")]
+    assert logged.count("inbound ") >= len(new)  # each message said in the log, by its key
     leaked = [
         line for raw in corpus for line in body_lines(raw) if line in logged or line in stored
     ]
