@@ -265,7 +265,9 @@ def _classify(message: Message, received: date) -> Classification:
         "sent_at": sent,
         "refers_to": refers_to,
     }
-    report = read_report(message) or read_notification(_report_prose(message))
+    report = read_report(message)
+    if report is None and _maybe_notification(message):
+        report = read_notification(_report_prose(message))
     if report is not None:
         return _from_report(message, report, base)
     if _COMPLAINT_SUBJECT.search(subject) and _original_senders(message):
@@ -309,6 +311,15 @@ def _classify(message: Message, received: date) -> Classification:
     return Classification(
         REPLY, ("written by a person: no auto-reply or bounce markers",), _new_text=text, **base
     )
+
+
+def _maybe_notification(message: Message) -> bool:
+    """Cheaply: could this be a JSON event (Amazon SES through SNS)? A single text part
+    that names a notificationType."""
+    if message.is_multipart():
+        return False
+    payload = message.get_payload()
+    return isinstance(payload, str) and "notificationType" in payload[:5000]
 
 
 def _automatic(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from functools import cache
+from typing import Any
 
 MAX_TEXT = 20_000  # characters searched
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv")
@@ -70,7 +72,7 @@ def return_date(text: str, *, sent: date, language: str, content_language: str =
 
 def _day_month(window: str, sent: date, *, month_first: bool) -> date | None:
     """A numeric day and month with no year, as the next such day on or after ``sent``."""
-    match = _DAY_MONTH.match(window.lstrip(" ,:"))
+    match = _DAY_MONTH.search(window)
     if match is None:
         return None
     first, second = int(match.group(1)), int(match.group(3))
@@ -86,28 +88,67 @@ def _day_month(window: str, sent: date, *, month_first: bool) -> date | None:
 
 
 def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> date | None:
-    """The first date dateparser finds in ``window`` (month names in every language)."""
-    from dateparser.search import search_dates  # noqa: PLC0415 (slow to load; rarely needed)
+    """The first date in ``window`` that dateparser reads (month names in every language),
+    trying the shapes a date is written in; without a year, the next such day."""
+    window = _ABBREVIATION_DOT.sub(r"\1", window)
+    parser = _parser(language, month_first)
+    for shape in _SHAPES:
+        found = shape.search(window)
+        if found is None:
+            continue
+        try:
+            data = parser.get_date_data(found.group(0))
+        except Exception:  # a candidate dateparser can't read names no date
+            continue
+        if data.date_obj is None:
+            continue
+        when: date = data.date_obj.date()
+        if _YEAR.search(found.group(0)):
+            return when
+        return _next(when.month, when.day, sent)
+    return None
 
-    settings = {
-        "PREFER_DATES_FROM": "future",
-        # The day before the message: "until December 18" sent on the 18th is that day.
-        "RELATIVE_BASE": datetime.combine(sent - timedelta(days=1), datetime.min.time()),
-        "DATE_ORDER": "MDY" if month_first else "DMY",
-        "REQUIRE_PARTS": ["day", "month"],
-        "RETURN_AS_TIMEZONE_AWARE": False,
-    }
-    languages = [language] if language == "en" else [language, "en"]
-    try:
-        found = search_dates(
-            _ABBREVIATION_DOT.sub(r"\1", window), languages=languages, settings=settings
-        )
-    except Exception:  # a window dateparser can't read names no date
-        return None
-    if not found:
-        return None
-    when: date = found[0][1].date()
-    return when
+
+def _next(month: int, day: int, sent: date) -> date | None:
+    """The next ``month``/``day`` on or after the day before ``sent``."""
+    for year in range(sent.year, sent.year + 5):  # February 29 may be years away
+        try:
+            when = date(year, month, day)
+        except ValueError:
+            continue
+        if when >= sent - timedelta(days=1):
+            return when
+    return None
+
+
+@cache
+def _parser(language: str, month_first: bool) -> Any:
+    from dateparser.date import DateDataParser  # noqa: PLC0415 (slow to load; rarely needed)
+
+    return DateDataParser(
+        languages=[language] if language == "en" else [language, "en"],
+        settings={
+            "DATE_ORDER": "MDY" if month_first else "DMY",
+            # A fixed base: the year of a date written without one is ours to choose.
+            "RELATIVE_BASE": datetime(2000, 1, 1),
+            "REQUIRE_PARTS": ["day", "month"],
+            "RETURN_AS_TIMEZONE_AWARE": False,
+        },
+    )
+
+
+# How a date is written, most specific first: numbers ("04.01.2027", "1/11"), a day and a
+# month word ("8. Januar", "10 de janeiro", "4th of January 2027"), a month word and a day
+# ("January 4, 2027", "Jan 4th"). Which words are months is dateparser's to know.
+_SHAPES = (
+    re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"),
+    re.compile(
+        r"\d{1,2}(?:st|nd|rd|th|er|e|º|ª)?\.?\s+(?:de\s+|of\s+)?[^\W\d_]{3,}\.?"
+        r"(?:,?\s+(?:de\s+)?\d{4})?"
+    ),
+    re.compile(r"[^\W\d_]{3,}\.?\s+(?:the\s+)?\d{1,2}(?:st|nd|rd|th)?\b(?:,?\s+\d{4})?"),
+)
+_YEAR = re.compile(r"\d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2}")
 
 
 __all__ = ["LANGUAGES", "return_date"]
