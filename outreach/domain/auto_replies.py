@@ -53,7 +53,11 @@ OUT_OF_OFFICE = re.compile(
     r"fora do escrit[oó]rio|(?:de|em) f[ée]rias|(?:de|em) licen[cç]a|ausente|"
     r"na urlopie|urlop|nieobecn|poza biurem|"
     r"ledig|semester|tjänstledig|föräldraledig|frånvarande|tillbaka den|ej på kontoret|"
-    r"ej i tjänst",
+    r"ej i tjänst|arrêt maladie|en arrêt|congé maladie|krankgeschrieben|krank|"
+    r"baja médica|malattia|ziek|(?:en un|en el|at a|at the|auf einem|au|al|op een|num) "
+    r"(?:congreso|congress|conference|kongress|congrès|congresso|congres|congresso)|"
+    r"de viaje|auf reisen|en déplacement|in viaggio|op reis|em viagem|no podré atender|"
+    r"non potrò|je ne consulte pas|ne consulte pas ma messagerie",
     # matched against lower-cased text: faster than IGNORECASE
 )
 # No longer at this address's organization.
@@ -85,6 +89,10 @@ CHALLENGE = re.compile(
     r"sanebox|choicemail|permitmail)|"
     r"has not been verified|to release your message|confirm your (?:message|address|"
     r"e-?mail address)|\btmda\b|being held (?:because|until|pending)|"
+    r"not a robot|kein roboter|pas un robot|no es un robot|non è un robot|geen robot|"
+    r"não é um robô|absenderadresse (?:zu )?bestätigen|vorläufig zurückgehalten|"
+    r"pendiente de aprobación|verificación de remitente|en attente de validation|"
+    r"in attesa di approvazione|"
     r"bestätigen sie,? dass sie ein mensch sind|absenderverifizierung|bestätigen sie ihre "
     r"e-?mail-adresse|nachdem der absender bestätigt|dass er ein mensch ist|"
     r"v[ée]rifi(?:er|cation) de l'exp[ée]diteur|confirmez que vous [eê]tes (?:un )?humain",

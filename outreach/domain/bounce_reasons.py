@@ -191,7 +191,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"expired|retry (?:time|timeout)|delivery time|time ?out.{0,30}(?:queue|deliver)|"
             r"too long in (?:the )?queue|could not be delivered (?:for|within|in)|"
             r"giving up|gave up|unable to deliver .{0,40}(?:hours|days)|"
-            r"has been delayed|not yet been delivered|will be retried|failed \d+ attempts|"
+            r"failed \d+ attempts|"
             r"not delivered within",
         ),
         (
@@ -286,6 +286,10 @@ def read_failure(
         by_text = by_status  # the code blames the sender: its words can't make it the address
     reason = by_text or by_status or OTHER
     temporary = (status or "").startswith("4") or _transient_reply(status, text)
+    if gave_up and temporary and reason in (NETWORK_ERROR, OTHER):
+        # A temporary failure the sending server stopped retrying: the message expired
+        # (its last error was the network's).
+        reason = EXPIRED
     transient = delayed or (temporary and not gave_up)
     if transient:
         klass = SOFT

@@ -20,12 +20,18 @@ _FIRST_PERSON = re.compile(
     r"\bdon'?t (?:want|wish) to (?:receive|get|hear)\b|\bdo not (?:want|wish) to (?:receive|"
     r"get|be contacted)\b|\bnot interested[,.;!]? (?:please )?(?:remove|stop|do not|don'?t)|"
     r"\b(?:off|from) your (?:mailing |e-?mail |contact )?list\b|"
+    r"\bno more (?:of )?(?:these|this|e-?mails?|messages|mail)\b|\b(?:remove|take) (?:this|our|"
+    r"these) (?:e-?mail )?(?:address|addresses|e-?mails?)\b|\bstop (?:sending|emailing) "
+    r"(?:these|this|us)\b|\b(?:do not|don'?t) (?:want|wish) (?:any )?(?:more|further)\b|"
     # de
     r"\b(?:nehmen|streichen|entfernen|löschen|tragen) sie mich\b|\baus (?:ihrem|dem|ihrer) "
     r"(?:verteiler|e-?mail-?verteiler|liste|adressliste|mailingliste)\b|\babmelden\b|"
     r"\bkeine (?:weiteren |weitere )?(?:e-?mails|nachrichten|zusendungen|kontaktaufnahmen?)\b|"
     r"\b(?:schreiben|kontaktieren|mailen) sie mir (?:bitte )?nicht mehr\b|\bkontaktieren sie "
     r"mich (?:bitte )?nicht mehr\b|"
+    r"\bvon weiteren (?:zusendungen|e-?mails|nachrichten|mails|kontaktaufnahmen|anschreiben)|"
+    r"\b(?:möchte|möchten|wollen|will) (?:ich |wir )?keine (?:weiteren |weitere )?"
+    r"(?:e-?mails|nachrichten|zusendungen|post)\b|"
     # fr
     r"\bne plus (?:m'|m\u2019)(?:écrire|envoyer|contacter)|\bne (?:m'|m\u2019)(?:écrivez|envoyez|"
     r"contactez) plus\b|\bne me (?:contactez|recontactez|sollicitez) plus\b|"
@@ -33,16 +39,25 @@ _FIRST_PERSON = re.compile(
     r"désinscrire|désabonner)\b|\bdésinscription\b|\bdésabonnement\b|"
     r"\b(?:retirer|supprimer|enlever|radier) (?:mon adresse|mes coordonnées|mon nom|"
     r"mon e-?mail)|\bne plus (?:me )?(?:solliciter|contacter|écrire)|"
+    r"\bne plus (?:nous|me) (?:envoyer|écrire|contacter|solliciter)|\b(?:retirer|supprimer) "
+    r"(?:cette|notre) adresse|\bne (?:souhaite|souhaitons|veux|voulons) plus recevoir|"
+    r"\bcesser de (?:m'|nous |m\u2019)(?:envoyer|écrire|contacter)|"
     # es
     r"\bno me (?:envíe|envíen|envies|escriba|escriban|contacte|contacten|manden?) más\b|"
     r"\b(?:darme|dénme|deme) de baja\b|\b(?:elimínenme|elimíneme|quítenme|quíteme|"
     r"bórrenme|bórreme|sáquenme|sáqueme)\b|\bno deseo recibir\b|\bno quiero recibir\b|"
+    r"\bno (?:deseamos|queremos) recibir\b|\b(?:dé|den|dar|de) de baja (?:esta|mi|nuestra|"
+    r"este)\b|"
     # it
     r"\b(?:cancellatemi|cancellami|rimuovetemi|rimuovermi|toglietemi|eliminatemi)\b|"
+    r"\bcancellare (?:questo|il mio|il nostro|questa) (?:indirizzo|email|e-mail|contatto)|"
+    r"\bnon (?:desideriamo|vogliamo) (?:più )?ricevere\b|"
     r"\bnon (?:scrivetemi|contattatemi|inviatemi|mandatemi) più\b|\bnon (?:desidero|voglio) "
     r"(?:più )?ricevere\b|\bdisiscri(?:vere|vetemi|zione)\b|"
     # nl
     r"\b(?:uitschrijven|afmelden)\b|\bverwijder(?:t)? (?:mij|me)\b|\bhaal (?:mij|me)\b|"
+    r"\bstuur (?:me|mij|ons) geen\b|\b(?:wil|willen) (?:graag )?geen (?:e-?mails|berichten|"
+    r"mails) meer\b|"
     r"\b(?:mij|me) (?:van|uit) (?:uw|de|jullie|het) \w+ (?:te )?(?:verwijderen|halen)|"
     r"\bniet meer (?:benaderd|gemaild|gecontacteerd) (?:te )?worden|"
     r"\b(?:mail|e-?mail|benader|contacteer) (?:mij|me) (?:a\.u\.b\. |alstublieft |aub )?"
@@ -51,7 +66,10 @@ _FIRST_PERSON = re.compile(
     # pt
     r"\b(?:remova|removam|retire|tire|exclua|excluam)[- ](?:me|meu)\b|\bdescadastr|"
     r"\bnão (?:me )?(?:envie|enviem|contacte|contactem|contate|contatem|escreva|escrevam) "
-    r"mais\b|\bnão (?:quero|desejo) (?:mais )?receber\b|\bcancelar (?:a )?(?:minha )?inscrição\b",
+    r"mais\b|\bnão (?:quero|desejo|queremos|desejamos) (?:mais )?receber\b|"
+    r"\bcancelar (?:a )?(?:minha )?inscrição\b|\bdeix(?:e|em|ar) de (?:me|nos) (?:enviar|mandar|"
+    r"contactar|contatar|escrever)|\bretir(?:e|em|ar) (?:este|o meu|o nosso|meu|nosso) "
+    r"(?:endereço|e-?mail|contacto|contato)",
     # matched against lower-cased text: faster than IGNORECASE
 )
 # What follows "don't contact/stop emailing" when it is about someone else.
@@ -81,8 +99,30 @@ _WRAPPED = re.compile(r"(?<![\n.!?:])\n(?!\n)")
 SHORT = 80  # words: an opt-out in a message this short is what it is about
 
 
+# A reply that says only the word a footer asks for ("reply 'remove'"), once its mobile
+# signature is gone.
+_ONE_WORD = re.compile(
+    r"^\W*(?:please\W+)?(?:remove(?: me)?|unsubscribe(?: me)?|stop|opt[ -]?out|désinscription|"
+    r"désabonnement|abmelden|austragen|baja|cancellami|cancellazione|afmelden|uitschrijven|"
+    r"descadastrar|remover)\W*(?:please|thanks?|thank you|bitte|merci|gracias|grazie|obrigad[oa])?"
+    r"\W*$"
+)
+_MOBILE_SIGNATURE = re.compile(
+    r"^(?:sent from my \w+.*|get outlook for \w+.*|von meinem \w+ gesendet|envoyé de mon \w+"
+    r"|enviado desde mi \w+|inviato da \w+.*|verzonden vanaf mijn \w+|enviado do meu \w+)$"
+)
+
+
 def opt_out_phrase(text: str) -> str | None:
     """The phrase in which the writer asks not to be written to, if any (lower-cased)."""
+    lines = [line.strip() for line in text[:2000].lower().splitlines()]
+    own = [
+        line
+        for line in lines
+        if line and not _MOBILE_SIGNATURE.match(line) and not re.fullmatch(r"[\W_]+", line)
+    ]
+    if len(own) == 1 and _ONE_WORD.match(own[0]):
+        return own[0]
     # Lower-cased, and a line wrapped mid-sentence joined ("de ne\nplus me solliciter").
     text = _WRAPPED.sub(" ", text[:20_000].lower())
     for found in _FIRST_PERSON.finditer(text):

@@ -28,12 +28,13 @@ _ANCHORS = {
     "en": r"until|till|til|through|thru|to|return(?:s|ing)?|back|reopen(?:s|ing)?|"
     r"resum(?:e|es|ing)|after|starting",
     "de": r"bis|zurück|wieder|ab|rückkehr|kehre",
-    "fr": r"jusqu['\u2019](?:au|à|a)|au|retour|reprise|à partir du|après",
-    "es": r"hasta|al|regres(?:o|aré|are)|vuelta|volver[ée]|reincorpor(?:o|aré|are)|"
+    "fr": r"jusqu['\u2019](?:au|à|a)|au|retour|reprise|à partir du|après|reviens|rentre|"
+    r"serai de retour",
+    "es": r"hasta|al|regres(?:o|aré|are)|vuelta|vuelvo|volver[ée]|reincorpor(?:o|aré|are)|"
     r"a partir del?|después",
-    "it": r"fino|al|rientr(?:o|erò|ero)|ritorno|torner[òo]|a partire dal|dopo",
+    "it": r"fino|al|rientr(?:o|erò|ero)|ritorno|torno|torner[òo]|a partire dal|dopo",
     "nl": r"tot en met|t/m|tot|terug|weer|vanaf|na",
-    "pt": r"até|ate|a|ao|retorno|regress(?:o|arei)|volta|voltarei|a partir de",
+    "pt": r"até|ate|a|ao|retorno|regress(?:o|arei)|volta|volto|voltarei|a partir de",
     "pl": r"do|wracam|powrót|powrotu|od",
     "sv": r"till|tillbaka|åter|t\.o\.m\.?|från|efter",
 }
@@ -60,11 +61,13 @@ def return_date(text: str, *, sent: date, language: str, content_language: str =
         window = flat[anchor.end() : anchor.end() + _WINDOW]
         end = _SENTENCE_END.search(window)
         window = window[: end.start()] if end else window
-        if not re.search(r"\d", window):
-            continue  # every date it could name has a day number
-        day = _day_month(window, sent, month_first=month_first) or _parsed(
-            window, sent, language, month_first=month_first
-        )
+        day = _end_of_month(window, sent, language)
+        if day is None and re.search(r"\d", window):
+            day = _day_month(window, sent, month_first=month_first) or _parsed(
+                window, sent, language, month_first=month_first
+            )
+        elif day is None:  # "until Monday": no day number
+            day = _weekday(window, sent, language)
         if day is not None and sent - timedelta(days=1) <= day <= sent + timedelta(days=366):
             found.append(day)
     return max(found, default=None)
@@ -98,7 +101,7 @@ def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> dat
             continue
         try:
             data = parser.get_date_data(found.group(0))
-        except Exception:  # a candidate dateparser can't read names no date
+        except Exception:  # noqa: S112 (a candidate dateparser can't read names no date)
             continue
         if data.date_obj is None:
             continue
@@ -106,7 +109,77 @@ def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> dat
         if _YEAR.search(found.group(0)):
             return when
         return _next(when.month, when.day, sent)
+    return _weekday_and_day(window, sent, language)
+
+
+# "the end of February", "Ende Februar", "fin février", "fine febbraio", "eind februari".
+_END_OF = re.compile(r"^\W*(?:the )?(?:end of|ende|fin(?: de)?|fine|eind|fim de|final de) (\w+)")
+_FIRST_WORD = re.compile(r"^\W*(?:(?:on|am|le|el|il|op|o|next|this) )?([^\W\d_]{3,})\b")
+
+
+def _end_of_month(window: str, sent: date, language: str) -> date | None:
+    """The last day of the month named after "end of" (and its translations)."""
+    found = _END_OF.match(window.lower())
+    if found is None:
+        return None
+    try:
+        data = _parser(language, False).get_date_data(f"1 {found.group(1)}")
+    except Exception:
+        return None
+    if data.date_obj is None:
+        return None
+    first = _next(data.date_obj.month, 1, sent.replace(day=1))
+    if first is None:
+        return None
+    after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return after - timedelta(days=1)
+
+
+def _weekday(window: str, sent: date, language: str) -> date | None:
+    """A weekday alone ("until Monday", "bis Montag"): the next one after the message."""
+    found = _FIRST_WORD.match(window.lower())
+    return _next_weekday(found.group(1), sent, language) if found else None
+
+
+def _next_weekday(word: str, sent: date, language: str) -> date | None:
+    """The next ``word`` (a weekday's name in ``language``, dateparser's to know) within a
+    week after ``sent``; None when it is no weekday."""
+    from dateparser import parse  # noqa: PLC0415 (slow to load; rarely needed)
+
+    base = datetime.combine(sent, datetime.min.time())
+    try:
+        when = parse(
+            word,
+            languages=[language] if language == "en" else [language, "en"],
+            settings={"PREFER_DATES_FROM": "future", "RELATIVE_BASE": base},
+        )
+    except Exception:
+        return None
+    if when is None:
+        return None
+    day: date = when.date()
+    return day if sent < day <= sent + timedelta(days=7) else None
+
+
+def _weekday_and_day(window: str, sent: date, language: str) -> date | None:
+    """ "lunes 8", "Monday the 11th": the next date with that day of the month."""
+    found = _WEEKDAY_DAY.search(window.lower())
+    if found is None or _next_weekday(found.group(1), sent, language) is None:
+        return None
+    day = int(found.group(2))
+    for month_start in (sent.replace(day=1), (sent.replace(day=28) + timedelta(days=4))):
+        try:
+            when = month_start.replace(day=day)
+        except ValueError:
+            continue
+        if when >= sent - timedelta(days=1):
+            return when
     return None
+
+
+_WEEKDAY_DAY = re.compile(
+    r"([^\W\d_]{3,}),?\s+(?:the\s+)?(\d{1,2})(?:st|nd|rd|th)?\b(?![:.,/-]?\d)"
+)
 
 
 def _next(month: int, day: int, sent: date) -> date | None:
@@ -143,7 +216,7 @@ def _parser(language: str, month_first: bool) -> Any:
 _SHAPES = (
     re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"),
     re.compile(
-        r"\d{1,2}(?:st|nd|rd|th|er|e|º|ª)?\.?\s+(?:de\s+|of\s+)?[^\W\d_]{3,}\.?"
+        r"(?<!\d)\d{1,2}(?:st|nd|rd|th|er|e|º|ª)?\.?\s+(?:de\s+|of\s+)?[^\W\d_]{3,}\.?"
         r"(?:,?\s+(?:de\s+)?\d{4})?"
     ),
     re.compile(r"[^\W\d_]{3,}\.?\s+(?:the\s+)?\d{1,2}(?:st|nd|rd|th)?\b(?:,?\s+\d{4})?"),
