@@ -100,6 +100,16 @@ CHALLENGE = re.compile(
 )
 
 
+# Words only challenge-response systems use (no person writes them in a reply).
+CHALLENGE_SYSTEM = re.compile(
+    r"challenge[- ]response|spam ?arrest|boxbe|mailwasher|sanebox|choicemail|permitmail|"
+    r"\btmda\b|verify (?:that )?you(?:'re| are) (?:a )?(?:human|real person|not a robot)|"
+    r"(?:held|queued|pending) (?:\w+ )?(?:for|until) (?:your )?(?:verification|approval)|"
+    r"to release your message|has not been verified|vorläufig zurückgehalten|"
+    r"pendiente de aprobación|en attente de validation|in attesa di approvazione"
+)
+
+
 def auto_markers(message: Message, subject: str, *, answers_ours: bool) -> tuple[str, ...]:
     """The headers and subject that mark an automatic answer (RFC 3834 and the common
     private ones). ``answers_ours``: it has In-Reply-To/References, as a person's reply has."""
@@ -150,6 +160,7 @@ def new_address(text: str, sender: str | None) -> str | None:
 __all__ = [
     "AUTO_SUBJECT",
     "CHALLENGE",
+    "CHALLENGE_SYSTEM",
     "LEFT_ORGANIZATION",
     "OUT_OF_OFFICE",
     "auto_markers",

@@ -288,7 +288,9 @@ def _classify(message: Message, received: date) -> Classification:
     auto = auto_replies.auto_markers(message, subject, answers_ours=bool(refers_to))
     lowered = f"{subject}\n{text}".lower()
     challenge = auto_replies.CHALLENGE.search(lowered)
-    if challenge:
+    # A person may ask us to "confirm your address" too: only a machine's message, or the
+    # words only challenge systems use, make a challenge.
+    if challenge and (auto or auto_replies.CHALLENGE_SYSTEM.search(lowered)):
         return Classification(
             CHALLENGE,
             (*auto, f"asks us to prove we are a person: {_phrase(challenge.group(0))}"),
