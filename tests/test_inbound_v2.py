@@ -230,7 +230,9 @@ def test_a_guess_waits_for_review_and_a_decision_applies_it(
     )
     ((email, effect),) = practice.sync()
     assert email == TOM
-    assert effect.startswith("held for review: a low-confidence soft bounce; nothing changed")
+    assert effect.startswith(
+        "held for review: a low-confidence soft bounce; nothing irreversible done"
+    )
     assert practice.stage(TOM) == "contacted"
     (held,) = held_for_review(practice.store)
     assert held.message_key == "<guess1@lm.example.org>"
@@ -248,3 +250,19 @@ def test_a_guess_waits_for_review_and_a_decision_applies_it(
     assert "decided as bounce by dana" in again.output
     # Nothing still queued for Tom.
     assert all(e.state != "queued" for e in list_outbox(practice.store) if e.email == TOM)
+
+
+def test_a_long_letter_that_asks_to_be_removed_is_a_reply_until_decided(
+    practice: Practice,
+) -> None:
+    """An opt-out inside a long letter is a guess: the reply's effect (which can be undone)
+    applies, the suppression waits for the therapist."""
+    letter = " ".join(["We have discussed your offer at our staff meeting at some length."] * 12)
+    practice.deliver(reply(TOM, practice.ids[TOM], f"{letter}\n\nPlease remove me from your list."))
+    ((email, effect),) = practice.sync()
+    assert email == TOM
+    assert effect.startswith("replied; 0 queued step(s) cancelled; held for review")
+    assert practice.stage(TOM) == "replied"
+    with practice.store.session() as session:
+        assert suppressed_keys(session, [TOM]) == set()
+    assert [h.kind for h in held_for_review(practice.store)] == ["unsubscribe"]
