@@ -88,6 +88,8 @@ IRREVERSIBLE = frozenset({BOUNCE, UNSUBSCRIBE, COMPLAINT})
 PENDING = "pending"
 DECIDED = "decided"
 LEFT_PAUSE_DAYS = 30  # follow-ups held for someone who left, while the therapist looks
+# Kinds that are only recorded, and what their event says.
+_RECORDED: dict[str, str] = {AUTO_REPLY: "recorded", RECEIPT: "receipt: recorded, no effect"}
 # What the therapist may decide a held message is (bounce classes spelled out).
 DECISIONS = (
     "reply",
@@ -296,14 +298,20 @@ class InboundProcessor:
     def _apply(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
     ) -> _Applied:
-        when = f"{found.sent_at:%Y-%m-%d %H:%M}" if found.sent_at else "undated"
         if found.confidence == LOW and found.kind == UNSUBSCRIBE:
             # A person wrote, whatever else they meant: what a reply does can be undone.
-            replied = self._apply(session, replace(found, kind=REPLY), contact, key, now)
+            replied = self._effect(session, replace(found, kind=REPLY), contact, key, now)
             held = self._hold(found, contact, key)
             return replace(held, effect=f"{replied.effect}; {held.effect}")
         if found.confidence == LOW and found.kind in IRREVERSIBLE:
             return self._hold(found, contact, key)
+        return self._effect(session, found, contact, key, now)
+
+    def _effect(
+        self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
+    ) -> _Applied:
+        """The built-in effect of a reading outreach is sure of."""
+        when = f"{found.sent_at:%Y-%m-%d %H:%M}" if found.sent_at else "undated"
         if found.kind == REPLY:
             if contact.stage in (NEW, CONTACTED, NO_RESPONSE):
                 move_contact(contact, self.pipeline, REPLIED, now, f"reply {key} of {when}")
@@ -316,20 +324,7 @@ class InboundProcessor:
             _cancel_waiting(session, contact.id, now)
             return _Applied("unsubscribed and suppressed")
         if found.kind == COMPLAINT:
-            reason = f"abuse complaint {key} of {when}"
-            move_contact(contact, self.pipeline, DO_NOT_CONTACT, now, reason)
-            suppress(session, contact.email_key, reason, now)
-            _cancel_waiting(session, contact.id, now)
-            text = [
-                f"{self._who(contact)} (or their provider) reported our message as abuse or "
-                "spam. They are now do_not_contact and suppressed: nothing more goes to them.",
-                "Many complaints hurt the practice's ability to reach anyone; review what "
-                "goes out to this segment.",
-            ]
-            return _Applied(
-                "complaint: do_not_contact and suppressed",
-                self._notices(contact, found, key, "an abuse complaint about", text),
-            )
+            return self._complaint(session, found, contact, key, now, when)
         if found.kind == OUT_OF_OFFICE:
             until = self._pause_until(found, now)
             if contact.paused_until is None or contact.paused_until < until:
@@ -340,22 +335,45 @@ class InboundProcessor:
             return self._bounce(session, found, contact, key, now)
         if found.kind == AUTO_REPLY and found.reason == LEFT_ORGANIZATION:
             return self._left(found, contact, key, now)
-        if found.kind == AUTO_REPLY:
-            return _Applied("recorded")
-        if found.kind == RECEIPT:
-            return _Applied("receipt: recorded, no effect")
         if found.kind == CHALLENGE:
-            text = [
-                f"A challenge-response system holds our message to {self._who(contact)} "
-                "until someone proves to be a person (usually a link to click or a reply).",
-                "Open the message in your mail program and complete it if you want them to "
-                "receive our mail; outreach changes nothing by itself.",
-            ]
-            return _Applied(
-                "challenge: no stage change; you are told",
-                self._notices(contact, found, key, "a sender verification request for", text),
-            )
-        return _Applied("no effect: unclassifiable")
+            return self._challenge(found, contact, key)
+        return _Applied(_RECORDED.get(found.kind, "no effect: unclassifiable"))
+
+    def _complaint(
+        self,
+        session: Session,
+        found: Classification,
+        contact: ContactRow,
+        key: str,
+        now: datetime,
+        when: str,
+    ) -> _Applied:
+        reason = f"abuse complaint {key} of {when}"
+        move_contact(contact, self.pipeline, DO_NOT_CONTACT, now, reason)
+        suppress(session, contact.email_key, reason, now)
+        _cancel_waiting(session, contact.id, now)
+        text = [
+            f"{self._who(contact)} (or their provider) reported our message as abuse or "
+            "spam. They are now do_not_contact and suppressed: nothing more goes to them.",
+            "Many complaints hurt the practice's ability to reach anyone; review what "
+            "goes out to this segment.",
+        ]
+        return _Applied(
+            "complaint: do_not_contact and suppressed",
+            self._notices(contact, found, key, "an abuse complaint about", text),
+        )
+
+    def _challenge(self, found: Classification, contact: ContactRow, key: str) -> _Applied:
+        text = [
+            f"A challenge-response system holds our message to {self._who(contact)} "
+            "until someone proves to be a person (usually a link to click or a reply).",
+            "Open the message in your mail program and complete it if you want them to "
+            "receive our mail; outreach changes nothing by itself.",
+        ]
+        return _Applied(
+            "challenge: no stage change; you are told",
+            self._notices(contact, found, key, "a sender verification request for", text),
+        )
 
     def _hold(self, found: Classification, contact: ContactRow, key: str) -> _Applied:
         """A guess at something irreversible: nothing changes until the therapist decides."""
