@@ -57,7 +57,7 @@ LEFT_ORGANIZATION = "left_organization"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_IDS = 50  # Message-IDs read from one header (a query's IN list holds them)
 MAX_RECIPIENTS = 50  # failed recipients kept from one report
-MAX_REPLY_TEXT = 20_000  # characters of a body searched for its new text (it comes first)
+MAX_REPLY_TEXT = 4000  # characters of a body searched for its new text (it comes first)
 # Characters no stored or logged value may hold: C0 and C1 controls (NUL, CR, LF, VT, FF...),
 # the Unicode line and paragraph separators (line breaks to the email package), and lone
 # surrogates (undecodable 8-bit header bytes, which no database encoding accepts).
