@@ -191,7 +191,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"expired|retry (?:time|timeout)|delivery time|time ?out.{0,30}(?:queue|deliver)|"
             r"too long in (?:the )?queue|could not be delivered (?:for|within|in)|"
             r"giving up|gave up|unable to deliver .{0,40}(?:hours|days)|"
-            r"failed \d+ attempts|"
+            r"failed \d+ attempts|failing for a long time|retry timeout exceeded|"
             r"not delivered within",
         ),
         (
@@ -214,6 +214,8 @@ _BEFORE_RCPT = re.compile(
     r"(?:mail from|ehlo|helo) command|(?:greeting|banner) (?:was )?(?:rejected|refused)"
 )
 _AT_RCPT = re.compile(r"rcpt to|in reply to rcpt|after rcpt")
+_ABOUT_AN_ADDRESS = re.compile(r"address|recipient|user|mailbox|account")
+_AFTER_DATA = re.compile(r"after (?:end of )?data|in reply to (?:end of )?data command")
 # A specific status alone says this much (RFC 3463 3.3-3.9).
 _STATUS_REASON = {
     "1.0": USER_UNKNOWN,
@@ -298,9 +300,17 @@ def read_failure(
     else:
         klass = _PERMANENT_CLASS[reason]
     before_rcpt = _BEFORE_RCPT.search(text) is not None and _AT_RCPT.search(text) is None
-    if before_rcpt and klass == HARD:
+    if before_rcpt and not transient and klass != POLICY:
         # Refused before any recipient was named: about us, not the address.
         reason, klass = SENDER_REJECTED, POLICY
+    elif (
+        _AFTER_DATA.search(text)
+        and not transient
+        and reason == OTHER
+        and not _ABOUT_AN_ADDRESS.search(text)
+    ):
+        # Refused once the content was sent, for no reason about an address: our message.
+        reason, klass = POLICY_REJECTED, POLICY
     sure = by_text is not None or by_status is not None
     if by_text and by_status and by_text != by_status and not detail.startswith("7."):
         sure = False  # the code and the words disagree (5.1.1 "mailbox full")
