@@ -162,7 +162,9 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             POLICY_REJECTED,
             r"local policy|policy (?:violation|reasons?|rejection)|against (?:our|the) policy|"
             r"administrative prohibition|content (?:rejected|filter)|not (?:rfc|compliant)|"
-            r"rfc ?(?:2822|5322)|\bptr\b|reverse dns|rdns|protocol violation|mismatches client ip",
+            r"rfc ?(?:2822|5322)|\bptr\b|reverse dns|rdns|protocol violation|mismatches client ip|"
+            r"header error|duplicate header|(?:addresses|address) in from: header|"
+            r"invalid (?:from: )?header|ip name lookup failed|not accepting connections",
         ),
         (
             REJECTED_BY_RECIPIENT,
@@ -182,6 +184,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             RATE_LIMITED,
             r"rate ?limit|too many (?:messages|connections|recipients|mails|concurrent)|"
+            r"receiving mail at a rate|"
             r"throttl|sending (?:limit|quota)|try (?:again )?later|slow down|exceeded "
             r"(?:the )?(?:rate|limit of)|temporarily "
             r"deferred",
@@ -199,7 +202,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"connection (?:refused|timed out|reset|lost|closed|dropped)|network|timed out|"
             r"timeout|unreachable|no route|dns (?:failure|error|lookup)|"
             r"(?:temporary )?lookup failure|name service error|did not accept our requests? to "
-            r"connect|hop count exceeded|routing loop|not responding",
+            r"connect|hop count exceeded|too many hops|routing loop|not responding",
         ),
     )
 )
