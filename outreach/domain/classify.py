@@ -492,6 +492,11 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
         found = [a for a in _loose_addresses(prose, sender) if a not in ours]
         loose = True
     addresses = tuple(dict.fromkeys(a for a in map(_address, found) if a))[:MAX_RECIPIENTS]
+    # In the order the report names them (a detector returns a set).
+    lowered = prose.lower()
+    addresses = tuple(
+        sorted(addresses, key=lambda a: lowered.find(a) if a in lowered else len(lowered))
+    )
     status_match = STATUS.search(prose)
     if not (addresses or status_match or mailer):
         return None  # a subject that merely sounds like one
