@@ -155,7 +155,8 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"alias|does not have an account|no account|not listed in (?:the )?(?:domino "
             r"directory|(?:public )?name & address book|address book|directory)|"
             r"recipient (?:is )?not (?:found|"
-            r"valid|recogni[sz]ed|listed)|invalid .{0,20}userid|"
+            r"valid|recogni[sz]ed|listed)|invalid .{0,20}userid|check if (?:the )?address is "
+            r"correct|"
             r"(?:doesn't|does not) have an? .{0,30}account",
         ),
         (
@@ -178,7 +179,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"does not accept (?:mail|messages|email) from|rejected by (?:the )?recipient|"
             r"recipient.{0,40}(?:rule|filter|blocked|refuses)|delivery not authori[sz]ed|"
             r"blocked by (?:the )?recipient|"
-            r"(?:user|recipient|mailbox) (?:has )?(?:blocked|filtered)|"
+            r"(?:user|recipient|mailbox) (?:has )?(?:blocked|filtered)|\bmessage filtered\b|"
             r"message (?:was )?rejected by (?:the )?(?:recipient|user)|refused by recipient",
         ),
         (
@@ -226,7 +227,7 @@ _STATUS_REASON = {
     "1.2": HOST_UNKNOWN,
     "1.3": USER_UNKNOWN,
     "1.6": USER_UNKNOWN,
-    "1.10": USER_UNKNOWN,
+    "1.10": HOST_UNKNOWN,  # RFC 7505: the recipient's domain has a null MX
     "1.7": SENDER_REJECTED,
     "1.8": SENDER_REJECTED,
     "2.1": MAILBOX_DISABLED,
