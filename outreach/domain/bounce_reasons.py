@@ -217,6 +217,7 @@ _BEFORE_RCPT = re.compile(
     r"after (?:initial connection|connect(?:ion)?|ehlo|helo|mail from)|in reply to "
     r"(?:mail from|ehlo|helo) command|(?:greeting|banner) (?:was )?(?:rejected|refused)"
 )
+_ABOUT_A_HOST = re.compile(r"smtp server|\bip\b|\bhost\b|relay|connection")
 _AT_RCPT = re.compile(r"rcpt to|in reply to rcpt|after rcpt")
 _ABOUT_AN_ADDRESS = re.compile(r"address|recipient|user|mailbox|account")
 _AFTER_DATA = re.compile(r"after (?:end of )?data|in reply to (?:end of )?data command")
@@ -303,10 +304,14 @@ def read_failure(
         klass = POLICY  # an unexplained 5.7.x: the domain pauses until the therapist looks
     else:
         klass = _PERMANENT_CLASS[reason]
-    before_rcpt = _BEFORE_RCPT.search(text) is not None and _AT_RCPT.search(text) is None
-    if before_rcpt and not transient and klass != POLICY:
-        # Refused before any recipient was named: about us, not the address.
-        reason, klass = SENDER_REJECTED, POLICY
+    before_rcpt = _BEFORE_RCPT.search(text)
+    if before_rcpt and _AT_RCPT.search(text) is None and not transient:
+        # Refused before any recipient was named: about us, not the address. At MAIL FROM
+        # it is our address, unless the words blame the host; earlier, our host.
+        if reason not in (SPAM_BLOCKED, AUTH_FAILED, POLICY_REJECTED, SENDER_REJECTED):
+            at_sender = "mail from" in before_rcpt.group(0) and not _ABOUT_A_HOST.search(text)
+            reason = SENDER_REJECTED if at_sender else POLICY_REJECTED
+        klass = POLICY
     elif (
         _AFTER_DATA.search(text)
         and not transient
