@@ -276,18 +276,9 @@ def read_failure(
     server stopped retrying) and the reason decides the class."""
     text = text[:4000].lower()
     status = _specific(status, text)
-    said = [reason for reason, pattern in _TEXT if pattern.search(text)]
-    blamed = {_PERMANENT_CLASS[r] for r in said}
-    vague = blamed >= {HARD, POLICY} and not {AUTH_FAILED, SENDER_REJECTED} & set(said)
-    if vague:
-        # Both the address and the sender are blamed in loose words ("the account may not
-        # exist, or be blacklisted"): read as the address's, and low, so a person decides.
-        said = [r for r in said if _PERMANENT_CLASS[r] == HARD]
-    if not said and _ACCESS_DENIED.search(text):
-        said = [REJECTED_BY_RECIPIENT]
-    by_text = said[0] if said else None
     detail = ".".join(status.split(".")[1:]) if status else ""
-    by_status = _status_reason(detail)
+    words = _words(text)
+    by_text, by_status = words.reason, _status_reason(detail)
     sender_code = by_status is not None and _PERMANENT_CLASS[by_status] == POLICY
     if sender_code and (by_text is None or _PERMANENT_CLASS[by_text] != POLICY):
         by_text = by_status  # the code blames the sender: its words can't make it the address
@@ -304,30 +295,50 @@ def read_failure(
         klass = POLICY  # an unexplained 5.7.x: the domain pauses until the therapist looks
     else:
         klass = _PERMANENT_CLASS[reason]
+    if not transient:
+        reason, klass = _by_phase(text, reason, klass)
+    sure = not words.vague and (by_text is not None or by_status is not None)
+    if by_text and by_status and by_text != by_status and not detail.startswith("7."):
+        sure = False  # the code and the words disagree (5.1.1 "mailbox full")
+    if klass == HARD and status is None and _REPLY_CODE.search(text) is None:
+        sure = False  # no code backs the words: "not found" may be about a page
+    return FailureReading(klass, reason, status, "high" if sure else "low")
+
+
+@dataclass(frozen=True)
+class _Words:
+    reason: str | None  # the first reason the words give
+    vague: bool  # they blame both the address and us
+
+
+def _words(text: str) -> _Words:
+    """The reason the server's words give, if any."""
+    said = [reason for reason, pattern in _TEXT if pattern.search(text)]
+    blamed = {_PERMANENT_CLASS[r] for r in said}
+    vague = blamed >= {HARD, POLICY} and not {AUTH_FAILED, SENDER_REJECTED} & set(said)
+    if vague:
+        # Both the address and the sender are blamed in loose words ("the account may not
+        # exist, or be blacklisted"): read as the address's, and low, so a person decides.
+        said = [r for r in said if _PERMANENT_CLASS[r] == HARD]
+    if not said and _ACCESS_DENIED.search(text):
+        said = [REJECTED_BY_RECIPIENT]
+    return _Words(said[0] if said else None, vague)
+
+
+def _by_phase(text: str, reason: str, klass: str) -> tuple[str, str]:
+    """The reason and class, given where in the SMTP dialogue a final refusal came."""
     before_rcpt = _BEFORE_RCPT.search(text)
-    if before_rcpt and _AT_RCPT.search(text) is None and not transient:
+    if before_rcpt and _AT_RCPT.search(text) is None:
         # Refused before any recipient was named: about us, not the address. At MAIL FROM
         # it is our address, unless the words blame the host; earlier, our host.
         if reason not in (SPAM_BLOCKED, AUTH_FAILED, POLICY_REJECTED, SENDER_REJECTED):
             at_sender = "mail from" in before_rcpt.group(0) and not _ABOUT_A_HOST.search(text)
             reason = SENDER_REJECTED if at_sender else POLICY_REJECTED
-        klass = POLICY
-    elif (
-        _AFTER_DATA.search(text)
-        and not transient
-        and reason == OTHER
-        and not _ABOUT_AN_ADDRESS.search(text)
-    ):
+        return reason, POLICY
+    if _AFTER_DATA.search(text) and reason == OTHER and not _ABOUT_AN_ADDRESS.search(text):
         # Refused once the content was sent, for no reason about an address: our message.
-        reason, klass = POLICY_REJECTED, POLICY
-    sure = by_text is not None or by_status is not None
-    if by_text and by_status and by_text != by_status and not detail.startswith("7."):
-        sure = False  # the code and the words disagree (5.1.1 "mailbox full")
-    if vague:
-        sure = False
-    if klass == HARD and status is None and _REPLY_CODE.search(text) is None:
-        sure = False  # no code backs the words: "not found" may be about a page
-    return FailureReading(klass, reason, status, "high" if sure else "low")
+        return POLICY_REJECTED, POLICY
+    return reason, klass
 
 
 def _status_reason(detail: str) -> str | None:
