@@ -230,9 +230,7 @@ def test_a_guess_waits_for_review_and_a_decision_applies_it(
     )
     ((email, effect),) = practice.sync()
     assert email == TOM
-    assert effect.startswith(
-        "held for review: a low-confidence soft bounce; nothing irreversible done"
-    )
+    assert effect.startswith("held for review: a low-confidence soft bounce; nothing changed")
     assert practice.stage(TOM) == "contacted"
     (held,) = held_for_review(practice.store)
     assert held.message_key == "<guess1@lm.example.org>"
@@ -252,17 +250,19 @@ def test_a_guess_waits_for_review_and_a_decision_applies_it(
     assert all(e.state != "queued" for e in list_outbox(practice.store) if e.email == TOM)
 
 
-def test_a_long_letter_that_asks_to_be_removed_is_a_reply_until_decided(
-    practice: Practice,
-) -> None:
-    """An opt-out inside a long letter is a guess: the reply's effect (which can be undone)
-    applies, the suppression waits for the therapist."""
+def test_an_opt_out_inside_a_long_letter_waits_for_review(practice: Practice) -> None:
+    """An opt-out inside a long letter is a guess: no stage changes and nothing is
+    suppressed until the therapist decides; then the decision applies."""
     letter = " ".join(["We have discussed your offer at our staff meeting at some length."] * 12)
     practice.deliver(reply(TOM, practice.ids[TOM], f"{letter}\n\nPlease remove me from your list."))
     ((email, effect),) = practice.sync()
     assert email == TOM
-    assert effect.startswith("replied; 0 queued step(s) cancelled; held for review")
-    assert practice.stage(TOM) == "replied"
+    assert effect.startswith("held for review: a low-confidence unsubscribe; nothing changed")
+    assert practice.stage(TOM) == "contacted"
     with practice.store.session() as session:
         assert suppressed_keys(session, [TOM]) == set()
-    assert [h.kind for h in held_for_review(practice.store)] == ["unsubscribe"]
+    (held,) = held_for_review(practice.store)
+    assert held.kind == "unsubscribe"
+    effect = practice.processor.decide(held.message_key, "unsubscribe", by="dana", now=T0)
+    assert effect == "unsubscribed and suppressed"
+    assert practice.stage(TOM) == "unsubscribed"

@@ -154,7 +154,7 @@ def inbox_review(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Messages outreach was not sure about (a bounce, opt-out or complaint it only guessed):
-    nothing irreversible was done for them until you decide with `outreach inbox decide`."""
+    nothing changed for them until you decide with `outreach inbox decide`."""
     with reported():
         from outreach.services.inbound import DECISIONS, held_for_review
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -298,12 +298,8 @@ class InboundProcessor:
     def _apply(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
     ) -> _Applied:
-        if found.confidence == LOW and found.kind == UNSUBSCRIBE:
-            # A person wrote, whatever else they meant: what a reply does can be undone.
-            replied = self._effect(session, replace(found, kind=REPLY), contact, key, now)
-            held = self._hold(found, contact, key)
-            return replace(held, effect=f"{replied.effect}; {held.effect}")
         if found.confidence == LOW and found.kind in IRREVERSIBLE:
+            # No stage change either, not even to replied: the therapist reads it first.
             return self._hold(found, contact, key)
         return self._effect(session, found, contact, key, now)
 
@@ -380,13 +376,13 @@ class InboundProcessor:
         what = found.kind if found.kind != BOUNCE else f"{found.bounce_class or 'soft'} bounce"
         text = [
             f"outreach read this message about {self._who(contact)} as a {what}, but is not "
-            "sure, so it did nothing that can't be undone.",
+            "sure, so it changed nothing.",
             f"Why: {'; '.join(found.reasons)[:500]}",
             "Read it in your mail program, then tell outreach what it is:",
             f"  outreach inbox decide '{key}' --as KIND   (see: outreach inbox review)",
         ]
         return _Applied(
-            f"held for review: a low-confidence {what}; nothing irreversible done",
+            f"held for review: a low-confidence {what}; nothing changed",
             self._notices(contact, found, key, "please review a message about", text),
             held=True,
         )
