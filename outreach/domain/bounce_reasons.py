@@ -155,7 +155,8 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"alias|does not have an account|no account|not listed in (?:the )?(?:domino "
             r"directory|(?:public )?name & address book|address book|directory)|"
             r"recipient (?:is )?not (?:found|"
-            r"valid|recogni[sz]ed|listed)|invalid .{0,20}userid|check if (?:the )?address is "
+            r"valid|recogni[sz]ed|listed)|no valid recipients?|invalid .{0,20}userid|"
+            r"check if (?:the )?address is "
             r"correct|"
             r"(?:doesn't|does not) have an? .{0,30}account",
         ),
@@ -196,6 +197,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"too long in (?:the )?queue|could not be delivered (?:for|within|in)|"
             r"giving up|gave up|unable to deliver .{0,40}(?:hours|days)|"
             r"failed \d+ attempts|failing for a long time|retry timeout exceeded|"
+            r"aborted after|"
             r"not delivered within",
         ),
         (
@@ -203,7 +205,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"connection (?:refused|timed out|reset|lost|closed|dropped)|network|timed out|"
             r"timeout|unreachable|no route|dns (?:failure|error|lookup)|"
             r"(?:temporary )?lookup failure|name service error|did not accept our requests? to "
-            r"connect|hop count exceeded|too many hops|routing loop|not responding",
+            r"connect|hop count exceeded|too many hops|routing loop|not responding|not reachable",
         ),
     )
 )
@@ -237,6 +239,7 @@ _STATUS_REASON = {
     "3.4": MESSAGE_TOO_BIG,
     "4.4": HOST_UNKNOWN,
     "4.7": EXPIRED,
+    "4.0": NETWORK_ERROR,  # other or undefined network or routing status
     "4.1": NETWORK_ERROR,
     "4.2": NETWORK_ERROR,
     "5.3": RATE_LIMITED,
