@@ -176,6 +176,12 @@ def _print_report(report: DispatchReport) -> None:
         err.print(problem, markup=False)
     if report.paused:
         err.print(f"sending is paused: {report.paused}", markup=False)
+    for domain, steps in sorted(report.held.items()):
+        err.print(
+            f"held {steps} step(s) to {domain}: sending there is paused "
+            f"(outreach sending resume --domain {domain}, once fixed)",
+            markup=False,
+        )
     if report.busy:
         err.print(
             "another dispatch pass (the daemon's, or another send-due) is still running; "
@@ -192,6 +198,7 @@ def _print_report(report: DispatchReport) -> None:
         or report.problems
         or report.paused
         or report.busy
+        or report.held
     ):
         out.print("nothing due", markup=False)
 
