@@ -37,7 +37,11 @@ OUT_OF_OFFICE = re.compile(
     r"on (?:vacation|holidays?|pto)|away until|(?:currently|will be) (?:away|out|traveling|"
     r"travelling|unavailable)|limited (?:access to|ability to (?:check|respond to)) "
     r"(?:my )?e-?mail|not in the office|out until|back in the office|"
-    r"away from (?:e-?mail|my inbox)|(?:office|practice|clinic|school|we) (?:is |are |will "
+    r"away from (?:e-?mail|my inbox)|(?:i'm|i am|i\u2019m) away|away at|returning (?:on|the week)|"
+    r"(?:cabinet|bureau|secrétariat|praxis|büro|oficina|consultorio|studio|ufficio|"
+    r"praktijk|kantoor|consultório|escritório) (?:est |sera |ist |bleibt |está |estará |"
+    r"è |resta |is |blijft )?(?:fermé|geschlossen|cerrad[oa]|chius[oa]|gesloten|fechad[oa])|"
+    r"fermé jusqu|afastad[oa]|(?:office|practice|clinic|school|we) (?:is |are |will "
     r"be )?closed|closed for|(?:winter|spring|summer|holiday|christmas|thanksgiving) "
     r"(?:break|holidays?|closure)|(?:i will|i'll) be back|when i(?:'m| am) back|upon my "
     r"return|in trial|at a conference|(?:currently )?travel(?:l)?ing|"
@@ -64,6 +68,7 @@ OUT_OF_OFFICE = re.compile(
 LEFT_ORGANIZATION = re.compile(
     r"no longer (?:with|at|employed|working|part of|associated)|"
     r"(?:has|have) left (?!for\b|a\b|an\b|the office for\b|early\b|you\b)"
+    r"|retired (?:as|from)|nicht mehr (?:als \w+ )?(?:an|bei|im|in|für) .{0,60}tätig"
     r"|(?:is|am) no longer (?:with|at|employed|working)|no longer works? (?:at|for|here)|"
     r"(?:has|have) (?:retired|moved on)|"
     r"nicht mehr (?:bei|im|für|in|tätig|beschäftigt)|(?:hat|habe) (?:das|unser) "
@@ -89,6 +94,7 @@ CHALLENGE = re.compile(
     r"sanebox|choicemail|permitmail)|"
     r"has not been verified|to release your message|confirm your (?:message|address|"
     r"e-?mail address)|\btmda\b|being held (?:because|until|pending)|"
+    r"pending folder|waiting for (?:your )?approval|zurückgehalten|einmalige[n]? bestätigung|"
     r"not a robot|kein roboter|pas un robot|no es un robot|non è un robot|geen robot|"
     r"não é um robô|absenderadresse (?:zu )?bestätigen|vorläufig zurückgehalten|"
     r"pendiente de aprobación|verificación de remitente|en attente de validation|"
@@ -106,6 +112,7 @@ CHALLENGE_SYSTEM = re.compile(
     r"\btmda\b|verify (?:that )?you(?:'re| are) (?:a )?(?:human|real person|not a robot)|"
     r"(?:held|queued|pending) (?:\w+ )?(?:for|until) (?:your )?(?:verification|approval)|"
     r"to release your message|has not been verified|vorläufig zurückgehalten|"
+    r"vorübergehend zurückgehalten|pending folder|waiting for approval|"
     r"pendiente de aprobación|en attente de validation|in attesa di approvazione"
 )
 

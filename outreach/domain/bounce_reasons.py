@@ -186,7 +186,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             RATE_LIMITED,
             r"rate ?limit|too many (?:messages|connections|recipients|mails|concurrent)|"
-            r"receiving mail at a rate|"
+            r"receiving mail at a rate|sending limit exceeded|sending quota|"
             r"throttl|sending (?:limit|quota)|try (?:again )?later|slow down|exceeded "
             r"(?:the )?(?:rate|limit of)|temporarily "
             r"deferred",
@@ -285,6 +285,8 @@ def read_failure(
     sender_code = by_status is not None and _PERMANENT_CLASS[by_status] == POLICY
     if sender_code and (by_text is None or _PERMANENT_CLASS[by_text] != POLICY):
         by_text = by_status  # the code blames the sender: its words can't make it the address
+    elif by_status == REJECTED_BY_RECIPIENT and re.fullmatch(r"7\.\d{3}", detail):
+        by_text = by_status  # a provider's own 5.7.xxx code names exactly what it refused
     reason = by_text or by_status or OTHER
     temporary = (status or "").startswith("4") or _transient_reply(status, text)
     if gave_up and temporary and reason in (NETWORK_ERROR, OTHER):

@@ -286,7 +286,7 @@ def _classify(message: Message, received: date) -> Classification:
     language = language_of(f"{subject}\n{text}", header(message, "Content-Language"))
     base.update(language=language, new_text_words=len(text.split()))
     auto = auto_replies.auto_markers(message, subject, answers_ours=bool(refers_to))
-    lowered = f"{subject}\n{text}".lower()
+    lowered = " ".join(f"{subject}\n{text}".lower().split())
     challenge = auto_replies.CHALLENGE.search(lowered)
     # A person may ask us to "confirm your address" too: only a machine's message, or the
     # words only challenge systems use, make a challenge.
@@ -329,7 +329,7 @@ def _automatic(
 ) -> Classification:
     """An auto-reply: out of office (with its return date), left the organization, or other."""
     subject = base["subject"]
-    lowered = f"{subject}\n{text}".lower()
+    lowered = " ".join(f"{subject}\n{text}".lower().split())
     left = auto_replies.LEFT_ORGANIZATION.search(lowered)
     if left:
         return Classification(

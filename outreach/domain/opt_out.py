@@ -20,6 +20,8 @@ _FIRST_PERSON = re.compile(
     r"\bdon'?t (?:want|wish) to (?:receive|get|hear)\b|\bdo not (?:want|wish) to (?:receive|"
     r"get|be contacted)\b|\bnot interested[,.;!]? (?:please )?(?:remove|stop|do not|don'?t)|"
     r"\b(?:off|from) your (?:mailing |e-?mail |contact )?list\b|"
+    r"\b(?:don'?t|do not) send (?:anything|any)(?: more| further)?\b|\b(?:left|leave|take) "
+    r"(?:us|me|the \w+ office|this (?:address|inbox)) off\b|"
     r"\bno more (?:of )?(?:these|this|e-?mails?|messages|mail)\b|\b(?:remove|take) (?:this|our|"
     r"these) (?:e-?mail )?(?:address|addresses|e-?mails?)\b|\bstop (?:sending|emailing) "
     r"(?:these|this|us)\b|\b(?:do not|don'?t) (?:want|wish) (?:any )?(?:more|further)\b|"
@@ -46,6 +48,8 @@ _FIRST_PERSON = re.compile(
     r"\bno me (?:envíe|envíen|envies|escriba|escriban|contacte|contacten|manden?) más\b|"
     r"\b(?:darme|dénme|deme) de baja\b|\b(?:elimínenme|elimíneme|quítenme|quíteme|"
     r"bórrenme|bórreme|sáquenme|sáqueme)\b|\bno deseo recibir\b|\bno quiero recibir\b|"
+    r"\bno (?:me|nos) (?:siga|siguiera|sigan|siguieran) enviando|\bprefiero no recibir|"
+    r"\belimine,? (?:por favor,? )?(?:mi|nuestro) (?:correo|dirección|email)|"
     r"\bno (?:deseamos|queremos) recibir\b|\b(?:dé|den|dar|de) de baja (?:esta|mi|nuestra|"
     r"este)\b|"
     # it
@@ -58,7 +62,8 @@ _FIRST_PERSON = re.compile(
     r"\b(?:uitschrijven|afmelden)\b|\bverwijder(?:t)? (?:mij|me)\b|\bhaal (?:mij|me)\b|"
     r"\bstuur (?:me|mij|ons) geen\b|\b(?:wil|willen) (?:graag )?geen (?:e-?mails|berichten|"
     r"mails) meer\b|"
-    r"\b(?:mij|me) (?:van|uit) (?:uw|de|jullie|het) \w+ (?:te )?(?:verwijderen|halen)|"
+    r"\b(?:mij|me|ons|ons adres|mijn adres) (?:van|uit) (?:uw|de|jullie|het) \w+ "
+    r"(?:te )?(?:verwijderen|halen)|\bliever niet meer\b|"
     r"\bniet meer (?:benaderd|gemaild|gecontacteerd) (?:te )?worden|"
     r"\b(?:mail|e-?mail|benader|contacteer) (?:mij|me) (?:a\.u\.b\. |alstublieft |aub )?"
     r"niet meer\b|\bgeen (?:e-?mails|berichten|mails) meer\b|\bniet meer (?:mailen|"
@@ -96,6 +101,7 @@ _FOOTER = re.compile(
     # matched against lower-cased text: faster than IGNORECASE
 )
 _WRAPPED = re.compile(r"(?<![\n.!?:])\n(?!\n)")
+_NEGATED = re.compile(r"\b(?:don'?t|do not|never|no need to|won'?t|wouldn'?t|nicht|ne pas)\s+$")
 SHORT = 80  # words: an opt-out in a message this short is what it is about
 
 
@@ -115,6 +121,7 @@ _MOBILE_SIGNATURE = re.compile(
 
 def opt_out_phrase(text: str) -> str | None:
     """The phrase in which the writer asks not to be written to, if any (lower-cased)."""
+    text = text.replace("\u2019", "'")  # a typographic apostrophe (don\u2019t)
     lines = [line.strip() for line in text[:2000].lower().splitlines()]
     own = [
         line
@@ -130,6 +137,8 @@ def opt_out_phrase(text: str) -> str | None:
         after = text[found.end() : found.end() + 60]
         if _ABOUT_OTHERS.match(phrase + " ") and _THIRD_PARTY.match(after):
             continue
+        if _NEGATED.search(text[max(0, found.start() - 20) : found.start()]):
+            continue  # "please don't stop sending the openings"
         if _FOOTER.search(_sentence(text, found.start(), found.end())):
             continue
         return phrase
