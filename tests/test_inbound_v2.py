@@ -224,13 +224,13 @@ def test_a_guess_waits_for_review_and_a_decision_applies_it(
         "Subject: Undeliverable: Hello\nMessage-ID: <guess1@lm.example.org>\n"
         "Date: Mon, 02 Mar 2026 13:00:00 -0500\nMIME-Version: 1.0\n"
         'Content-Type: multipart/mixed; boundary="B"\n\n--B\nContent-Type: text/plain\n\n'
-        f"Your message to {TOM} could not be delivered.\n\n"
+        f"Your message to {TOM} could not be delivered: no such user here.\n\n"
         f"--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: {practice.ids[TOM]}\n"
         f"To: {TOM}\n\n--B--\n"
     )
     ((email, effect),) = practice.sync()
     assert email == TOM
-    assert effect.startswith("held for review: a low-confidence soft bounce; nothing changed")
+    assert effect.startswith("held for review: a low-confidence hard bounce; nothing changed")
     assert practice.stage(TOM) == "contacted"
     (held,) = held_for_review(practice.store)
     assert held.message_key == "<guess1@lm.example.org>"
@@ -266,3 +266,22 @@ def test_an_opt_out_inside_a_long_letter_waits_for_review(practice: Practice) ->
     effect = practice.processor.decide(held.message_key, "unsubscribe", by="dana", now=T0)
     assert effect == "unsubscribed and suppressed"
     assert practice.stage(TOM) == "unsubscribed"
+
+
+def test_a_guessed_soft_bounce_is_recorded_and_not_counted(practice: Practice) -> None:
+    """A report that names no code nor reason: a soft guess, which needs no decision and
+    never adds up to bounced."""
+    for n in range(4):
+        practice.deliver(
+            "From: MAILER-DAEMON@lm.example.org\nTo: maya@calmharbor.example.com\n"
+            f"Subject: Undeliverable: Hello\nMessage-ID: <soft{n}@lm.example.org>\n"
+            "Date: Mon, 02 Mar 2026 13:00:00 -0500\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="B"\n\n--B\nContent-Type: text/plain\n\n'
+            f"Your message to {TOM} could not be delivered.\n\n"
+            f"--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: {practice.ids[TOM]}\n"
+            f"To: {TOM}\n\n--B--\n"
+        )
+    effects = [effect for _, effect in practice.sync()]
+    assert effects == ["soft bounce recorded, not counted (low confidence, other)"] * 4
+    assert practice.stage(TOM) == "contacted"
+    assert held_for_review(practice.store) == []

@@ -303,8 +303,8 @@ def read_failure(
     if not transient:
         reason, klass = _by_phase(text, reason, klass)
     sure = not words.vague and (by_text is not None or by_status is not None)
-    if by_text and by_status and by_text != by_status and not detail.startswith("7."):
-        sure = False  # the code and the words disagree (5.1.1 "mailbox full")
+    if by_text and by_status and _PERMANENT_CLASS[by_text] != _PERMANENT_CLASS[by_status]:
+        sure = False  # the code and the words disagree on the effect (5.1.1 "mailbox full")
     if klass == HARD and status is None and _REPLY_CODE.search(text) is None:
         sure = False  # no code backs the words: "not found" may be about a page
     return FailureReading(klass, reason, status, "high" if sure else "low")

@@ -298,6 +298,14 @@ class InboundProcessor:
     def _apply(
         self, session: Session, found: Classification, contact: ContactRow, key: str, now: datetime
     ) -> _Applied:
+        if found.confidence == LOW and found.kind == BOUNCE:
+            failure = _failure_for(found, contact)
+            if failure.bounce_class == "soft":
+                # A guessed soft bounce changes nothing and is not counted toward bounced;
+                # it would only ask the therapist about something that needs no decision.
+                return _Applied(
+                    f"soft bounce recorded, not counted (low confidence, {failure.reason})"
+                )
         if found.confidence == LOW and found.kind in IRREVERSIBLE:
             # No stage change either, not even to replied: the therapist reads it first.
             return self._hold(found, contact, key)
@@ -481,6 +489,7 @@ class InboundProcessor:
                         InboundEventRow.kind == BOUNCE,
                         InboundEventRow.trusted.is_(True),
                         InboundEventRow.review.is_(None),
+                        InboundEventRow.confidence == HIGH,
                     )
                 )
                 or 0
