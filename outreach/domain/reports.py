@@ -27,6 +27,7 @@ FEEDBACK = "message/feedback-report"
 REPORT = "multipart/report"
 _SUCCESS = ("delivered", "relayed", "expanded")
 MAX_BLOCKS = 200  # per-recipient blocks read from one report
+_RAW_BYTE = re.compile("[\udc80-\udcff]")  # an undecoded 8-bit byte (surrogateescape)
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
 
 
@@ -118,7 +119,7 @@ def _text(value: Any) -> str:
         text = str(value)
     except Exception:
         return ""
-    if any("\udc80" <= char <= "\udcff" for char in text):
+    if _RAW_BYTE.search(text):
         text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     return " ".join(text.split())
 
