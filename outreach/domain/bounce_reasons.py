@@ -126,7 +126,8 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?:account|mailbox|user|address) (?:has been |is |was )?(?:disabled|"
             r"deactivated|suspended|inactive|locked|closed|frozen|expired|blocked|"
             r"not active|no longer active|terminated)|"
-            r"inactive (?:account|mailbox|user)|disabled (?:account|mailbox|user)",
+            r"inactive (?:account|mailbox|user)|disabled (?:account|mailbox|user)|"
+            r"temporar(?:y|ily) locked",
         ),
         (
             HOST_UNKNOWN,
@@ -186,7 +187,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             RATE_LIMITED,
             r"rate ?limit|too many (?:messages|connections|recipients|mails|concurrent)|"
-            r"receiving mail at a rate|sending limit exceeded|sending quota|"
+            r"receiving mail at a rate|sending limit exceeded|sending quota|frequency limited|"
             r"throttl|sending (?:limit|quota)|try (?:again )?later|slow down|exceeded "
             r"(?:the )?(?:rate|limit of)|temporarily "
             r"deferred",
