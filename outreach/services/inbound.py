@@ -35,7 +35,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -488,8 +488,14 @@ class InboundProcessor:
                         InboundEventRow.contact_id == contact.id,
                         InboundEventRow.kind == BOUNCE,
                         InboundEventRow.trusted.is_(True),
-                        InboundEventRow.review.is_(None),
-                        InboundEventRow.confidence == HIGH,
+                        # Sure ones, and guesses the therapist confirmed as soft bounces.
+                        or_(
+                            and_(
+                                InboundEventRow.review.is_(None),
+                                InboundEventRow.confidence == HIGH,
+                            ),
+                            InboundEventRow.decided_as == "soft_bounce",
+                        ),
                     )
                 )
                 or 0
