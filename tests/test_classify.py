@@ -224,3 +224,27 @@ class TestHostileInputStaysCheap:
         )
         # A liveness bound, not a benchmark: it took minutes before; milliseconds now.
         subprocess.run([sys.executable, "-c", code], input=raw, check=True, timeout=60)
+
+
+OPT_OUTS = [
+    ("Please remove me from your list.", True),
+    ("no more of these please", True),
+    ("Please don't send anything further.", True),
+    ("Bitte nehmen Sie mich aus Ihrem Verteiler.", True),
+    ("Merci de ne plus m'écrire.", True),
+    ("Wilt u ons adres uit uw bestand halen?", True),
+    ("Please do not contact the family until I've spoken with them.", False),
+    ("Please don't send anything to the family directly.", False),
+    ("please stop sending the family reminders", False),
+    ("Please don't stop sending the monthly openings.", False),
+    ("Please don\u2019t stop sending the monthly openings.", False),
+    ("To unsubscribe, click the link below.", False),
+    ("We don't send any referrals by fax.", False),
+]
+
+
+@pytest.mark.parametrize(("text", "is_opt_out"), OPT_OUTS)
+def test_opt_out_is_the_writers_own_request(text: str, is_opt_out: bool) -> None:
+    from outreach.domain.opt_out import opt_out_phrase
+
+    assert (opt_out_phrase(text) is not None) is is_opt_out

@@ -20,7 +20,8 @@ _FIRST_PERSON = re.compile(
     r"\bdon'?t (?:want|wish) to (?:receive|get|hear)\b|\bdo not (?:want|wish) to (?:receive|"
     r"get|be contacted)\b|\bnot interested[,.;!]? (?:please )?(?:remove|stop|do not|don'?t)|"
     r"\b(?:off|from) your (?:mailing |e-?mail |contact )?list\b|"
-    r"\b(?:don'?t|do not) send (?:anything|any)(?: more| further)?\b|\b(?:left|leave|take) "
+    r"\b(?:don'?t|do not) send (?:anything|any)(?: more| further)?(?: here| to (?:me|us|this "
+    r"(?:address|inbox)))?(?=\s*(?:[.!;,]|please|thanks?|$))|\b(?:left|leave|take) "
     r"(?:us|me|the \w+ office|this (?:address|inbox)) off\b|"
     r"\bno more (?:of )?(?:these|this|e-?mails?|messages|mail)\b|\b(?:remove|take) (?:this|our|"
     r"these) (?:e-?mail )?(?:address|addresses|e-?mails?)\b|\bstop (?:sending|emailing) "
@@ -86,7 +87,7 @@ _THIRD_PARTY = re.compile(
 )
 _ABOUT_OTHERS = re.compile(
     r"\b(?:do not|don'?t|please don'?t|never|stop) (?:e-?mail(?:ing)?|contact(?:ing)?|"
-    r"writ(?:e|ing)(?: to)?|call(?:ing)?|reach(?:ing)? out to)\s",
+    r"writ(?:e|ing)(?: to)?|call(?:ing)?|reach(?:ing)? out to|send(?:ing)?)\s",
     # matched against lower-cased text: faster than IGNORECASE
 )
 # A list or notification footer telling how to stop mail: not the writer's own request.
