@@ -248,3 +248,19 @@ def test_opt_out_is_the_writers_own_request(text: str, is_opt_out: bool) -> None
     from outreach.domain.opt_out import opt_out_phrase
 
     assert (opt_out_phrase(text) is not None) is is_opt_out
+
+
+OPT_OUTS_MORE = [
+    ("I found your name from your list of local groups.", False),
+    ("You don't need to remove me, I like these.", False),
+    ("I don't want to unsubscribe, just fewer emails.", False),
+    ("Please take me off your mailing list.", True),
+    ("I never signed up for this. Please remove me.", True),
+]
+
+
+@pytest.mark.parametrize(("text", "is_opt_out"), OPT_OUTS_MORE)
+def test_an_opt_out_said_in_passing_is_not_one(text: str, is_opt_out: bool) -> None:
+    from outreach.domain.opt_out import opt_out_phrase
+
+    assert (opt_out_phrase(text) is not None) is is_opt_out

@@ -19,7 +19,10 @@ _FIRST_PERSON = re.compile(
     r"\b(?:no|not any) (?:more|further) (?:e-?mails?|messages|contact)\b|"
     r"\bdon'?t (?:want|wish) to (?:receive|get|hear)\b|\bdo not (?:want|wish) to (?:receive|"
     r"get|be contacted)\b|\bnot interested[,.;!]? (?:please )?(?:remove|stop|do not|don'?t)|"
-    r"\b(?:off|from) your (?:mailing |e-?mail |contact )?list\b|"
+    r"\boff (?:of )?your (?:mailing |e-?mail |contact |distribution )?list\b|"
+    r"\bremoved? (?:\w+ ){0,4}from your (?:mailing |e-?mail |contact |distribution )?list\b|"
+    r"\b(?:do not|don'?t) send (?:any )?(?:further|more) (?:e-?mails|messages|solicitations|"
+    r"mail|emails)\b|"
     r"\b(?:don'?t|do not) send (?:anything|any)(?: more| further)?(?: here| to (?:me|us|this "
     r"(?:address|inbox)))?(?=\s*(?:[.!;,]|please|thanks?|$))|\b(?:left|leave|take) "
     r"(?:us|me|the \w+ office|this (?:address|inbox)) off\b|"
@@ -102,7 +105,9 @@ _FOOTER = re.compile(
     # matched against lower-cased text: faster than IGNORECASE
 )
 _WRAPPED = re.compile(r"(?<![\n.!?:])\n(?!\n)")
-_NEGATED = re.compile(r"\b(?:don'?t|do not|never|no need to|won'?t|wouldn'?t|nicht|ne pas)\s+$")
+_NEGATED = re.compile(
+    r"\b(?:don'?t|do not|never|no need to|won'?t|wouldn'?t|nicht|ne pas)(?:\s+\w+){0,3}\s+$"
+)
 SHORT = 80  # words: an opt-out in a message this short is what it is about
 
 
@@ -138,7 +143,7 @@ def opt_out_phrase(text: str) -> str | None:
         after = text[found.end() : found.end() + 60]
         if _ABOUT_OTHERS.match(phrase + " ") and _THIRD_PARTY.match(after):
             continue
-        if _NEGATED.search(text[max(0, found.start() - 20) : found.start()]):
+        if _NEGATED.search(text[max(0, found.start() - 40) : found.start()]):
             continue  # "please don't stop sending the openings"
         if _FOOTER.search(_sentence(text, found.start(), found.end())):
             continue
