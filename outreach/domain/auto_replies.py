@@ -94,7 +94,9 @@ CHALLENGE = re.compile(
     r"sanebox|choicemail|permitmail)|"
     r"has not been verified|to release your message|confirm your (?:message|address|"
     r"e-?mail address)|\btmda\b|being held (?:because|until|pending)|"
-    r"pending folder|waiting for (?:your )?approval|zurückgehalten|einmalige[n]? bestätigung|"
+    r"pending folder|pending queue|waiting for (?:your )?approval|zurückgehalten|"
+    r"einmalige[n]? bestätigung|senders i have approved|only accept (?:messages|e-?mail|mail) "
+    r"from (?:senders|people|addresses)|"
     r"not a robot|kein roboter|pas un robot|no es un robot|non è un robot|geen robot|"
     r"não é um robô|absenderadresse (?:zu )?bestätigen|vorläufig zurückgehalten|"
     r"pendiente de aprobación|verificación de remitente|en attente de validation|"
@@ -112,7 +114,8 @@ CHALLENGE_SYSTEM = re.compile(
     r"\btmda\b|verify (?:that )?you(?:'re| are) (?:a )?(?:human|real person|not a robot)|"
     r"(?:held|queued|pending) (?:\w+ )?(?:for|until) (?:your )?(?:verification|approval)|"
     r"to release your message|has not been verified|vorläufig zurückgehalten|"
-    r"vorübergehend zurückgehalten|pending folder|waiting for approval|"
+    r"vorübergehend zurückgehalten|pending folder|pending queue|waiting for approval|"
+    r"senders i have approved|"
     r"pendiente de aprobación|en attente de validation|in attesa di approvazione"
 )
 
@@ -155,8 +158,20 @@ def auto_markers(message: Message, subject: str, *, answers_ours: bool) -> tuple
     return tuple(reasons)
 
 
+_NEW_ADDRESS_CUE = re.compile(
+    r"(?:new (?:e-?mail|address)|can (?:now )?be reached at|(?:is )?now at|reach (?:him|her|them|"
+    r"me) at|write to (?:him|her|them|me) at|künftig unter|nueva dirección|nouvelle adresse)"
+    r"\W{0,20}([\w.+'-]+@[\w-]+(?:\.[\w-]+)+)",
+    re.IGNORECASE,
+)
+
+
 def new_address(text: str, sender: str | None) -> str | None:
-    """An address a "no longer with us" message gives to write to instead, if any."""
+    """An address a "no longer with us" message gives to write to instead, if any: the one
+    it calls the person's new address, else the first it names."""
+    cued = _NEW_ADDRESS_CUE.search(text[:20_000])
+    if cued is not None:
+        return cued.group(1).strip(".").lower()
     for found in re.finditer(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", text[:20_000]):
         address = found.group(0).strip(".").lower()
         if address != (sender or "").lower():

@@ -110,6 +110,11 @@ _RETURNED = re.compile(
 # line in the languages outreach reads, or an Outlook header block (From: then Sent: or
 # Date:, in those languages).
 _SPACE = r"[ \t\u00a0\u202f]"  # French Outlook writes "De\u00a0:"
+_FROM = r"from|von|de|da|van|från|od"
+_SENT = (
+    r"sent|gesendet|envoyé|enviad[oa](?: el)?|inviato|verzonden|skickat|wysłano|date|datum|"
+    r"data|fecha"
+)
 _QUOTE_HEADER = re.compile(
     rf"^{_SPACE}*(?:-{{2,}}|_{{5,}}){_SPACE}*(?:original message|mensaje original|"
     r"message d'origine|ursprüngliche nachricht|messaggio originale|oorspronkelijk bericht|"
@@ -117,9 +122,10 @@ _QUOTE_HEADER = re.compile(
     r"urspr\S* meddelande|wiadomość oryginalna|on .{5,120} wrote)"
     rf"|^{_SPACE}*(?:on|am|le|el|il|op|em|den|w dniu) .{{5,200}}(?:wrote|schrieb|a écrit|"
     rf"escribió|ha scritto|schreef|escreveu|skrev|napisał)[^\n]{{0,80}}:{_SPACE}*\r?$"
-    rf"|^{_SPACE}*\*?(?:from|von|de|da|van|från|od){_SPACE}*:\*?{_SPACE}+[^\n]+\n"
-    rf"(?:[^\n]*\n){{0,3}}?{_SPACE}*\*?(?:sent|gesendet|envoyé|enviado|inviato|verzonden|"
-    rf"skickat|wysłano|date|datum|data|fecha){_SPACE}*:",
+    rf"|^{_SPACE}*\*?(?:{_FROM}){_SPACE}*:\*?{_SPACE}+[^\n]+\n"
+    rf"(?:[^\n]*\n){{0,3}}?{_SPACE}*\*?(?:{_SENT}){_SPACE}*:"
+    rf"|^{_SPACE}*\*?(?:{_SENT}){_SPACE}*:\*?{_SPACE}+[^\n]+\n"
+    rf"(?:[^\n]*\n){{0,3}}?{_SPACE}*\*?(?:{_FROM}){_SPACE}*:",
     re.IGNORECASE | re.MULTILINE,
 )
 _ADDRESS = re.compile(r"[\w.+'=-]+@[\w-]+(?:\.[\w-]+)+")

@@ -26,6 +26,9 @@ _FIRST_PERSON = re.compile(
     r"\b(?:don'?t|do not) send (?:anything|any)(?: more| further)?(?: here| to (?:me|us|this "
     r"(?:address|inbox)))?(?=\s*(?:[.!;,]|please|thanks?|$))|\b(?:left|leave|take) "
     r"(?:us|me|the \w+ office|this (?:address|inbox)) off\b|"
+    r"\b(?:delete|remove|drop|erase) (?:my|our|this) (?:e-?mail )?(?:address|e-?mail|name|"
+    r"contact)\b|\b(?:prefer|would rather|'d rather) not (?:to )?(?:receive|get|hear)\b|"
+    r"\bnot interested\W{1,4}(?:please )?(?:stop|remove|do not|don'?t)\b|"
     r"\bno more (?:of )?(?:these|this|e-?mails?|messages|mail)\b|\b(?:remove|take) (?:this|our|"
     r"these) (?:e-?mail )?(?:address|addresses|e-?mails?)\b|\bstop (?:sending|emailing) "
     r"(?:these|this|us)\b|\b(?:do not|don'?t) (?:want|wish) (?:any )?(?:more|further)\b|"
@@ -96,6 +99,7 @@ _ABOUT_OTHERS = re.compile(
 # A list or notification footer telling how to stop mail: not the writer's own request.
 _FOOTER = re.compile(
     r"https?://|\bclick\b|\blink\b|\bif you (?:wish|want|would like|no longer|prefer)|"
+    r"\bif you(?:'d| would) (?:rather|prefer)|\breply\b.{0,20}[\"\u201c\u00ab]|"
     r"\bto unsubscribe\b|pour (?:vous )?(?:désinscrire|désabonner)|para (?:darse de baja|"
     r"cancelar|se descadastrar|descadastrar)|um sich abzumelden|per (?:annullare|"
     r"cancellarti|disiscriverti)|om (?:je|u) af te melden|\breply\b.{0,30}\bunsubscribe|"
@@ -116,7 +120,8 @@ SHORT = 80  # words: an opt-out in a message this short is what it is about
 _ONE_WORD = re.compile(
     r"^\W*(?:please\W+)?(?:remove(?: me)?|unsubscribe(?: me)?|stop|opt[ -]?out|désinscription|"
     r"désabonnement|abmelden|austragen|baja|cancellami|cancellazione|afmelden|uitschrijven|"
-    r"descadastrar|remover)\W*(?:please|thanks?|thank you|bitte|merci|gracias|grazie|obrigad[oa])?"
+    r"descadastrar|remover|no,? thanks?|no,? thank you|not interested)\W*(?:please|thanks?|"
+    r"thank you|bitte|merci|gracias|grazie|obrigad[oa])?"
     r"\W*$"
 )
 _MOBILE_SIGNATURE = re.compile(

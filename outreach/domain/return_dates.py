@@ -25,7 +25,7 @@ _WINDOW = 60  # characters after an anchor that may hold the date
 # "zurück am", "de retour le", "regreso el", "rientro", "terug op", "retorno"), or a "from"
 # that starts the time after it ("ab dem 1. März bin ich wieder erreichbar").
 _ANCHORS = {
-    "en": r"until|till|til|through|thru|to|return(?:s|ing)?|back|reopen(?:s|ing)?|"
+    "en": r"until|till|til|through|thru|to|from|return(?:s|ing)?|back|reopen(?:s|ing)?|"
     r"resum(?:e|es|ing)|after|starting",
     "de": r"bis|zurück|wieder|ab|rückkehr|kehre",
     "fr": r"jusqu['\u2019](?:au|à|a)|au|retour|reprise|à partir du|après|reviens|rentre|"
@@ -94,6 +94,7 @@ def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> dat
     """The first date in ``window`` that dateparser reads (month names in every language),
     trying the shapes a date is written in; without a year, the next such day."""
     window = _ABBREVIATION_DOT.sub(r"\1", window)
+    window = _RANGE_END.sub(r"\1\2", window)  # "March 8-12" is March 12
     parser = _parser(language, month_first)
     for shape in _SHAPES:
         found = shape.search(window)
@@ -109,7 +110,7 @@ def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> dat
         if _YEAR.search(found.group(0)):
             return when
         return _next(when.month, when.day, sent)
-    return _weekday_and_day(window, sent, language)
+    return _weekday_and_day(window, sent, language) or _day_alone(window, sent)
 
 
 # "the end of February", "Ende Februar", "fin février", "fine febbraio", "eind februari".
@@ -180,6 +181,26 @@ def _weekday_and_day(window: str, sent: date, language: str) -> date | None:
 _WEEKDAY_DAY = re.compile(
     r"([^\W\d_]{3,}),?\s+(?:the\s+)?(\d{1,2})(?:st|nd|rd|th)?\b(?![:.,/-]?\d)"
 )
+
+
+def _day_alone(window: str, sent: date) -> date | None:
+    """ "through the 19th": the next such day of a month."""
+    found = _DAY_ALONE.match(window)
+    if found is None:
+        return None
+    day = int(found.group(1))
+    for month_start in (sent.replace(day=1), (sent.replace(day=28) + timedelta(days=4))):
+        try:
+            when = month_start.replace(day=day)
+        except ValueError:
+            continue
+        if when >= sent - timedelta(days=1):
+            return when
+    return None
+
+
+_DAY_ALONE = re.compile(r"\W*the (\d{1,2})(?:st|nd|rd|th)\b(?!\s*(?:of\s+)?[^\W\d_]{3,})")
+_RANGE_END = re.compile(r"(\b[^\W\d_]{3,}\.?\s+)\d{1,2}\s*[-\u2013]\s*(\d{1,2})\b(?![-./\u2013]\d)")
 
 
 def _next(month: int, day: int, sent: date) -> date | None:
