@@ -199,7 +199,8 @@ def _day_alone(window: str, sent: date) -> date | None:
     return None
 
 
-_DAY_ALONE = re.compile(r"\W*the (\d{1,2})(?:st|nd|rd|th)\b(?!\s*(?:of\s+)?[^\W\d_]{3,})")
+# Tried last: "the 19th March" was read by the shapes above.
+_DAY_ALONE = re.compile(r"\W*the (\d{1,2})(?:st|nd|rd|th)\b")
 _RANGE_END = re.compile(r"(\b[^\W\d_]{3,}\.?\s+)\d{1,2}\s*[-\u2013]\s*(\d{1,2})\b(?![-./\u2013]\d)")
 
 
