@@ -15,11 +15,11 @@ from outreach.domain.classify import classify
 from tests.corpus_manifest import dangerous, entries, mismatches
 
 ENTRIES = entries()
-# A floor under what the classifier reaches today (see the note: 90.4% of 956 on
+# A floor under what the classifier reaches today (see the note: 90.9% of 1,016 on
 # 2026-11-28), so a change that reads worse fails; the goal is 97%, not met yet.
 # Most misses are sisimai's own readings of exotic servers (Japanese carriers, old MTAs),
 # or of vague words: see `python benchmarks/classify_corpus.py --list`.
-TARGET = 0.89
+TARGET = 0.90
 
 
 def test_the_corpus_is_big_enough_and_every_file_is_there() -> None:
