@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -335,18 +335,7 @@ RuleEventKind = Literal[
     "stage_changed",
 ]
 #: Events and actions the rule engine accepts in this version (others are refused by name).
-RULE_EVENTS_HANDLED = (
-    "reply",
-    "out_of_office",
-    "auto_reply",
-    "bounce",
-    "unsubscribe",
-    "complaint",
-    "receipt",
-    "challenge",
-    "referral",
-    "stage_changed",
-)
+RULE_EVENTS_HANDLED: tuple[str, ...] = get_args(RuleEventKind)
 
 
 class RuleWhen(Section):

@@ -194,11 +194,17 @@ def _delivery(part: Message) -> Report | None:
     return Report("receipt", (), receipts, tuple(named), tuple(ids), detail)
 
 
-def _disposition(part: Message) -> Report:
+def _merged(part: Message) -> dict[str, str]:
+    """A report part's fields from all its blocks in one mapping, the first of each kept."""
     fields: dict[str, str] = {}
     for block in blocks(part):
         for name, value in block.items():
             fields.setdefault(name, value)
+    return fields
+
+
+def _disposition(part: Message) -> Report:
+    fields = _merged(part)
     ids = [fields["original-message-id"]] if fields.get("original-message-id") else []
     named = [typed_address(fields[f]) for f in ("final-recipient",) if fields.get(f)]
     disposition = fields.get("disposition", "").rsplit(";", 1)[-1].strip().lower()
@@ -208,10 +214,7 @@ def _disposition(part: Message) -> Report:
 
 
 def _feedback(part: Message) -> Report:
-    fields: dict[str, str] = {}
-    for block in blocks(part):
-        for name, value in block.items():
-            fields.setdefault(name, value)
+    fields = _merged(part)
     named = [typed_address(fields[f]) for f in ("original-rcpt-to",) if fields.get(f)]
     kind = fields.get("feedback-type", "").strip().lower()
     return Report("complaint", (), 0, tuple(named), (), f"Feedback-Type: {kind or 'none'}")

@@ -167,15 +167,7 @@ def _weekday_and_day(window: str, sent: date, language: str) -> date | None:
     found = _WEEKDAY_DAY.search(window.lower())
     if found is None or _next_weekday(found.group(1), sent, language) is None:
         return None
-    day = int(found.group(2))
-    for month_start in (sent.replace(day=1), (sent.replace(day=28) + timedelta(days=4))):
-        try:
-            when = month_start.replace(day=day)
-        except ValueError:
-            continue
-        if when >= sent - timedelta(days=1):
-            return when
-    return None
+    return _next_day_of_month(int(found.group(2)), sent)
 
 
 _WEEKDAY_DAY = re.compile(
@@ -188,7 +180,12 @@ def _day_alone(window: str, sent: date) -> date | None:
     found = _DAY_ALONE.match(window)
     if found is None:
         return None
-    day = int(found.group(1))
+    return _next_day_of_month(int(found.group(1)), sent)
+
+
+def _next_day_of_month(day: int, sent: date) -> date | None:
+    """The next date on or after the day before ``sent`` whose day of the month is ``day``:
+    this month's or the next's."""
     for month_start in (sent.replace(day=1), (sent.replace(day=28) + timedelta(days=4))):
         try:
             when = month_start.replace(day=day)
