@@ -5,6 +5,7 @@ OutreachError
  ├── StoreError                  the database can't be opened, migrated or written
  ├── ImportProblems              a CSV file has problems; nothing was imported
  ├── MailServerUnusable (ConnectionError)
+ │    └── SignInNeeded           OAuth2: never signed in, or the provider refused the refresh
  ├── TemplateProblem
  ├── AlreadyRunning              another daemon holds this database
  ├── ContactNotFound (LookupError)
@@ -77,6 +78,14 @@ class MailServerUnusable(OutreachError, ConnectionError):
         self.problem = problem
         self.transient = transient
         super().__init__(f"{server}: {problem}")
+
+
+class SignInNeeded(MailServerUnusable):
+    """OAuth2 sign-in is missing or was refused (revoked, expired, password changed): a person
+    must run ``outreach auth login``. Sending and watching wait; nothing is lost."""
+
+    def __init__(self, account: str, problem: str) -> None:
+        super().__init__(f"sign-in for {account}", f"{problem}: run outreach auth login")
 
 
 class AlreadyRunning(OutreachError):

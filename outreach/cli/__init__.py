@@ -1,15 +1,26 @@
 """The ``outreach`` command line: Typer commands over the service functions, no logic of its own.
 
-The commands live in one module per area (``contacts``, ``daemon``, ``demo``, ``inbound``,
+The commands live in one module per area (``auth``, ``contacts``, ``daemon``, ``demo``, ``inbound``,
 ``init``, ``outbound``, ``report``); importing them registers them on ``app``.
 """
 
 from __future__ import annotations
 
-from outreach.cli import contacts, daemon, demo, inbound, init, outbound, report
+from outreach.cli import auth, contacts, daemon, demo, inbound, init, outbound, report
 from outreach.cli.common import app
 
-__all__ = ["app", "contacts", "daemon", "demo", "inbound", "init", "main", "outbound", "report"]
+__all__ = [
+    "app",
+    "auth",
+    "contacts",
+    "daemon",
+    "demo",
+    "inbound",
+    "init",
+    "main",
+    "outbound",
+    "report",
+]
 
 
 def main() -> None:

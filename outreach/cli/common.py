@@ -61,7 +61,11 @@ sending_app = typer.Typer(
     help="Control sending (resume after a policy pause).", no_args_is_help=True
 )
 referrals_app = typer.Typer(help="Record referrals received from sources.", no_args_is_help=True)
+auth_app = typer.Typer(
+    help="Sign in to the mailbox with OAuth2 (Microsoft 365, Google).", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
+app.add_typer(auth_app, name="auth")
 app.add_typer(db_app, name="db")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(stage_app, name="stage")

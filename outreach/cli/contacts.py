@@ -34,7 +34,7 @@ from outreach.errors import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from outreach.config import Server
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -55,13 +55,15 @@ def config_check(
     with reported():
         from outreach.config.loading import permission_warnings
         from outreach.mail import check as mailcheck
+        from outreach.mail.connections import sign_in
 
         settings = context_of(ctx).settings()
+        tokens = sign_in(settings)
         logins, problems = [], []
         if connect:
             checks: list[Callable[[], str]] = [
-                lambda: mailcheck.check_smtp(settings.smtp),
-                lambda: mailcheck.check_imap(settings.imap),
+                lambda: mailcheck.check_smtp(settings.smtp, tokens),
+                lambda: mailcheck.check_imap(settings.imap, tokens),
             ]
             for check in checks:
                 try:
@@ -76,17 +78,24 @@ def config_check(
     out.print(
         f"  sender:   {settings.sender.from_name} <{settings.sender.from_address}>", markup=False
     )
+    if settings.mailbox.provider != "custom":
+        out.print(f"  mailbox:  {settings.mailbox.provider} (preset)", markup=False)
+    signed_in = tokens.status().summary if tokens is not None else ""
+    imap = settings.imap
     out.print(
         f"  smtp:     {settings.smtp.host}:{settings.smtp.effective_port} "
-        f"({settings.smtp.security}); password {_secret_state(settings.smtp.password)}",
+        f"({settings.smtp.security}); {_login(settings.smtp, signed_in)}",
         markup=False,
     )
     out.print(
-        f"  imap:     {settings.imap.host}:{settings.imap.effective_port} "
-        f"({settings.imap.security}); password {_secret_state(settings.imap.password)}; "
-        f"watching {', '.join(settings.imap.folders)}",
+        f"  imap:     {imap.host}:{imap.effective_port} ({imap.security}); "
+        f"{_login(imap, signed_in)}; watching {', '.join(imap.folders)}",
         markup=False,
     )
+    if imap.server_saves_sent or imap.save_sent:
+        who = "the provider files" if imap.server_saves_sent else "outreach files"
+        folder = imap.sent_folder or "found by SPECIAL-USE \\Sent"
+        out.print(f"  sent:     {who} sent copies in {folder}", markup=False)
     out.print(f"  storage:  {settings.database_label}", markup=False)
     out.print(
         f"  segments: {len(settings.segments)} ({', '.join(settings.segments)}), "
@@ -99,8 +108,10 @@ def config_check(
         err.print(f"warning: {warning}", markup=False)
 
 
-def _secret_state(secret: object) -> str:
-    return "set" if secret is not None else "not set"
+def _login(server: Server, signed_in: str) -> str:
+    if server.auth == "oauth2":
+        return f"auth oauth2 as {server.username} ({signed_in})"
+    return f"password {'set' if server.password is not None else 'not set'}"
 
 
 # --- db -------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ from outreach.config.loading import (
     load_checked,
     load_config,
 )
-from outreach.config.schema import Imap, Rule, Segment, Server, Settings, Smtp
+from outreach.config.schema import Imap, OAuth2, Rule, Segment, Server, Settings, Smtp
 
 __all__ = [
     "Imap",
+    "OAuth2",
     "Rule",
     "Segment",
     "Server",

@@ -150,33 +150,37 @@ def text_line_of_offset_bytes(data: bytes, offset: int) -> int:
 
 def _misplaced_secrets(data: dict[str, Any]) -> list[str]:
     problems = []
-    for section in ("smtp", "imap"):
+    for section, key in (("smtp", "password"), ("imap", "password"), ("oauth2", "client_secret")):
         table = data.get(section)
-        if isinstance(table, dict) and "password" in table:
+        if isinstance(table, dict) and key in table:
+            what = "passwords" if key == "password" else "secrets"
             problems.append(
-                f"{section}.password: passwords don't belong in the config file; put it in "
-                f"$CREDENTIALS_DIRECTORY/{section}_password (systemd LoadCredential=) or "
-                f"the environment variable {ENV_PREFIX}{section.upper()}__PASSWORD"
+                f"{section}.{key}: {what} don't belong in the config file; put it in "
+                f"$CREDENTIALS_DIRECTORY/{section}_{key} (systemd LoadCredential=) or "
+                f"the environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
             )
-            del table["password"]
+            del table[key]
     return problems
 
 
 def _add_credentials(data: dict[str, Any]) -> None:
-    """Passwords from systemd credentials (``LoadCredential=smtp_password:...``).
+    """Passwords and the OAuth2 client secret from systemd credentials
+    (``LoadCredential=smtp_password:...``). A client secret counts only beside an ``[oauth2]``
+    table.
 
     They sit below the environment, so ``OUTREACH_SMTP__PASSWORD`` still wins.
     """
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return
-    for key in SECRET_KEYS:
-        file = Path(directory) / key
-        if file.is_file():
-            section = key.removesuffix("_password")
-            table = data.setdefault(section, {})
-            if isinstance(table, dict):
-                table["password"] = file.read_text(encoding="utf-8").rstrip("\r\n")
+    for name in SECRET_KEYS:
+        file = Path(directory) / name
+        section, key = name.split("_", 1)
+        if not file.is_file() or (section == "oauth2" and section not in data):
+            continue
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):
+            table[key] = file.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 def _resolve_paths(settings: Settings) -> Settings:
@@ -186,6 +190,9 @@ def _resolve_paths(settings: Settings) -> Settings:
         server: Server = getattr(settings, name)
         if server.ca_file is not None and not server.ca_file.is_absolute():
             updates[name] = server.model_copy(update={"ca_file": base / server.ca_file})
+    oauth2 = settings.oauth2
+    if oauth2 is not None and oauth2.ca_file is not None and not oauth2.ca_file.is_absolute():
+        updates["oauth2"] = oauth2.model_copy(update={"ca_file": base / oauth2.ca_file})
     if not settings.templates.dir.is_absolute():
         updates["templates"] = Templates(dir=base / settings.templates.dir)
     maildir = settings.inbound.maildir
@@ -199,8 +206,8 @@ def _resolve_paths(settings: Settings) -> Settings:
 def check_config_files(settings: Settings) -> list[str]:
     """Problems with the files and folders the configuration points at (one sentence each)."""
     problems = []
-    for name in ("smtp", "imap"):
-        ca_file = getattr(settings, name).ca_file
+    for name in ("smtp", "imap", "oauth2"):
+        ca_file = getattr(getattr(settings, name), "ca_file", None)
         if ca_file is not None and not ca_file.is_file():
             problems.append(f"{name}.ca_file: {ca_file} does not exist")
     for name in ("smtp", "imap"):

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from outreach.config.problems import keyed_problems
+from outreach.config.providers import OAuth2Provider, Provider, SignIn, apply_preset
 from outreach.domain.fields import check_timezone, has_control_characters, normalize_email
 from outreach.domain.pipeline import BUILTIN_STAGES, ExtraStage, Pipeline
 
@@ -30,7 +31,8 @@ ENV_PREFIX = "OUTREACH_"
 CONFIG_ENV = "OUTREACH_CONFIG"
 DEFAULT_LOCATIONS = (Path("config/outreach.toml"), Path("/etc/outreach/outreach.toml"))
 DEFAULT_DATABASE_FILE = "outreach.sqlite3"
-SECRET_KEYS = ("smtp_password", "imap_password")
+#: Credentials read from $CREDENTIALS_DIRECTORY, as ``<section>_<key>``.
+SECRET_KEYS = ("smtp_password", "imap_password", "oauth2_client_secret")
 
 # Every number has a bound: an absurd value (1e300, inf) must fail here, not deep in a pass.
 MAX_COUNT = 1_000_000
@@ -101,13 +103,17 @@ class Sender(Section):
 
 
 class Server(Section):
-    """A mail server login; the password comes only from a credential or the environment."""
+    """A mail server login; the password comes only from a credential or the environment.
+
+    ``auth = "oauth2"`` signs in with SASL XOAUTH2 and an access token from ``[oauth2]``
+    (``outreach auth login``) instead of a password."""
 
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)
     username: str = ""
     password: SecretStr | None = None
     security: Security
+    auth: SignIn = "password"
     ca_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0, le=600)
 
@@ -133,13 +139,74 @@ class Imap(Server):
 
     security: Security = "tls"
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
-    sent_folder: str = "Sent"
+    # Empty: the folder the server marks SPECIAL-USE \Sent (RFC 6154), else "Sent".
+    sent_folder: str = ""
+    # outreach files a copy of each message it sends (plain SMTP servers don't).
     save_sent: bool = False
+    # The provider files what is submitted over SMTP in Sent itself (Gmail, Exchange): no copy
+    # is added, and after a crash outreach looks there for what left. Set by the presets.
+    server_saves_sent: bool = False
 
     @property
     def effective_port(self) -> int:
         """The configured port, else the standard one for the security mode (RFC 8314)."""
         return self.port or {"tls": 993, "starttls": 143, "none": 143}[self.security]
+
+
+class Mailbox(Section):
+    """The practice's mailbox provider: its preset fills ``[smtp]`` and ``[imap]``."""
+
+    provider: Provider = "custom"
+
+
+class OAuth2(Section):
+    """How outreach gets access tokens for XOAUTH2 (``outreach auth login``).
+
+    Microsoft and Google know their own endpoints; ``custom`` names them. The client secret,
+    where the provider needs one (Google), comes only from ``$CREDENTIALS_DIRECTORY/
+    oauth2_client_secret`` or ``OUTREACH_OAUTH2__CLIENT_SECRET``."""
+
+    provider: OAuth2Provider = "custom"
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    # Microsoft: the directory (tenant) ID or domain; "organizations" for any work account,
+    # "consumers" for Outlook.com.
+    tenant: str = Field(default="organizations", pattern=r"^[A-Za-z0-9.-]+$")
+    # Microsoft: the sign-in host, for national clouds (https://login.microsoftonline.us).
+    authority: str = Field(default="", pattern=r"^$|^https://[^/\s]+/?$")
+    authorization_url: str = Field(default="", pattern=r"^$|^https?://\S+$")
+    token_url: str = Field(default="", pattern=r"^$|^https?://\S+$")
+    device_authorization_url: str = Field(default="", pattern=r"^$|^https?://\S+$")
+    scopes: list[str] = Field(default_factory=list)
+    # A private CA for the provider's endpoints (a test server, a TLS-inspecting proxy).
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _custom_endpoints(self) -> OAuth2:
+        if self.provider != "custom":
+            return self
+        problems = []
+        if not self.token_url:
+            problems.append("token_url: a custom provider needs its token endpoint")
+        if not (self.device_authorization_url or self.authorization_url):
+            problems.append(
+                "authorization_url: a custom provider needs device_authorization_url (device "
+                "code flow) or authorization_url (browser sign-in)"
+            )
+        if not self.scopes:
+            problems.append("scopes: a custom provider needs the scopes its mail servers want")
+        for key in ("authorization_url", "token_url", "device_authorization_url"):
+            url = getattr(self, key)
+            if url.startswith("http://") and not _loopback_url(url):
+                problems.append(f"{key}: must be https:// (http only for this machine)")
+        if problems:
+            raise keyed_problems(problems)
+        return self
+
+
+def _loopback_url(url: str) -> bool:
+    host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+    return host in ("localhost", "[::1]") or host.startswith("127.")
 
 
 class Storage(Section):
@@ -392,8 +459,10 @@ class Settings(BaseSettings):
 
     practice: Practice
     sender: Sender
+    mailbox: Mailbox = Mailbox()
     smtp: Smtp
     imap: Imap
+    oauth2: OAuth2 | None = None
     storage: Storage = Storage()
     sending: Sending = Sending()
     templates: Templates = Templates()
@@ -418,6 +487,29 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's contents arrive as init arguments; the environment overrides them.
         return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return apply_preset(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _sign_in(self) -> Settings:
+        problems = []
+        for name in ("smtp", "imap"):
+            server: Server = getattr(self, name)
+            if server.auth != "oauth2":
+                continue
+            if self.oauth2 is None:
+                problems.append(
+                    f'oauth2: {name}.auth is "oauth2", so an [oauth2] table with the '
+                    'provider and client_id is needed (README, "Signing in with OAuth2")'
+                )
+            if not server.username:
+                problems.append(f"{name}.username: needed to sign in with OAuth2 (the mailbox)")
+        if problems:
+            raise keyed_problems(problems)
+        return self
 
     @model_validator(mode="after")
     def _stages(self) -> Settings:
@@ -452,8 +544,11 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The passwords' values (mail logins, database URL), so log output can mask them."""
+        secret = self.oauth2.client_secret if self.oauth2 else None
         values = [
-            p.get_secret_value() for p in (self.smtp.password, self.imap.password) if p is not None
+            p.get_secret_value()
+            for p in (self.smtp.password, self.imap.password, secret)
+            if p is not None
         ]
         database_password = make_url(self.database_url).password
         return [*values, *([str(database_password)] if database_password else [])]

@@ -10,16 +10,23 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from outreach.config import Imap
 from outreach.errors import MailServerUnusable
+from outreach.mail.refusals import login_problem
 from outreach.mail.tls import connect_problem, is_transient, tls_context
+from outreach.signin.tokens import AccessTokens
 
 # imapclient's protocol log, in which it has imaplib write every line at its debug level 5.
 PROTOCOL_LOG = logging.getLogger("imapclient.imaplib")
 
 
-def open_imap(imap: Imap) -> IMAPClient:
-    """A logged-in IMAP session (TLS verified), or MailServerUnusable saying why not."""
+def open_imap(imap: Imap, tokens: AccessTokens | None = None) -> IMAPClient:
+    """A logged-in IMAP session (TLS verified), or MailServerUnusable saying why not.
+    With ``auth = "oauth2"``, ``tokens`` gives the access token for SASL XOAUTH2."""
     name = f"imap {imap.host}:{imap.effective_port}"
-    if imap.password is None:
+    if imap.auth == "oauth2":
+        if tokens is None:
+            raise MailServerUnusable(name, 'auth = "oauth2" but no sign-in was set up')
+        token = tokens.token()  # before connecting: a missing sign-in opens no socket
+    elif imap.password is None:
         raise MailServerUnusable(
             f"imap {imap.host}",
             "no password: put it in $CREDENTIALS_DIRECTORY/imap_password or set "
@@ -45,12 +52,42 @@ def open_imap(imap: Imap) -> IMAPClient:
         raise MailServerUnusable(
             name, connect_problem(exc, "imap"), transient=is_transient(exc)
         ) from None
+    if imap.auth == "oauth2":
+        assert tokens is not None
+        _oauth2_login(client, imap, tokens, token)
+        return client
+    assert imap.password is not None
     try:
         client.login(imap.username, imap.password.get_secret_value())
     except LoginError as exc:
         close_imap(client)
-        raise MailServerUnusable(name, f"login refused for {imap.username} ({exc})") from None
+        raise MailServerUnusable(name, login_problem(imap.username, "password", str(exc))) from None
     return client
+
+
+def _oauth2_login(client: IMAPClient, imap: Imap, tokens: AccessTokens, token: str) -> None:
+    """SASL XOAUTH2; a refused token is refreshed and tried once more (it may have been
+    revoked since it was issued, or the clock is off)."""
+    name = f"imap {imap.host}:{imap.effective_port}"
+    debug = client._imap.debug
+    client._imap.debug = 0  # imaplib would log the base64 SASL string, token inside
+    try:
+        for attempt in (1, 2):
+            try:
+                client.oauth2_login(imap.username, token)
+                return
+            except LoginError as exc:
+                if attempt == 2:
+                    close_imap(client)
+                    problem = login_problem(imap.username, "oauth2", str(exc))
+                    raise MailServerUnusable(name, problem) from None
+            try:
+                token = tokens.refused(token)
+            except MailServerUnusable:
+                close_imap(client)
+                raise
+    finally:
+        client._imap.debug = debug
 
 
 def close_imap(client: IMAPClient) -> None:

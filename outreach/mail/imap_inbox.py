@@ -24,22 +24,26 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from outreach.config import Imap
-from outreach.errors import MailServerUnusable
+from outreach.errors import MailServerUnusable, SignInNeeded
 from outreach.mail.abc import MessageHandler, SyncReport, Watermark
 from outreach.mail.imap import close_imap, open_imap
+from outreach.signin.tokens import AccessTokens
 
 log = logging.getLogger("outreach.watcher")  # pinned: journal lines show it
 FETCH_BATCH = 200  # messages whose sizes are asked at once
 FETCH_BYTES = 4 * 1024 * 1024  # bodies fetched at once, in all; a larger message comes alone
 IDLE_RENEW_SECONDS = 9 * 60  # RFC 2177 allows 29 minutes; NAT boxes drop quiet links sooner
 MAX_BACKOFF_SECONDS = 300.0
+# Waiting for ``outreach auth login``: look again this often (reading a file, not the network).
+SIGN_IN_RECHECK_SECONDS = 20.0
 
 
 class ImapInbox:
     """The ``InboxSource`` of the practice's IMAP folders."""
 
-    def __init__(self, imap: Imap) -> None:
+    def __init__(self, imap: Imap, tokens: AccessTokens | None = None) -> None:
         self.settings = imap
+        self.tokens = tokens
 
     @property
     def description(self) -> str:
@@ -54,7 +58,7 @@ class ImapInbox:
     ) -> SyncReport:
         """Read every message that arrived since the last pass, in every watched folder."""
         imap = self.settings
-        client = open_imap(imap)
+        client = open_imap(imap, self.tokens)
         try:
             return _sync_all(client, imap, handler, now or (lambda: datetime.now(UTC)))
         finally:
@@ -86,7 +90,10 @@ class ImapInbox:
         backoff = _Backoff(stop, heartbeat)
         while not stop.is_set():
             try:
-                client = open_imap(imap)
+                client = open_imap(imap, self.tokens)
+            except SignInNeeded as exc:
+                backoff.wait_for_sign_in(exc)
+                continue
             except (MailServerUnusable, IMAPClientError, OSError) as exc:
                 backoff.wait("inbox: can't connect (%s); retrying in %.0f s", exc)
                 continue
@@ -134,6 +141,7 @@ class _Backoff:
     def __init__(self, stop: threading.Event, heartbeat: Callable[[], None] | None) -> None:
         self.stop, self.heartbeat = stop, heartbeat
         self.seconds = 1.0
+        self.signing_in = False
 
     def wait(self, message: str, *args: object, exc_info: bool = False) -> None:
         if exc_info:
@@ -143,8 +151,18 @@ class _Backoff:
         _wait(self.stop, self.seconds, self.heartbeat)
         self.seconds = min(self.seconds * 2, MAX_BACKOFF_SECONDS)
 
+    def wait_for_sign_in(self, exc: SignInNeeded) -> None:
+        """Wait for a new sign-in: said once, then checked every few seconds, quietly."""
+        if not self.signing_in:
+            log.warning("inbox: waiting: %s", exc)
+            self.signing_in = True
+        _wait(self.stop, SIGN_IN_RECHECK_SECONDS, self.heartbeat)
+
     def reset(self) -> None:
         self.seconds = 1.0
+        if self.signing_in:
+            log.info("inbox: signed in again; watching")
+            self.signing_in = False
 
 
 def _idle(

@@ -19,7 +19,9 @@ from outreach.config import Smtp
 from outreach.errors import MailServerUnusable
 from outreach.mail.abc import Delivery, OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage
+from outreach.mail.refusals import login_problem
 from outreach.mail.tls import connect_problem, is_transient, tls_context
+from outreach.signin.tokens import AccessTokens
 
 
 def classify_reply(code: int, message: str) -> Outcome:
@@ -47,8 +49,9 @@ class SmtpSession:
     """The ``SmtpTransport`` over aiosmtplib: one connection reused across a batch, reconnected
     when the server drops it. The only place an SMTP client is constructed."""
 
-    def __init__(self, smtp: Smtp) -> None:
+    def __init__(self, smtp: Smtp, tokens: AccessTokens | None = None) -> None:
         self.settings = smtp
+        self.tokens = tokens  # with auth = "oauth2": the access tokens for XOAUTH2
         self._client: aiosmtplib.SMTP | None = None
 
     async def __aenter__(self) -> SmtpSession:
@@ -68,6 +71,7 @@ class SmtpSession:
             return
         smtp = self.settings
         name = f"smtp {smtp.host}:{smtp.effective_port}"
+        token = await self._token() if smtp.auth == "oauth2" else None
         client = aiosmtplib.SMTP(
             hostname=smtp.host,
             port=smtp.effective_port,
@@ -89,13 +93,17 @@ class SmtpSession:
             raise MailServerUnusable(
                 name, connect_problem(exc, "smtp"), transient=is_transient(exc)
             ) from None
-        if smtp.username:
+        if token is not None:
+            await self._oauth2_login(client, token)
+        elif smtp.username:
             try:
                 await client.login(smtp.username, smtp_password(smtp))
             except aiosmtplib.SMTPAuthenticationError as exc:
                 client.close()
-                refused = f"login refused for {smtp.username} ({exc.code} {exc.message})"
-                raise MailServerUnusable(name, refused) from None
+                reply = f"{exc.code} {exc.message}"
+                raise MailServerUnusable(
+                    name, login_problem(smtp.username, "password", reply)
+                ) from None
             except aiosmtplib.SMTPException as exc:
                 client.close()
                 raise MailServerUnusable(name, f"login failed for {smtp.username}: {exc}") from None
@@ -103,6 +111,36 @@ class SmtpSession:
                 client.close()
                 raise
         self._client = client
+
+    async def _token(self) -> str:
+        if self.tokens is None:
+            raise MailServerUnusable(f"smtp {self.settings.host}", 'auth = "oauth2" but no sign-in')
+        return await asyncio.to_thread(self.tokens.token)
+
+    async def _oauth2_login(self, client: aiosmtplib.SMTP, token: str) -> None:
+        """SASL XOAUTH2; a refused token is refreshed and tried once more."""
+        smtp, tokens = self.settings, self.tokens
+        assert tokens is not None
+        name = f"smtp {smtp.host}:{smtp.effective_port}"
+        for attempt in (1, 2):
+            try:
+                await client.auth_xoauth2(smtp.username, token)
+                return
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                if attempt == 2:
+                    client.close()
+                    reply = f"{exc.code} {exc.message}"
+                    raise MailServerUnusable(
+                        name, login_problem(smtp.username, "oauth2", reply)
+                    ) from None
+            except aiosmtplib.SMTPException as exc:
+                client.close()
+                raise MailServerUnusable(name, f"login failed for {smtp.username}: {exc}") from None
+            try:
+                token = await asyncio.to_thread(tokens.refused, token)
+            except MailServerUnusable:
+                client.close()
+                raise
 
     async def send(self, message: OutboundMessage) -> Delivery:
         """One SMTP transaction; reconnects once if the connection was lost before DATA."""
@@ -166,9 +204,9 @@ class SmtpSession:
         await asyncio.sleep(0)  # let the loop finish closing the socket before it ends
 
 
-def smtp_sessions(smtp: Smtp) -> OpenSmtp:
+def smtp_sessions(smtp: Smtp, tokens: AccessTokens | None = None) -> OpenSmtp:
     """How services open SMTP sessions to the configured server."""
-    return lambda: SmtpSession(smtp)
+    return lambda: SmtpSession(smtp, tokens)
 
 
 __all__ = ["Delivery", "Outcome", "SmtpSession", "classify_reply", "smtp_password", "smtp_sessions"]

@@ -33,7 +33,13 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from sqlalchemy.exc import DBAPIError
 
 from outreach.config import Settings, load_checked
-from outreach.errors import ConfigError, MailServerUnusable, OutreachError, StoreError
+from outreach.errors import (
+    ConfigError,
+    MailServerUnusable,
+    OutreachError,
+    SignInNeeded,
+    StoreError,
+)
 from outreach.mail.abc import Outcome, SyncReport
 from outreach.mail.check import check_imap, check_smtp_async
 from outreach.runtime.clock import Clock
@@ -231,12 +237,20 @@ class Daemon:
     async def _log_in(self, settings: Settings) -> list[str]:
         """Log in to SMTP and IMAP; servers that don't answer are problems to wait out."""
         problems = []
-        checks: list[Callable[[], Awaitable[str]]] = [lambda: check_smtp_async(settings.smtp)]
+        tokens = self.parts.tokens if self.parts is not None else None
+        checks: list[Callable[[], Awaitable[str]]] = [
+            lambda: check_smtp_async(settings.smtp, tokens)
+        ]
         if settings.inbound.maildir is None:
-            checks.append(lambda: asyncio.to_thread(check_imap, settings.imap))
+            checks.append(lambda: asyncio.to_thread(check_imap, settings.imap, tokens))
         for check in checks:
             try:
                 log.info("%s", await check())
+            except SignInNeeded as exc:
+                # Start anyway: sending and watching wait, and resume by themselves within a
+                # minute of `outreach auth login`.
+                log.error("%s; sending and watching wait until then", exc)
+                return []
             except MailServerUnusable as exc:
                 if not exc.transient:
                     raise
@@ -414,6 +428,10 @@ class Daemon:
         parts, store = self.parts, self.store
         if parts is None or store is None:
             return "starting"
+        if parts.tokens is not None:
+            signed_in = parts.tokens.status()
+            if signed_in.needed:
+                return signed_in.summary  # "sign-in expired: run outreach auth login"
         zone = ZoneInfo(parts.settings.practice.timezone)
         now = self.now()
         line = f"watching {parts.inbox.description}; {due_today(store, zone, now)} due today"

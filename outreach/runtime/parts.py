@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from outreach.config import Settings
 from outreach.mail.abc import InboxSource, OpenSmtp
-from outreach.mail.connections import inbox_source, open_smtp, sent_folder
+from outreach.mail.connections import inbox_source, open_smtp, sent_folder, sign_in
 from outreach.mail.templates import TemplateSet
 from outreach.services.dispatch import Dispatcher
 from outreach.services.inbound import InboundProcessor
 from outreach.services.template_check import require_templates
+from outreach.signin.tokens import AccessTokens
 from outreach.store.database import Store
 
 
@@ -26,6 +27,7 @@ class Parts:
     inbox: InboxSource
     dispatcher: Dispatcher
     processor: InboundProcessor
+    tokens: AccessTokens | None = None  # OAuth2 sign-in, when the mailbox uses it
 
     @property
     def templates(self) -> TemplateSet:
@@ -35,18 +37,20 @@ class Parts:
 def build_parts(settings: Settings, store: Store, *, smtp: OpenSmtp | None = None) -> Parts:
     """The services wired to the configured mail servers (``smtp``: another way to open SMTP
     sessions, such as the demo's)."""
-    smtp = smtp or open_smtp(settings)
+    tokens = sign_in(settings)
+    smtp = smtp or open_smtp(settings, tokens)
     templates = TemplateSet(settings.templates.dir)
     dispatcher = Dispatcher(
-        store, settings, templates, smtp=smtp, sent_folder=sent_folder(settings)
+        store, settings, templates, smtp=smtp, sent_folder=sent_folder(settings, tokens)
     )
     return Parts(
         settings=settings,
         store=store,
         smtp=smtp,
-        inbox=inbox_source(settings),
+        inbox=inbox_source(settings, tokens),
         dispatcher=dispatcher,
         processor=InboundProcessor(store, settings, smtp=smtp),
+        tokens=tokens,
     )
 
 
