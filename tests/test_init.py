@@ -110,6 +110,7 @@ class TestInit:
         answers = [
             "Blue Door Therapy", "Sam Rivera", "adults with panic disorder", "CBT",
             "fewer panic attacks", "1 Main Street", "not-an-address", "sam@bluedoor.example.com",
+            "",  # the provider: "custom" (the default for a practice's own domain)
             "smtp.bluedoor.example.com", "imap.bluedoor.example.com", "",
         ]  # fmt: skip
         done = run("init", str(tmp_path), stdin="\n".join(answers) + "\n")

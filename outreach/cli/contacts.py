@@ -94,8 +94,8 @@ def config_check(
     )
     if imap.server_saves_sent or imap.save_sent:
         who = "the provider files" if imap.server_saves_sent else "outreach files"
-        folder = imap.sent_folder or "found by SPECIAL-USE \\Sent"
-        out.print(f"  sent:     {who} sent copies in {folder}", markup=False)
+        folder = repr(imap.sent_folder) if imap.sent_folder else "the folder marked \\Sent"
+        out.print(f"  sent:     {who} a copy of each message in {folder}", markup=False)
     out.print(f"  storage:  {settings.database_label}", markup=False)
     out.print(
         f"  segments: {len(settings.segments)} ({', '.join(settings.segments)}), "

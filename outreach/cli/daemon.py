@@ -77,6 +77,10 @@ def _print_status(found: Status) -> None:
     out.print(f"last inbox:    {when(found.last_sync)}", markup=False)
     out.print(f"last reply:    {when(found.last_reply)}", markup=False)
     out.print(f"due today:     {found.due_today}", markup=False)
+    if found.sign_in_needed:
+        out.print(f"SIGN-IN: {found.sign_in} (sending and watching wait)", markup=False)
+    elif found.sign_in:
+        out.print(f"sign-in:       {found.sign_in} (outreach auth status)", markup=False)
     if found.sending_paused:
         out.print(f"SENDING PAUSED: {found.sending_paused}", markup=False)
         out.print("  (outreach sending resume, once the cause is fixed)", markup=False)

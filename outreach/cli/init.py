@@ -25,6 +25,7 @@ def init(
     result: Flag = None,
     postal_address: Flag = None,
     sender: Flag = None,
+    provider: Flag = None,
     smtp_host: Flag = None,
     imap_host: Flag = None,
     timezone: Flag = None,
@@ -40,7 +41,9 @@ def init(
     for nine kinds of referral source, and a sample contacts.csv.
 
     Asks for what it needs (or takes it from the flags): practice, therapist, ideal client,
-    method, main result, postal address, sender address, SMTP and IMAP hosts, time zone.
+    method, main result, postal address, sender address, mail provider (gmail,
+    microsoft365...; its servers and sign-in come with it), SMTP and IMAP hosts for any other
+    provider, time zone.
     Existing files are never overwritten without --force.
     """
     from outreach.runtime import init as starter
@@ -53,6 +56,7 @@ def init(
         "result": result,
         "postal_address": postal_address,
         "sender": sender,
+        "provider": provider,
         "smtp_host": smtp_host,
         "imap_host": imap_host,
         "timezone": timezone,
@@ -60,7 +64,10 @@ def init(
     with reported():
         if not non_interactive:
             for name, question in starter.QUESTIONS.items():
-                given[name] = _ask(name, question, given[name], starter.check_answer)
+                if not starter.asked(name, given):
+                    continue
+                default = starter.guess_provider(given["sender"]) if name == "provider" else None
+                given[name] = _ask(name, question, given[name], starter.check_answer, default)
         answers = starter.answers_from(given)
         written = starter.init_project(directory, answers, force=force)
     config = directory / "config" / "outreach.toml"
@@ -73,9 +80,19 @@ def init(
         f"  {directory / 'contacts.csv'}  (sample contacts: replace with yours)", markup=False
     )
     out.print("next:", markup=False)
+    from outreach.config.providers import PRESETS
+
+    preset = PRESETS.get(answers.provider)
+    if preset is not None and preset.auth == "oauth2":
+        sign_in = [
+            f"$EDITOR {config}   # [oauth2] client_id: README, 'Signing in with OAuth2'",
+            f"outreach -c {config} auth login",
+        ]
+    else:
+        sign_in = ["export OUTREACH_SMTP__PASSWORD=... OUTREACH_IMAP__PASSWORD=..."]
     for step in (
         f"$EDITOR {config}   # check the segments' wording; add phone and website",
-        "export OUTREACH_SMTP__PASSWORD=... OUTREACH_IMAP__PASSWORD=...",
+        *sign_in,
         f"outreach -c {config} config check --connect",
         f"outreach -c {config} contacts import YOUR-CONTACTS.csv",
         f"outreach -c {config} templates check && outreach -c {config} plan --days 14",
@@ -84,9 +101,15 @@ def init(
         out.print(f"  {step}", markup=False)
 
 
-def _ask(name: str, question: str, value: str | None, check: Callable[[str, str], str]) -> str:
+def _ask(
+    name: str,
+    question: str,
+    value: str | None,
+    check: Callable[[str, str], str],
+    default: str | None = None,
+) -> str:
     """Prompt until the answer passes ``check``; a valid flag's value is not asked again."""
-    default = "America/New_York" if name == "timezone" else None
+    default = "America/New_York" if name == "timezone" else default
     while True:
         if value is None:
             value = typer.prompt(question, default=default)

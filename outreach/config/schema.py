@@ -167,7 +167,7 @@ class OAuth2(Section):
     oauth2_client_secret`` or ``OUTREACH_OAUTH2__CLIENT_SECRET``."""
 
     provider: OAuth2Provider = "custom"
-    client_id: str = Field(min_length=1)
+    client_id: str = ""  # checked where OAuth2 is used (Settings), with what to put here
     client_secret: SecretStr | None = None
     # Microsoft: the directory (tenant) ID or domain; "organizations" for any work account,
     # "consumers" for Outlook.com.
@@ -496,17 +496,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _sign_in(self) -> Settings:
         problems = []
-        for name in ("smtp", "imap"):
-            server: Server = getattr(self, name)
-            if server.auth != "oauth2":
-                continue
-            if self.oauth2 is None:
-                problems.append(
-                    f'oauth2: {name}.auth is "oauth2", so an [oauth2] table with the '
-                    'provider and client_id is needed (README, "Signing in with OAuth2")'
-                )
-            if not server.username:
+        using = [name for name in ("smtp", "imap") if getattr(self, name).auth == "oauth2"]
+        for name in using:
+            if not getattr(self, name).username:
                 problems.append(f"{name}.username: needed to sign in with OAuth2 (the mailbox)")
+        if using and self.oauth2 is None:
+            problems.append(
+                f'oauth2: {using[0]}.auth is "oauth2", so an [oauth2] table with your app '
+                'registration\'s client_id is needed (README, "Signing in with OAuth2")'
+            )
+        elif using and self.oauth2 is not None and not self.oauth2.client_id:
+            problems.append(
+                "oauth2.client_id: the Application (client) ID of the app registration "
+                'outreach signs in with (README, "Signing in with OAuth2")'
+            )
         if problems:
             raise keyed_problems(problems)
         return self

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
+from outreach.config.providers import PRESETS
 from outreach.domain.fields import check_timezone, normalize_email
 from outreach.errors import ConfigError
 
@@ -30,8 +31,9 @@ class Answers:
     result: str
     postal_address: str
     sender: str
-    smtp_host: str
-    imap_host: str
+    provider: str = "custom"
+    smtp_host: str = ""  # asked only for a custom provider
+    imap_host: str = ""
     timezone: str = "America/New_York"
 
 
@@ -43,6 +45,7 @@ QUESTIONS = {
     "result": "The main result clients reach (e.g. fewer panic attacks, better sleep)",
     "postal_address": "Practice postal address (in every email's footer)",
     "sender": "Sender email address (replies come back here)",
+    "provider": "Mail provider (" + ", ".join([*PRESETS, "custom"]) + ")",
     "smtp_host": "Outgoing mail (SMTP) server",
     "imap_host": "Incoming mail (IMAP) server",
     "timezone": "Time zone (IANA name)",
@@ -60,17 +63,50 @@ def check_answer(name: str, value: str) -> str:
         return normalize_email(value)
     if name == "timezone":
         check_timezone(value)
+    if name == "provider" and value not in (*PRESETS, "custom"):
+        raise ValueError(f"{value!r} is not one of {', '.join([*PRESETS, 'custom'])}")
     if name in ("smtp_host", "imap_host") and not re.fullmatch(r"[A-Za-z0-9.-]+", value):
         raise ValueError(f"{value!r} is not a host name")
     return value
 
 
+# Providers recognized from the sender's address, for the question's default.
+_PROVIDER_DOMAINS = {
+    "gmail.com": "gmail",
+    "googlemail.com": "gmail",
+    "outlook.com": "outlook_com",
+    "hotmail.com": "outlook_com",
+    "live.com": "outlook_com",
+    "icloud.com": "icloud",
+    "me.com": "icloud",
+    "fastmail.com": "fastmail",
+    "yahoo.com": "yahoo",
+    "zohomail.com": "zoho",
+}
+
+
+def guess_provider(sender: str | None) -> str:
+    """The provider a sender address obviously belongs to, else "custom" (a practice's own
+    domain may be on any provider: only the person knows)."""
+    return _PROVIDER_DOMAINS.get((sender or "").rpartition("@")[2].lower(), "custom")
+
+
+def asked(name: str, values: dict[str, str | None]) -> bool:
+    """Whether ``init`` needs this answer: the servers only for a custom provider."""
+    if name in ("smtp_host", "imap_host"):
+        return (values.get("provider") or "custom") == "custom"
+    return True
+
+
 def answers_from(values: dict[str, str | None]) -> Answers:
     """Answers from flags; every missing or invalid one is named (``--flag: problem``)."""
     problems, clean = [], {}
+    values = {**values, "provider": values.get("provider") or guess_provider(values.get("sender"))}
     for field in fields(Answers):
         value = values.get(field.name)
         flag = "--" + field.name.replace("_", "-")
+        if not asked(field.name, values):
+            continue
         if value is None:
             if field.name == "timezone":
                 continue
@@ -104,15 +140,36 @@ def render_config(answers: Answers) -> str:
         ("sender", "from_address"): answers.sender,
         ("sender", "message_id_domain"): domain,
         ("sender", "notify_address"): answers.sender,
-        ("smtp", "host"): answers.smtp_host,
+        ("mailbox", "provider"): answers.provider,
         ("smtp", "username"): answers.sender,
-        ("imap", "host"): answers.imap_host,
         ("imap", "username"): answers.sender,
     }
+    if answers.provider == "custom":
+        values |= {("smtp", "host"): answers.smtp_host, ("imap", "host"): answers.imap_host}
     for (section, key), value in values.items():
         text = set_value(text, section, key, value)
+    preset = PRESETS.get(answers.provider)
+    if preset is not None:
+        for section in ("smtp", "imap"):
+            for key in ("host", "port", "security", "auth"):
+                text = drop_key(text, section, key)
+        if preset.auth == "oauth2":
+            text = text.replace(
+                "# [oauth2]\n",
+                '[oauth2]   # filled in from README, "Signing in with OAuth2"\n',
+                1,
+            ).replace('# client_id = ""', 'client_id = ""', 1)
     tomllib.loads(text)  # a broken result is a bug here, never a file for the user
     return text
+
+
+def drop_key(text: str, section: str, key: str) -> str:
+    """Take ``key = ...`` out of ``[section]``: the provider's preset gives it instead."""
+    start = text.index(f"\n[{section}]\n")
+    end = text.find("\n[", start + 1)
+    end = len(text) if end == -1 else end
+    pattern = re.compile(rf"^{re.escape(key)} = .*\n", re.MULTILINE)
+    return text[:start] + pattern.sub("", text[start:end], count=1) + text[end:]
 
 
 def set_value(text: str, section: str, key: str, value: str) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from outreach.config import Settings
 from outreach.domain.sequencing import ACTIVE_STAGES
 from outreach.domain.states import InboundKind, OutboxState
+from outreach.mail.connections import sign_in
 from outreach.store.database import Store
 from outreach.store.instance import daemon_running
 from outreach.store.ledger import SENDING_PAUSED, paused_domains
@@ -68,6 +69,9 @@ class Status:
     unprocessable: int = 0  # inbound messages recorded as unprocessable in the last week
     held_for_review: int = 0  # low-confidence readings waiting for `inbox decide`
     paused_domains: dict[str, str] = field(default_factory=dict)  # domain -> why
+    # OAuth2 mailboxes: "signed in", or what a person must do ("sign-in expired: run ...").
+    sign_in: str | None = None
+    sign_in_needed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -88,6 +92,7 @@ class Status:
             "unprocessable_messages": self.unprocessable,
             "held_for_review": self.held_for_review,
             "paused_domains": self.paused_domains,
+            "sign_in": self.sign_in,
         }
 
 
@@ -128,6 +133,8 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
     dispatch = facts.get(LAST_DISPATCH)
     sync = facts.get(LAST_SYNC)
     paused = facts.get(SENDING_PAUSED)
+    tokens = sign_in(settings)
+    signed_in = tokens.status() if tokens is not None else None
     return Status(
         running=running,
         pid=int(pid.value) if running and pid and pid.value.isdigit() else None,
@@ -143,6 +150,8 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         unprocessable=int(unprocessable or 0),
         held_for_review=int(held or 0),
         paused_domains=domains,
+        sign_in=signed_in.summary if signed_in else None,
+        sign_in_needed=signed_in.needed if signed_in else False,
     )
 
 

@@ -85,6 +85,7 @@ class TokenFile:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(asdict(sign_in), out, indent=1)
             os.chmod(temporary, 0o600)
+            _owned_like_directory(temporary)
             os.replace(temporary, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -105,6 +106,7 @@ class TokenFile:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = self.path.with_name(self.path.name + ".lock")
         descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        _owned_like_directory(str(lock))
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
@@ -131,6 +133,15 @@ class TokenFile:
         except OSError:
             return None
         return token or None
+
+
+def _owned_like_directory(path: str) -> None:
+    """Run as root (``sudo outreach auth login`` beside a service with ``DynamicUser=``), give
+    the file to the state directory's owner, the service's user: else it could not read it."""
+    if os.geteuid() != 0:
+        return
+    directory = os.stat(os.path.dirname(path))
+    os.chown(path, directory.st_uid, directory.st_gid)
 
 
 def _digest(token: str) -> str:
