@@ -98,14 +98,17 @@ class MicrosoftClient:
     def _application(self) -> Any:
         if self._app is None:
             import msal  # noqa: PLC0415  (loads slowly; only a signed-in install needs it)
+            import requests  # noqa: PLC0415
 
             default = self.place.authority.startswith("https://login.microsoftonline.com/")
+            http = pinned(requests.Session)()
+            http.verify = str(self.oauth2.ca_file) if self.oauth2.ca_file else True
             try:
                 self._app = msal.PublicClientApplication(
                     self.oauth2.client_id,
                     authority=self.place.authority,
                     instance_discovery=None if default else False,
-                    verify=str(self.oauth2.ca_file) if self.oauth2.ca_file else True,
+                    http_client=http,
                     timeout=HTTP_TIMEOUT,
                 )
             except ValueError as exc:  # msal's word for an unknown tenant or authority
@@ -176,7 +179,7 @@ class GenericClient:
         from authlib.integrations.requests_client import OAuth2Session  # noqa: PLC0415
 
         secret = self.oauth2.client_secret.get_secret_value() if self.oauth2.client_secret else None
-        session = OAuth2Session(
+        session = pinned(OAuth2Session)(
             self.oauth2.client_id,
             secret,
             token_endpoint_auth_method="client_secret_post" if secret else "none",
@@ -292,6 +295,21 @@ class GenericClient:
             token.get("refresh_token") or previous_refresh,  # Google keeps the same one
             str(scope).split() if scope else list(self.place.scopes),
         )
+
+
+def pinned(session_class: type[Any]) -> type[Any]:
+    """``session_class`` (a requests.Session) whose own ``verify`` wins over
+    ``$REQUESTS_CA_BUNDLE``: requests lets the environment override a session's CA bundle,
+    which would make ``[oauth2] ca_file`` silently useless where that variable is set."""
+
+    class Pinned(session_class):  # type: ignore[misc]
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            settings = super().merge_environment_settings(*args, **kwargs)
+            if self.verify is not True:
+                settings["verify"] = self.verify
+            return settings
+
+    return Pinned
 
 
 def _call(request: Callable[[], Any]) -> Any:
