@@ -25,6 +25,7 @@ from tests.mailstack import (
     start_postgres,
     start_smtp,
 )
+from tests.oauth2_server import OAuth2Server, start_oauth2_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "outreach.example.toml"
@@ -71,6 +72,57 @@ def smtp_server(dovecot: Dovecot) -> Iterator[SmtpServer]:
     server = start_smtp(dovecot.cert, dovecot.directory / "key.pem", deliver_to=dovecot)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth2_server(dovecot: Dovecot) -> Iterator[OAuth2Server]:
+    """A local OAuth2 authorization server (tests/oauth2_server.py) on HTTPS.
+
+    It serves the ``dovecot`` fixture's certificate: trust ``oauth2_server.ca_file`` (the same
+    file as ``dovecot.cert``). Tests that change ``access_lifetime``, ``device_code_lifetime`` or
+    ``auto_approve`` put them back.
+    """
+    server = start_oauth2_server(dovecot.cert, dovecot.directory / "key.pem")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth2_dovecot(dovecot: Dovecot, oauth2_server: OAuth2Server) -> Iterator[Dovecot]:
+    """A second Dovecot that also takes XOAUTH2 and OAUTHBEARER, checking tokens with
+    ``oauth2_server``'s introspection; PLAIN and LOGIN work as on ``dovecot``. Its certificate
+    is the same as ``dovecot``'s and ``oauth2_server``'s."""
+    server = _require(
+        lambda: start_dovecot(
+            oauth2_server.introspection_url,
+            certificate=(dovecot.cert, dovecot.directory / "key.pem"),
+        )
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth2_smtp(oauth2_dovecot: Dovecot, oauth2_server: OAuth2Server) -> Iterator[SmtpServer]:
+    """aiosmtpd with STARTTLS and AUTH (passwords, and XOAUTH2 with ``oauth2_server``'s access
+    tokens), delivering into ``oauth2_dovecot``. Its handler is a ``tests.mailstack.OAuth2Handler``
+    (``xoauth2_logins``, ``failure_style``)."""
+    server = start_smtp(
+        oauth2_dovecot.cert,
+        oauth2_dovecot.directory / "key.pem",
+        deliver_to=oauth2_dovecot,
+        oauth2=oauth2_server.username_for,
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def without_ca_bundle_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE: requests lets them override a Session's
+    ``verify`` (so msal's ``verify=`` too), and a test CA passed that way would be ignored."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

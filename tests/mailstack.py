@@ -7,8 +7,11 @@ the server's programs are not installed and how to install them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -18,6 +21,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -97,13 +101,13 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
-}}
-userdb {{
+{passwd_file_mechanisms}}}
+{oauth2_passdb}userdb {{
   driver = static
   args = uid=vmail gid=vmail home={d}/mail/%u
 }}
@@ -203,7 +207,44 @@ class Dovecot:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_dovecot() -> Dovecot:
+#: What ``start_dovecot(oauth2_introspection_url=...)`` adds: a passdb checking tokens by RFC 7662
+#: introspection (POST token=...) at every login (Dovecot caches nothing by default).
+DOVECOT_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/dovecot-oauth2.conf.ext
+}}
+# No anvil penalty (2, 4, 8, 15 s before every auth reply from 127.0.0.1 after failures):
+# these tests fail token logins on purpose.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+DOVECOT_OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+"""
+
+
+def start_dovecot(
+    oauth2_introspection_url: str | None = None,
+    *,
+    certificate: tuple[Path, Path] | None = None,
+) -> Dovecot:
+    """Start a Dovecot; each call a new instance with its own ports and mail.
+
+    ``oauth2_introspection_url`` adds the XOAUTH2 and OAUTHBEARER mechanisms, with tokens checked
+    against that RFC 7662 endpoint (PLAIN and LOGIN keep working with the users' passwords).
+    ``certificate`` (cert, key) serves that pair instead of a new self-signed one, so that one
+    CA file can be trusted for several servers.
+    """
     if shutil.which("dovecot") is None or not os.path.exists("/usr/lib/dovecot/lmtp"):
         raise ServerMissing(
             f"Dovecot (dovecot-imapd, dovecot-lmtpd) is not installed; {INSTALL_HINT}"
@@ -214,7 +255,12 @@ def start_dovecot() -> Dovecot:
     # Not under pytest's 0700 tmp tree: Dovecot's unprivileged processes must reach it.
     directory = Path(tempfile.mkdtemp(prefix="outreach-dovecot-"))
     directory.chmod(0o755)
-    cert, _key = make_certificate(directory)
+    if certificate is None:
+        cert, _key = make_certificate(directory)
+    else:
+        cert = directory / "cert.pem"
+        shutil.copyfile(certificate[0], cert)
+        shutil.copyfile(certificate[1], directory / "key.pem")
     (directory / "key.pem").chmod(0o600)
     users = directory / "users"
     users.write_text(
@@ -227,9 +273,22 @@ def start_dovecot() -> Dovecot:
     (directory / "mail").mkdir(exist_ok=True)
     shutil.chown(directory / "mail", "vmail", "vmail")
     server = Dovecot(directory, free_port(), free_port(), free_port(), cert)
+    oauth2 = oauth2_introspection_url is not None
+    if oauth2:
+        (directory / "dovecot-oauth2.conf.ext").write_text(
+            DOVECOT_OAUTH2_CONF.format(url=oauth2_introspection_url)
+        )
     server.conf.write_text(
         DOVECOT_CONF.format(
-            d=directory, imap=server.imap_port, imaps=server.imaps_port, lmtp=server.lmtp_port
+            d=directory,
+            imap=server.imap_port,
+            imaps=server.imaps_port,
+            lmtp=server.lmtp_port,
+            mechanisms="plain login xoauth2 oauthbearer" if oauth2 else "plain login",
+            # A token is not a password: keep XOAUTH2 logins away from the passwd-file ("none":
+            # lookups without a login, as for LMTP and doveadm, still find the users there).
+            passwd_file_mechanisms="  mechanisms = none plain login\n" if oauth2 else "",
+            oauth2_passdb=DOVECOT_OAUTH2_PASSDB.format(d=directory) if oauth2 else "",
         )
     )
     server.start_process()
@@ -303,6 +362,70 @@ class RecordingHandler:
         return "250 OK"
 
 
+#: RFC 4954 section 4: an AUTH command line may be up to 12288 octets (XOAUTH2 with a
+#: Microsoft access token is about 2000).
+AUTH_LINE_LIMIT = 12288
+#: How a server answers a refused XOAUTH2 login (OAuth2Handler.failure_style).
+XOAUTH2_FAILURES = {
+    # Gmail: a 334 challenge with a base64 JSON error, then (after the client's empty line) 535.
+    "google": (
+        {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"},
+        "535 5.7.8 Username and Password not accepted. For more information, go to "
+        "https://support.google.com/mail/?p=BadCredentials",
+    ),
+    # Microsoft 365: 535 at once.
+    "microsoft": (None, "535 5.7.3 Authentication unsuccessful [AM0PR01CA0001.outlook.test]"),
+}
+
+
+@dataclass
+class OAuth2Handler(RecordingHandler):
+    """A RecordingHandler that also takes ``AUTH XOAUTH2``.
+
+    The SASL string is ``user=USER^Aauth=Bearer TOKEN^A^A`` (^A: the byte 1); the login
+    succeeds when ``oauth2(TOKEN)`` returns USER.
+    """
+
+    oauth2: Callable[[str], str | None] | None = None
+    #: "google" or "microsoft": see XOAUTH2_FAILURES.
+    failure_style: str = "google"
+    #: The users who logged in with XOAUTH2, in order.
+    xoauth2_logins: list[str] = field(default_factory=list)
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
+
+        if len(args) == 1:  # no initial response: ask for it with an empty challenge
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        fields = dict(
+            part.partition(b"=")[::2] for part in blob.split(b"\x01") if part and b"=" in part
+        )
+        user = fields.get(b"user", b"").decode(errors="replace")
+        scheme, _, token = fields.get(b"auth", b"").decode(errors="replace").partition(" ")
+        if (
+            user
+            and scheme.lower() == "bearer"
+            and self.oauth2 is not None
+            and self.oauth2(token) == user
+        ):
+            self.xoauth2_logins.append(user)
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), token.encode()))
+        error, reply = XOAUTH2_FAILURES[self.failure_style]
+        if error is not None:
+            answer = await server.challenge_auth(json.dumps(error, separators=(",", ":")))
+            if answer is MISSING:  # the client said "*": challenge_auth has answered 501
+                return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=reply)
+
+
 @dataclass
 class SmtpServer:
     """A running aiosmtpd on 127.0.0.1 with STARTTLS and AUTH (users as for Dovecot)."""
@@ -329,10 +452,29 @@ def start_smtp(
     *,
     port: int | None = None,
     handler: RecordingHandler | None = None,
+    oauth2: Callable[[str], str | None] | None = None,
 ) -> SmtpServer:
-    """Start aiosmtpd; ``port`` and ``handler`` let a test bring a stopped server back."""
+    """Start aiosmtpd; ``port`` and ``handler`` let a test bring a stopped server back.
+
+    With ``oauth2`` (access token -> its user, or None) it also offers ``AUTH XOAUTH2``, through
+    an ``OAuth2Handler``, and takes AUTH lines up to RFC 4954's 12288 octets.
+    """
     from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+    class LongAuthSMTP(SMTP):
+        line_length_limit = AUTH_LINE_LIMIT  # read by SMTP.__init__ for its stream's limit
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.line_length_limit = SMTP.line_length_limit  # message lines: as before
+            self.command_size_limits = collections.defaultdict(
+                lambda: SMTP.command_size_limit, {"AUTH": AUTH_LINE_LIMIT}
+            )
+
+    class LongAuthController(Controller):
+        def factory(self) -> SMTP:
+            return LongAuthSMTP(self.handler, **self.SMTP_kwargs)
 
     accounts = {USER.format(n=n): PASSWORD.format(n=n) for n in range(1, USERS + 1)}
 
@@ -347,10 +489,16 @@ def start_smtp(
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))
+    if oauth2 is not None:
+        handler = handler or OAuth2Handler(deliver_to=deliver_to)
+        if not isinstance(handler, OAuth2Handler):
+            raise TypeError("an XOAUTH2 server needs an OAuth2Handler")
+        handler.oauth2 = oauth2
     handler = handler or RecordingHandler(deliver_to=deliver_to)
     port = port or free_port()
     tls = {"ssl_context": context} if implicit_tls else {"tls_context": context}
-    controller = Controller(
+    controller_class = LongAuthController if isinstance(handler, OAuth2Handler) else Controller
+    controller = controller_class(
         handler,
         hostname="127.0.0.1",
         port=port,

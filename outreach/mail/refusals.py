@@ -15,32 +15,39 @@ import base64
 import binascii
 import re
 
-_FIXES: list[tuple[re.Pattern[str], str]] = [
+# (the server's words, the fix, whether it applies to OAuth2 logins too). Gmail answers a bad
+# XOAUTH2 token with "Username and Password not accepted" as well: no password advice there.
+_FIXES: list[tuple[re.Pattern[str], str, bool]] = [
     (
         re.compile(r"basic authentication is disabled|5\.7\.139.*basic", re.I),
         'the provider turned off password logins for this account: set auth = "oauth2" in '
         "[smtp] and [imap], then run outreach auth login",
+        False,
     ),
     (
         re.compile(r"SmtpClientAuthentication is disabled", re.I),
         "authenticated SMTP (SMTP AUTH) is turned off for this mailbox or tenant: an "
         "administrator turns it on in the Microsoft 365 admin center (Mail apps > Authenticated "
         "SMTP)",
+        True,
     ),
     (
         re.compile(r"application-specific password required|InvalidSecondFactor", re.I),
         "Google wants an app password here (myaccount.google.com/apppasswords, with 2-step "
         'verification on), or set auth = "oauth2" and run outreach auth login',
+        False,
     ),
     (
         re.compile(r"web login required|WebLoginRequired", re.I),
         "the provider wants you to sign in once in a browser (a security check) before mail "
         "programs may log in",
+        True,
     ),
     (
         re.compile(r"Username and Password not accepted|5\.7\.8", re.I),
         "user name or password not accepted: check [smtp]/[imap] username and the password "
         "(an app password where the provider asks for one)",
+        False,
     ),
 ]
 
@@ -49,8 +56,8 @@ def login_problem(username: str, auth: str, reply: str) -> str:
     """One sentence: whose login was refused, the server's words, and the fix if known."""
     text = _decoded_challenge(reply)
     words = " ".join(text.split())[:200]
-    for pattern, fix in _FIXES:
-        if pattern.search(text):
+    for pattern, fix, for_oauth2 in _FIXES:
+        if (auth == "password" or for_oauth2) and pattern.search(text):
             return f"login refused for {username} ({words}): {fix}"
     if auth == "oauth2":
         return (

@@ -89,11 +89,16 @@ def token_client(oauth2: OAuth2) -> MicrosoftClient | GenericClient:
 
 class MicrosoftClient:
     """Microsoft Entra ID through msal: the device code flow and refreshes, as a public client
-    (the app registration needs "Allow public client flows")."""
+    (the app registration needs "Allow public client flows").
+
+    Each refresh (about once an hour) and each sign-in gets its own msal application and HTTP
+    session, closed after: msal has no close() of its own, and it would re-serve a cached
+    error answer for 60 s to a later, identical request."""
 
     def __init__(self, oauth2: OAuth2, place: Endpoints) -> None:
         self.oauth2, self.place = oauth2, place
         self._app: Any = None
+        self._http: Any = None
 
     def _application(self) -> Any:
         if self._app is None:
@@ -101,7 +106,7 @@ class MicrosoftClient:
             import requests  # noqa: PLC0415
 
             default = self.place.authority.startswith("https://login.microsoftonline.com/")
-            http = pinned(requests.Session)()
+            http = self._http = pinned(requests.Session)()
             http.verify = str(self.oauth2.ca_file) if self.oauth2.ca_file else True
             try:
                 self._app = msal.PublicClientApplication(
@@ -112,17 +117,26 @@ class MicrosoftClient:
                     timeout=HTTP_TIMEOUT,
                 )
             except ValueError as exc:  # msal's word for an unknown tenant or authority
+                self.close()
                 raise Refused("invalid_tenant", str(exc)) from None
             except OSError as exc:
+                self.close()
                 raise Unreachable(f"{self.place.authority}: {_first_line(str(exc))}") from None
         return self._app
 
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self._app = self._http = None
+
     def refresh(self, refresh_token: str) -> Grant:
-        app = self._application()
         try:
+            app = self._application()
             result = app.acquire_token_by_refresh_token(refresh_token, list(self.place.scopes))
         except OSError as exc:
             raise Unreachable(_first_line(str(exc))) from None
+        finally:
+            self.close()
         return self._grant(result)
 
     def start_device(self) -> DeviceCode:
@@ -130,8 +144,10 @@ class MicrosoftClient:
         try:
             flow = app.initiate_device_flow(scopes=list(self.place.scopes))
         except OSError as exc:
+            self.close()
             raise Unreachable(_first_line(str(exc))) from None
         if "user_code" not in flow:
+            self.close()
             error = flow.get("error", "device_code_refused")
             raise Refused(error, flow.get("error_description", ""))
         return DeviceCode(
@@ -149,6 +165,8 @@ class MicrosoftClient:
             result = self._application().acquire_token_by_device_flow(code.handle)
         except OSError as exc:
             raise Unreachable(_first_line(str(exc))) from None
+        finally:
+            self.close()
         return self._grant(result)
 
     def _grant(self, result: dict[str, Any]) -> Grant:
