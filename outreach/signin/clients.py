@@ -49,12 +49,30 @@ class Grant:
     account: str = ""
 
 
+# Microsoft's reasons (AADSTS codes in error_description) that a person can fix, with the fix.
+AADSTS_FIXES = {
+    "AADSTS65001": "the app has no consent for the mail permissions: an administrator grants "
+    "it (Entra admin center, App registrations, API permissions, Grant admin consent)",
+    "AADSTS90002": "no such tenant: check [oauth2] tenant (the Directory (tenant) ID)",
+    "AADSTS700016": "no such application in that tenant: check [oauth2] client_id and tenant",
+    "AADSTS7000218": "the app registration does not allow public client flows: turn on "
+    "Authentication, Allow public client flows",
+    "AADSTS50020": "this account is not in the tenant: sign in with the mailbox's own account, "
+    "or set [oauth2] tenant to the account's tenant",
+    "AADSTS50076": "the account needs multi-factor authentication: sign in again with auth login",
+    "AADSTS700082": "the sign-in expired after long disuse",
+    "AADSTS50173": "the password changed or the session was revoked",
+}
+
+
 class Refused(Exception):
     """The provider refused: only a new sign-in helps."""
 
     def __init__(self, error: str, description: str = "") -> None:
         self.error = error
-        super().__init__(f"{error}: {_first_line(description)}" if description else error)
+        fix = next((fix for code, fix in AADSTS_FIXES.items() if f"{code}:" in description), "")
+        words = fix or _first_line(description)
+        super().__init__(f"{error}: {words}" if words else error)
 
 
 class Unreachable(Exception):
