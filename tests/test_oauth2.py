@@ -220,10 +220,25 @@ class TestLogin:
         assert "(OAuth2)" in check_smtp(settings.smtp, tokens)
         assert oauth2_server.token_requests["refresh_token"] == refreshes + 1
 
+    @pytest.mark.parametrize("provider", ["custom", "google"])
     def test_browser_flow_with_pkce_and_a_loopback_redirect(
-        self, mailbox: Mailbox, oauth2_server: OAuth2Server
+        self,
+        mailbox: Mailbox,
+        oauth2_server: OAuth2Server,
+        provider: str,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        edit_config(mailbox.config, {"oauth2.device_authorization_url": ""})
+        """Google's installed-app flow (its endpoints pointed at the test server; it needs
+        the client secret) and a custom provider's."""
+        edit_config(
+            mailbox.config,
+            {"oauth2.device_authorization_url": "", "oauth2.provider": provider},
+        )
+        if provider == "google":
+            refused = mailbox.cli("auth", "login")
+            assert refused.exit_code == 1
+            assert "need their client secret" in refused.stderr
+            monkeypatch.setenv("OUTREACH_OAUTH2__CLIENT_SECRET", "GOCSPX-test-secret")
         edit_config(
             mailbox.config, {}, add={"oauth2.authorization_url": oauth2_server.authorization_url}
         )

@@ -47,6 +47,11 @@ def log_in(
     clock: Callable[[], float] = time.time,
 ) -> SignIn:
     """Sign in interactively and keep the result in ``file`` (mode 0600)."""
+    if oauth2.provider == "google" and oauth2.client_secret is None:
+        raise SignInFailed(
+            "Google's desktop-app clients need their client secret: put it in "
+            "$CREDENTIALS_DIRECTORY/oauth2_client_secret or OUTREACH_OAUTH2__CLIENT_SECRET"
+        )
     client = token_client(oauth2)
     try:
         if endpoints(oauth2).flow == "device":
