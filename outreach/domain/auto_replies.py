@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from email.message import Message
 
-from outreach.domain.headers import header
+from outreach.domain.headers import Headers, header
 
 # Subject prefixes written by auto-responders (Exchange, Gmail, Apple, Zimbra...), at the
 # start of the subject, in the languages above.
@@ -120,7 +120,9 @@ CHALLENGE_SYSTEM = re.compile(
 )
 
 
-def auto_markers(message: Message, subject: str, *, answers_ours: bool) -> tuple[str, ...]:
+def auto_markers(
+    message: Message | Headers, subject: str, *, answers_ours: bool
+) -> tuple[str, ...]:
     """The headers and subject that mark an automatic answer (RFC 3834 and the common
     private ones). ``answers_ours``: it has In-Reply-To/References, as a person's reply has."""
     reasons = []
@@ -166,13 +168,16 @@ _NEW_ADDRESS_CUE = re.compile(
 )
 
 
+_ANY_ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+
+
 def new_address(text: str, sender: str | None) -> str | None:
     """An address a "no longer with us" message gives to write to instead, if any: the one
     it calls the person's new address, else the first it names."""
     cued = _NEW_ADDRESS_CUE.search(text[:20_000])
     if cued is not None:
         return cued.group(1).strip(".").lower()
-    for found in re.finditer(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", text[:20_000]):
+    for found in _ANY_ADDRESS.finditer(text[:20_000]):
         address = found.group(0).strip(".").lower()
         if address != (sender or "").lower():
             return address

@@ -75,13 +75,16 @@ _PERMANENT_CLASS = {
 # the sender comes first (it often also says "rejected"), then what the address itself says
 # ("Recipient address rejected: User unknown" is unknown, not a rule; Postfix says "Recipient
 # address rejected" for every refusal at RCPT, so those words alone decide nothing), then a
-# named policy, then the recipient's own rules, then the transient words.
+# named policy, then the recipient's own rules, then the transient words. Only whether a
+# reason's pattern matches counts, not where, so its whole words share one \b(?:...) group:
+# the re module enters a \b alternative at every character, where it skips one that starts
+# with a letter unless that letter is there.
 _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern))  # matched against lower-cased text (faster than IGNORECASE)
     for reason, pattern in (
         (
             AUTH_FAILED,
-            r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated|not authenticated|authentication "
+            r"\b(?:dmarc|spf|dkim)\b|unauthenticated|not authenticated|authentication "
             r"(?:fail|check)|authentication level|sender policy framework|"
             r"sending domain .{0,60}(?:does not|doesn't) (?:pass|meet)|"
             r"not pass authentication",
@@ -98,11 +101,11 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             SPAM_BLOCKED,
-            r"spamhaus|barracuda|spamcop|sorbs|\b(?:dns)?rbl\b|\bblock ?list|black ?list|"
+            r"\b(?:(?:dns)?rbl\b|block ?list|reputation\b|spam\b|blocked (?:using|by|because|due))|"
+            r"spamhaus|barracuda|spamcop|sorbs|black ?list|"
             r"listed (?:at|in|on|by) (?:\S+ ){0,3}?(?:\S*rbl|\S*bl\b|block|black|spam|zen|"
-            r"spamhaus|barracuda|sorbs|spamcop)|\breputation\b|\bspam\b|junk mail|bulk mail|"
-            r"virus|malware|"
-            r"\bblocked (?:using|by|because|due)|(?:ip|address|host|sender|client|"
+            r"spamhaus|barracuda|sorbs|spamcop)|junk mail|bulk mail|virus|malware|"
+            r"(?:ip|address|host|sender|client|"
             r"connection|network|message) (?:\S+ )?(?:has been |is )?(?:temporarily )?blocked|"
             r"dnsbl|banned|denied by policy|^\s*(?:smtp; )?\d{3} blocked\b|"
             r"client host (?:\S+ )?rejected|may not be mail exchanger|invalid ip for sending|"
@@ -256,6 +259,7 @@ _STATUS_REASON = {
 # group's delivery restrictions; 5.7.5xx-7xx block the sender, its address or its tenant.
 _MICROSOFT_RECIPIENT = re.compile(r"^7\.1[0-9]{2}$")
 _MICROSOFT_SENDER = re.compile(r"^7\.[5-7][0-9]{2}$")
+_PROVIDER_DETAIL = re.compile(r"7\.\d{3}")  # a provider's own 5.7.xxx
 STATUS = re.compile(r"(?<![0-9.])([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9]|\.[0-9])")
 _REPLY_CODE = re.compile(r"(?<![0-9.])([45])[0-9]{2}(?=[ -])")
 
@@ -286,7 +290,7 @@ def read_failure(
     sender_code = by_status is not None and _PERMANENT_CLASS[by_status] == POLICY
     if sender_code and (by_text is None or _PERMANENT_CLASS[by_text] != POLICY):
         by_text = by_status  # the code blames the sender: its words can't make it the address
-    elif by_status == REJECTED_BY_RECIPIENT and re.fullmatch(r"7\.\d{3}", detail):
+    elif by_status == REJECTED_BY_RECIPIENT and _PROVIDER_DETAIL.fullmatch(detail):
         by_text = by_status  # a provider's own 5.7.xxx code names exactly what it refused
     reason = by_text or by_status or OTHER
     temporary = (status or "").startswith("4") or _transient_reply(status, text)
@@ -319,7 +323,14 @@ class _Words:
 
 def _words(text: str) -> _Words:
     """The reason the server's words give, if any."""
-    said = [reason for reason, pattern in _TEXT if pattern.search(text)]
+    said: list[str] = []
+    for reason, pattern in _TEXT:
+        if said and _PERMANENT_CLASS[reason] == SOFT:
+            continue  # after another reason, a soft one changes nothing below: not searched
+        if pattern.search(text):
+            said.append(reason)
+            if reason in (AUTH_FAILED, SENDER_REJECTED):
+                break  # the sender is blamed: never vague, and the first reason said stands
     blamed = {_PERMANENT_CLASS[r] for r in said}
     vague = blamed >= {HARD, POLICY} and not {AUTH_FAILED, SENDER_REJECTED} & set(said)
     if vague:

@@ -24,13 +24,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from outreach.domain import auto_replies
 from outreach.domain.bounce_reasons import OTHER as OTHER_REASON
 from outreach.domain.bounce_reasons import STATUS, FailureReading, read_failure
-from outreach.domain.headers import body_text, header
+from outreach.domain.headers import Headers, body_text, header
 from outreach.domain.languages import language_of
 from outreach.domain.opt_out import SHORT, opt_out_phrase
 from outreach.domain.reports import Report, read_notification, read_report
@@ -129,6 +129,14 @@ _QUOTE_HEADER = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _ADDRESS = re.compile(r"[\w.+'=-]+@[\w-]+(?:\.[\w-]+)+")
+# Patterns used on every message are compiled here: the re module's cache holds 512, and the
+# email package compiles one for each multipart boundary, so a busy inbox would evict them.
+_WHITESPACE = re.compile(r"\s")
+_FREE_TEXT = re.compile(r"[@\d]")  # an address or a number: not our pattern's own words
+_BRACKETED_ADDRESS = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+_XTEXT_CHAR = re.compile(r"\+([0-9A-Fa-f]{2})")
+_RETURNED_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_QUOTED_MESSAGE_ID = re.compile(r"Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,7 @@ def classify(raw: bytes, *, received: date, authserv_id: str = "") -> Classifica
     Never raises: unreadable input is ``unclassifiable``."""
     try:
         message = message_from_bytes(raw[:PARSE_LIMIT])  # compat32: headers read lazily
-        found = _classify(message, received)
+        found = _classify(_Parsed(message), received)
         failure = _auth_failure(message, authserv_id)
         return replace(found, auth_failure=failure) if failure else found
     except Exception as exc:
@@ -229,7 +237,7 @@ def _address(value: str | None) -> str | None:
     """An address, lower-cased; None when it can't be one: over RFC 5321's 320 characters
     (4.5.3.1), or holding spaces or unprintables."""
     value = (value or "").strip().lower()
-    if not value or len(value) > 320 or _UNPRINTABLE.search(value) or re.search(r"\s", value):
+    if not value or len(value) > 320 or _UNPRINTABLE.search(value) or _WHITESPACE.search(value):
         return None
     return value
 
@@ -254,18 +262,57 @@ def _sent_at(value: str, received: date) -> datetime | None:
     return min(max(sent, EPOCH), latest)
 
 
-def _classify(message: Message, received: date) -> Classification:
-    sender_pairs = getaddresses([header(message, "From")])
+class _Parsed:
+    """A parsed message being classified, and what more than one step reads from it (its
+    text, a report's own words, the parts holding a returned original), read once."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.headers = Headers(message)
+
+    def header(self, name: str) -> str:
+        return header(self.headers, name)
+
+    @cached_property
+    def text(self) -> str:
+        """The message's readable text (its first inline text part)."""
+        return body_text(self.message)
+
+    @cached_property
+    def prose(self) -> str:
+        """A non-delivery report's own words, without the returned message after them."""
+        end = _RETURNED.search(self.text)
+        return " ".join((self.text[: end.start()] if end else self.text)[:8000].split())
+
+    @cached_property
+    def returned(self) -> tuple[tuple[str, Message], ...]:
+        """The parts that may hold a returned original (an attached message, or its headers
+        alone), with their content types, in the order the message has them."""
+        found = []
+        for part in self.message.walk():
+            kind = part.get_content_type()
+            if kind in _RETURNED_TYPES:
+                found.append((kind, part))
+        return tuple(found)
+
+
+_ATTACHED_MESSAGE = ("message/rfc822", "message/global")
+_ATTACHED_HEADERS = ("text/rfc822-headers", "message/global-headers")
+_RETURNED_TYPES = _ATTACHED_MESSAGE + _ATTACHED_HEADERS
+
+
+def _classify(parsed: _Parsed, received: date) -> Classification:
+    message = parsed.message
+    sender_pairs = getaddresses([parsed.header("From")])
     sender = _address(sender_pairs[0][1]) if sender_pairs else None
-    subject = header(message, "Subject")
-    sent = _sent_at(header(message, "Date"), received)
+    subject = parsed.header("Subject")
+    sent = _sent_at(parsed.header("Date"), received)
     # The newest of a long thread are last in References (RFC 5322 3.6.4).
     refers_to = (
-        _ids(header(message, "In-Reply-To"))[:MAX_IDS]
-        + _ids(header(message, "References"))[-MAX_IDS:]
+        _ids(parsed.header("In-Reply-To"))[:MAX_IDS] + _ids(parsed.header("References"))[-MAX_IDS:]
     )
     base: dict[str, Any] = {
-        "message_id": (_ids(header(message, "Message-ID")) or (None,))[0],
+        "message_id": (_ids(parsed.header("Message-ID")) or (None,))[0],
         "sender": sender,
         "subject": subject,
         "sent_at": sent,
@@ -273,25 +320,27 @@ def _classify(message: Message, received: date) -> Classification:
     }
     report = read_report(message)
     if report is None and _maybe_notification(message):
-        report = read_notification(_report_prose(message))
+        report = read_notification(parsed.prose)
     if report is not None:
-        return _from_report(message, report, base)
-    if _COMPLAINT_SUBJECT.search(subject) and _original_senders(message):
+        return _from_report(parsed, report, base)
+    if _COMPLAINT_SUBJECT.search(subject) and _original_senders(parsed):
         # An older feedback loop (Hotmail's): the reported message attached, no ARF part.
-        ids = _embedded_ids(message)
+        ids = _embedded_ids(parsed)
         reasons = ("an abuse report without a feedback-report part", f"subject {subject!r}")
-        recipients = _original_recipients(message)
+        recipients = _original_recipients(parsed)
         return Classification(
             COMPLAINT, reasons, recipients=recipients, **{**base, "refers_to": ids}
         )
-    bounce = _prose_bounce(message, sender, subject)
+    name = sender_pairs[0][0] if sender_pairs else ""
+    bounce = _prose_bounce(parsed, sender, name, subject)
     if bounce is not None:
-        return replace(bounce, **{**base, "refers_to": _embedded_ids(message)})
-    whole = body_text(message)
+        return replace(bounce, **{**base, "refers_to": _embedded_ids(parsed)})
+    whole = parsed.text
     text = _new_text(whole)
-    language = language_of(f"{subject}\n{text}", header(message, "Content-Language"))
+    content_language = parsed.header("Content-Language")
+    language = language_of(f"{subject}\n{text}", content_language)
     base.update(language=language, new_text_words=len(text.split()))
-    auto = auto_replies.auto_markers(message, subject, answers_ours=bool(refers_to))
+    auto = auto_replies.auto_markers(parsed.headers, subject, answers_ours=bool(refers_to))
     lowered = " ".join(f"{subject}\n{text}".lower().split())
     challenge = auto_replies.CHALLENGE.search(lowered)
     # A person may ask us to "confirm your address" too: only a machine's message, or the
@@ -305,7 +354,8 @@ def _classify(message: Message, received: date) -> Classification:
         )
     in_subject = opt_out_phrase(_own_subject(subject))
     if auto and not in_subject:  # a mail program's unsubscribe button may mark it automatic
-        return _automatic(message, auto, text or whole, base, sent.date() if sent else received)
+        when = sent.date() if sent else received
+        return _automatic(content_language, auto, text or whole, base, when)
     opt_out = in_subject or opt_out_phrase(text)
     if opt_out:
         words = base["new_text_words"]
@@ -331,7 +381,7 @@ def _maybe_notification(message: Message) -> bool:
 
 
 def _automatic(
-    message: Message, auto: tuple[str, ...], text: str, base: dict[str, Any], sent: date
+    content_language: str, auto: tuple[str, ...], text: str, base: dict[str, Any], sent: date
 ) -> Classification:
     """An auto-reply: out of office (with its return date), left the organization, or other."""
     subject = base["subject"]
@@ -353,7 +403,7 @@ def _automatic(
         f"{subject}\n{text}",
         sent=sent,
         language=base["language"],
-        content_language=header(message, "Content-Language"),
+        content_language=content_language,
     )
     return Classification(
         OUT_OF_OFFICE,
@@ -368,7 +418,7 @@ def _phrase(words: str) -> str:
     """A matched phrase for the reasons (which are stored): our patterns' own words, never
     more of the message: a match that spans free text (a name, an address, a number) is
     not quoted."""
-    if len(words) > 40 or re.search(r"[@\d]", words) or len(words.split()) > 6:
+    if len(words) > 40 or _FREE_TEXT.search(words) or len(words.split()) > 6:
         return "(a phrase of that kind)"
     return repr(words)
 
@@ -404,7 +454,7 @@ def _latest_reply(whole: str) -> str:
     """mail-parser-reply's latest reply in ``whole``. Its quote-header pattern takes about a
     millisecond on a short text, and most texts hold nothing it could match: then its answer
     is its own normalized text (line ends unified, lines stripped), whole."""
-    from mailparser_reply.parser import EmailMessage  # noqa: PLC0415 (compiles many patterns)
+    from mailparser_reply import EmailMessage  # noqa: PLC0415 (compiles many patterns)
 
     normalized: str = EmailMessage(text=whole, languages=list(_REPLY_LANGUAGES)).text
     if _REPLY_HEADER_WORDS.search(normalized) is None:
@@ -433,20 +483,19 @@ _REPLY_HEADER_WORDS = re.compile(
 )
 
 
-def _from_report(message: Message, report: Report, base: dict[str, Any]) -> Classification:
-    ids = tuple(dict.fromkeys(_embedded_ids(message) + _envelope_ids(report.message_ids)))
+def _from_report(parsed: _Parsed, report: Report, base: dict[str, Any]) -> Classification:
+    ids = tuple(dict.fromkeys(_embedded_ids(parsed) + _envelope_ids(report.message_ids)))
     named = tuple(a for a in map(_address, report.named) if a)[:MAX_RECIPIENTS]
     if report.kind == "receipt":
         refers = tuple(dict.fromkeys(ids + base["refers_to"]))
         reasons = ("a report that the message arrived or was read", report.detail)
         return Classification(RECEIPT, reasons, recipients=named, **{**base, "refers_to": refers})
     if report.kind == "complaint":
-        recipients = named or _original_recipients(message)
+        recipients = named or _original_recipients(parsed)
         reasons = ("an abuse report (RFC 5965 feedback-report)", report.detail)
         return Classification(
             COMPLAINT, reasons, recipients=recipients, **{**base, "refers_to": ids}
         )
-    prose = ""
     failed_list = []
     for failure in report.failures[:MAX_RECIPIENTS]:
         address = _address(failure.address)
@@ -455,10 +504,9 @@ def _from_report(message: Message, report: Report, base: dict[str, Any]) -> Clas
         reading = failure.reading
         if reading.reason == OTHER_REASON:
             # The block's code says little: the report's own words may say more.
-            prose = prose or _report_prose(message)
             reading = read_failure(
                 reading.status,
-                f"{failure.text} {prose}",
+                f"{failure.text} {parsed.prose}",
                 delayed=failure.delayed,
                 gave_up=not failure.delayed,
             )
@@ -486,15 +534,17 @@ def _failed(address: str, reading: FailureReading) -> Failed:
     return Failed(address, reading.bounce_class, reading.reason, reading.status, reading.confidence)
 
 
-def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classification | None:
+def _prose_bounce(
+    parsed: _Parsed, sender: str | None, name: str, subject: str
+) -> Classification | None:
     """A non-delivery report without a machine-readable part (Microsoft 365 and qmail texts,
     Proton, old Exchange): flufl.bounce's detectors and X-Failed-Recipients name the
-    recipients, the report's own words give the status and reason."""
-    name = (getaddresses([header(message, "From")]) or [("", "")])[0][0]
+    recipients, the report's own words give the status and reason. ``name``: the From's
+    display name."""
     mailer = (sender is not None and _MAILER.match(sender.split("@")[0]) is not None) or (
         _MAILER_NAME.match(name.strip()) is not None
     )
-    listed = header(message, "X-Failed-Recipients")
+    listed = parsed.header("X-Failed-Recipients")
     titled = _BOUNCE_SUBJECT.search(subject) is not None and not _ANSWER_PREFIX.match(subject)
     if not (mailer or listed or titled):
         return None
@@ -502,22 +552,22 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
     # returned original's recipients named in its words, flufl.bounce's detectors for
     # dozens of servers' formats, then any address its first lines name.
     found = [a for _, a in getaddresses([listed])] if listed else []
-    prose = _report_prose(message)
+    prose = parsed.prose
     if not found:
-        found = _named_in_prose(prose, _original_recipients(message))
+        found = _named_in_prose(prose, _original_recipients(parsed))
     temporary: frozenset[object] | set[object] = frozenset()
     permanent: frozenset[object] | set[object] = frozenset()
     if not found:
         from flufl.bounce import all_failures  # noqa: PLC0415  (loads many detectors)
 
         try:
-            temporary, permanent = all_failures(message)
+            temporary, permanent = all_failures(parsed.message)
         except Exception:
             temporary = permanent = frozenset()
         found = [_decoded(a) for a in (*sorted(permanent, key=str), *sorted(temporary, key=str))]
     loose = False
     if not found:
-        ours = _original_senders(message)
+        ours = _original_senders(parsed)
         found = [a for a in _loose_addresses(prose, sender) if a not in ours]
         loose = True
     addresses = tuple(dict.fromkeys(a for a in map(_address, found) if a))[:MAX_RECIPIENTS]
@@ -530,12 +580,11 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
     if not (addresses or status_match or mailer):
         return None  # a subject that merely sounds like one
     delayed = bool(temporary) and not permanent and status_match is None
-    reading = read_failure(status_match.group(0) if status_match else None, prose, delayed=delayed)
+    reading = _read_words(prose, delayed=delayed)
     failed_list = []
     for address, words in _segments(prose, addresses):
         # Each recipient's own error, where the report lists them one after another.
-        status = STATUS.search(words)
-        own = read_failure(status.group(0) if status else None, words, delayed=delayed)
+        own = reading if words == prose else _read_words(words, delayed=delayed)
         if own.reason == OTHER_REASON:
             own = reading
         sure = own.confidence if not loose else LOW
@@ -560,6 +609,12 @@ def _prose_bounce(message: Message, sender: str | None, subject: str) -> Classif
     )
 
 
+def _read_words(words: str, *, delayed: bool) -> FailureReading:
+    """A failure read from a report's words alone: the first status code they give."""
+    status = STATUS.search(words)
+    return read_failure(status.group(0) if status else None, words, delayed=delayed)
+
+
 def _segments(prose: str, addresses: tuple[str, ...]) -> list[tuple[str, str]]:
     """Each address with the words from where the report first names it to where it names
     the next one (the whole report for an address it doesn't name, or names alone)."""
@@ -575,13 +630,6 @@ def _segments(prose: str, addresses: tuple[str, ...]) -> list[tuple[str, str]]:
 
 def _decoded(address: object) -> str:
     return address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
-
-
-def _report_prose(message: Message) -> str:
-    """A non-delivery report's own words, without the returned message after them."""
-    text = body_text(message)
-    end = _RETURNED.search(text)
-    return " ".join((text[: end.start()] if end else text)[:8000].split())
 
 
 def _named_in_prose(prose: str, sent_to: tuple[str, ...]) -> list[str]:
@@ -601,7 +649,7 @@ def _loose_addresses(prose: str, sender: str | None) -> list[str]:
     writer's, nor a mail system's; none when it names many (a list of help addresses)."""
     # Not the returned message's own headers, nor the "received ... from <us>" line.
     prose = _NOT_RECIPIENT.sub(" ", prose[:1000])
-    bracketed = re.findall(r"<([^<>\s]+@[^<>\s]+)>", prose)
+    bracketed = _BRACKETED_ADDRESS.findall(prose)
     found = [
         a.lower().strip(".")
         for a in bracketed or _ADDRESS.findall(prose)
@@ -611,32 +659,36 @@ def _loose_addresses(prose: str, sender: str | None) -> list[str]:
     return distinct if len(distinct) <= 3 else []
 
 
-def _original_recipients(message: Message) -> tuple[str, ...]:
+def _original_recipients(parsed: _Parsed) -> tuple[str, ...]:
     """The To and Cc of the returned original (attached or its headers)."""
-    return _original_addresses(message, ("To", "Cc"))
+    return _original_addresses(parsed, ("To", "Cc"))
 
 
-def _original_senders(message: Message) -> tuple[str, ...]:
+def _original_senders(parsed: _Parsed) -> tuple[str, ...]:
     """The From and Sender of the returned original: us, never a failed recipient."""
-    return _original_addresses(message, ("From", "Sender", "Return-Path"))
+    return _original_addresses(parsed, ("From", "Sender", "Return-Path"))
 
 
-def _original_addresses(message: Message, names: tuple[str, ...]) -> tuple[str, ...]:
+def _original_addresses(parsed: _Parsed, names: tuple[str, ...]) -> tuple[str, ...]:
     found: list[str] = []
-    for part in message.walk():
-        kind = part.get_content_type()
-        if kind in ("message/rfc822", "message/global") and part.is_multipart():
+    for kind, part in parsed.returned:
+        if kind in _ATTACHED_MESSAGE and part.is_multipart():
             for inner in part.get_payload():
                 found += [a for _, a in getaddresses([header(inner, n) for n in names])]
-        elif kind in ("text/rfc822-headers", "message/global-headers"):
+        elif kind in _ATTACHED_HEADERS:
             payload = part.get_payload(decode=True)
             text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
             for name in names:
-                pattern = rf"^{name}:\s*(.+(?:\n[ \t].+)*)"
-                match = re.search(pattern, text, re.IGNORECASE | re.MULTILINE)
+                match = _field_line(name).search(text)
                 if match:
                     found += [a for _, a in getaddresses([" ".join(match.group(1).split())])]
     return tuple(dict.fromkeys(a for a in map(_address, found) if a))[:MAX_RECIPIENTS]
+
+
+@cache
+def _field_line(name: str) -> re.Pattern[str]:
+    """A header field of that name in a text of headers, with its folded lines."""
+    return re.compile(rf"^{name}:\s*(.+(?:\n[ \t].+)*)", re.IGNORECASE | re.MULTILINE)
 
 
 def _envelope_ids(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -644,30 +696,29 @@ def _envelope_ids(values: tuple[str, ...]) -> tuple[str, ...]:
     2.2.1, decoded from xtext, RFC 3461 4), or the MDN's Original-Message-ID."""
     found: list[str] = []
     for value in values:
-        text = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value.strip())
+        text = _XTEXT_CHAR.sub(lambda m: chr(int(m.group(1), 16)), value.strip())
         found += _ids(text) or (_ids(f"<{text}>") if text else ())
     return tuple(found)
 
 
-def _embedded_ids(message: Any) -> tuple[str, ...]:
+def _embedded_ids(parsed: _Parsed) -> tuple[str, ...]:
     """Message-IDs of the original message inside a bounce (its headers or whole copy)."""
     found: list[str] = []
-    for part in message.walk():
-        kind = part.get_content_type()
-        if kind in ("message/rfc822", "message/global") and part.is_multipart():
+    for kind, part in parsed.returned:
+        if kind in _ATTACHED_MESSAGE and part.is_multipart():
             for inner in part.get_payload():
                 found += _ids(header(inner, "Message-ID"))
-        elif kind in ("text/rfc822-headers", "message/global-headers"):
+        elif kind in _ATTACHED_HEADERS:
             text = part.get_payload(decode=True) or b""
             if not isinstance(text, bytes):
                 continue
-            match = re.search(rb"^Message-ID:\s*(<[^>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
+            match = _RETURNED_MESSAGE_ID.search(text)
             if match:
                 found += _ids(match.group(1).decode("ascii", "replace"))
     if not found:
         # A non-standard bounce quotes the original in its text (qmail's "copy of the message").
-        text = body_text(message)
-        found += _ids(" ".join(re.findall(r"Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE)))
+        text = parsed.text
+        found += _ids(" ".join(_QUOTED_MESSAGE_ID.findall(text)))
     return tuple(dict.fromkeys(found[:MAX_IDS]))
 
 

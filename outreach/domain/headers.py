@@ -18,11 +18,29 @@ from typing import Any
 MAX_TEXT = 100_000  # characters of a body read
 _BLOCK_END = re.compile(r"(?i)<\s*(?:br|/p|/div|/tr|/li|/h[1-6]|/blockquote|hr)\b[^>]*>")
 _INVISIBLE = re.compile(r"(?is)<(head|style|script|title)\b.*?</\1\s*>")
+_TAG = re.compile(r"<[^>]*>")
+
+
+class Headers:
+    """A parsed message's header fields for many lookups: ``Message.get`` reads every field
+    to find one, and a classification asks for about twenty; here each is found by name."""
+
+    def __init__(self, message: Message) -> None:
+        self._policy = message.policy
+        self._first: dict[str, tuple[str, Any]] = {}
+        for name, value in message.raw_items():
+            self._first.setdefault(name.lower(), (name, value))
+
+    def get(self, name: str) -> Any:
+        """What ``Message.get`` returns: the first field of that name (any case), as the
+        message's policy reads it; None when absent."""
+        found = self._first.get(name.lower())
+        return None if found is None else self._policy.header_fetch_parse(*found)
 
 
 def header(message: Any, name: str) -> str:
     """A header's value on one line, RFC 2047 encoded words decoded; "" when absent or
-    unreadable."""
+    unreadable. ``message``: a Message, or its Headers."""
     try:
         value = message.get(name)
     except Exception:
@@ -99,8 +117,8 @@ def html_text(markup: str) -> str:
     """HTML as plain lines: invisible elements dropped, block ends as line breaks."""
     markup = _INVISIBLE.sub(" ", markup)
     markup = _BLOCK_END.sub("\n", markup)
-    markup = re.sub(r"<[^>]*>", " ", markup)
+    markup = _TAG.sub(" ", markup)
     return html.unescape(markup)
 
 
-__all__ = ["body_text", "header", "html_text", "part_text"]
+__all__ = ["Headers", "body_text", "header", "html_text", "part_text"]

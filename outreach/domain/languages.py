@@ -7,6 +7,7 @@ language detector.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 _COMMON = {
     "en": "the and you your will be until back office with for please thank i am my out on",
@@ -33,8 +34,8 @@ def language_of(text: str, content_language: str = "") -> str:
     declared = content_language.split(",", 1)[0].strip().lower()[:2]
     if declared in _WORDS:
         return declared
-    tokens = [token.lower() for token in _TOKEN.findall(text[:5000])]
-    scores = {language: sum(t in words for t in tokens) for language, words in _WORDS.items()}
+    counts = Counter(token.lower() for token in _TOKEN.findall(text[:5000]))
+    scores = {language: sum(counts[w] for w in words) for language, words in _WORDS.items()}
     best = max(scores, key=lambda language: (scores[language], language == "en"))
     return best if scores[best] > 0 else "en"
 

@@ -124,6 +124,7 @@ _ONE_WORD = re.compile(
     r"thank you|bitte|merci|gracias|grazie|obrigad[oa])?"
     r"\W*$"
 )
+_NO_WORDS = re.compile(r"[\W_]+")
 _MOBILE_SIGNATURE = re.compile(
     r"^(?:sent from my \w+.*|get outlook for \w+.*|von meinem \w+ gesendet|envoyé de mon \w+"
     r"|enviado desde mi \w+|inviato da \w+.*|verzonden vanaf mijn \w+|enviado do meu \w+)$"
@@ -137,7 +138,7 @@ def opt_out_phrase(text: str) -> str | None:
     own = [
         line
         for line in lines
-        if line and not _MOBILE_SIGNATURE.match(line) and not re.fullmatch(r"[\W_]+", line)
+        if line and not _MOBILE_SIGNATURE.match(line) and not _NO_WORDS.fullmatch(line)
     ]
     if len(own) == 1 and _ONE_WORD.match(own[0]):
         return own[0]

@@ -29,6 +29,7 @@ _SUCCESS = ("delivered", "relayed", "expanded", "deliverable")  # the last: an a
 MAX_BLOCKS = 200  # per-recipient blocks read from one report
 _RAW_BYTE = re.compile("[\udc80-\udcff]")  # an undecoded 8-bit byte (surrogateescape)
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
+_BLOCK_BREAK = re.compile(r"\r?\n[ \t]*\r?\n")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _text(value: Any) -> str:
 
 def _text_blocks(text: str) -> list[dict[str, str]]:
     found: list[dict[str, str]] = []
-    for chunk in re.split(r"\r?\n[ \t]*\r?\n", text[:200_000]):
+    for chunk in _BLOCK_BREAK.split(text[:200_000]):
         fields: dict[str, str] = {}
         name = None
         for line in chunk.splitlines():

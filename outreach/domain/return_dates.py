@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 MAX_TEXT = 20_000  # characters searched
@@ -46,6 +46,7 @@ _SENTENCE_END = re.compile(r"[!?;]|(?<!\d)[.](?=\s+[^\W\d])|\s[-\u2013\u2014]\s"
 _ABBREVIATION_DOT = re.compile(r"\b([^\W\d_]{3,5})\.(?=\s*\d)")  # "Jan. 11"
 # A numeric day and month without a year ("06.01.", "12/29"): dateparser needs the year.
 _DAY_MONTH = re.compile(r"(?<![\d./])(\d{1,2})([./])(\d{1,2})(?:\2)?(?![\d]|[./]\d)")
+_DIGIT = re.compile(r"\d")
 _DAY_FIRST_ENGLISH = ("en-gb", "en-au", "en-nz", "en-ie", "en-za", "en-in")
 
 
@@ -56,21 +57,70 @@ def return_date(text: str, *, sent: date, language: str, content_language: str =
     flat = " ".join(text[:MAX_TEXT].split())
     anchors = _ANCHOR.get(language, _ANCHOR["en"])
     month_first = language == "en" and content_language.lower() not in _DAY_FIRST_ENGLISH
+    reader = _Reader(sent, language, month_first)
     found: list[date] = []
     for anchor in anchors.finditer(flat):
         window = flat[anchor.end() : anchor.end() + _WINDOW]
         end = _SENTENCE_END.search(window)
         window = window[: end.start()] if end else window
         day = _end_of_month(window, sent, language)
-        if day is None and re.search(r"\d", window):
-            day = _day_month(window, sent, month_first=month_first) or _parsed(
-                window, sent, language, month_first=month_first
-            )
+        if day is None and _DIGIT.search(window):
+            day = _day_month(window, sent, month_first=month_first) or _parsed(window, reader)
         elif day is None:  # "until Monday": no day number
-            day = _weekday(window, sent, language)
+            day = _weekday(window, reader)
         if day is not None and sent - timedelta(days=1) <= day <= sent + timedelta(days=366):
             found.append(day)
     return max(found, default=None)
+
+
+class _Reader:
+    """dateparser's readings for one text. A reading takes a millisecond or two, and a text
+    often names a date twice (its subject and its body) or tries a word twice: each string
+    is read once."""
+
+    def __init__(self, sent: date, language: str, month_first: bool) -> None:
+        self.sent = sent
+        self.language = language
+        self._parser = _parser(language, month_first)
+        self._dates: dict[str, Any] = {}
+        self._weekdays: dict[str, date | None] = {}
+
+    def date_data(self, candidate: str) -> Any:
+        """dateparser's reading of ``candidate`` (see _parser); raises as it does."""
+        if candidate not in self._dates:
+            self._dates[candidate] = self._parser.get_date_data(candidate)
+        return self._dates[candidate]
+
+    def next_weekday(self, word: str) -> date | None:
+        """The next ``word`` (a weekday's name in the language, dateparser's to know) within
+        a week after the message was sent; None when it is no weekday."""
+        if word not in self._weekdays:
+            self._weekdays[word] = self._next_weekday(word)
+        return self._weekdays[word]
+
+    def _next_weekday(self, word: str) -> date | None:
+        try:
+            when = self._relative_parser.get_date_data(word).date_obj
+        except Exception:
+            return None
+        if when is None:
+            return None
+        day: date = when.date()
+        return day if self.sent < day <= self.sent + timedelta(days=7) else None
+
+    @cached_property
+    def _relative_parser(self) -> Any:
+        """What ``dateparser.parse(word, languages=..., settings=...)`` reads with."""
+        from dateparser.date import DateDataParser  # noqa: PLC0415 (slow to load; rarely needed)
+
+        language = self.language
+        return DateDataParser(
+            languages=[language] if language == "en" else [language, "en"],
+            settings={
+                "PREFER_DATES_FROM": "future",
+                "RELATIVE_BASE": datetime.combine(self.sent, datetime.min.time()),
+            },
+        )
 
 
 def _day_month(window: str, sent: date, *, month_first: bool) -> date | None:
@@ -90,18 +140,17 @@ def _day_month(window: str, sent: date, *, month_first: bool) -> date | None:
     return None
 
 
-def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> date | None:
+def _parsed(window: str, reader: _Reader) -> date | None:
     """The first date in ``window`` that dateparser reads (month names in every language),
     trying the shapes a date is written in; without a year, the next such day."""
     window = _ABBREVIATION_DOT.sub(r"\1", window)
     window = _RANGE_END.sub(r"\1\2", window)  # "March 8-12" is March 12
-    parser = _parser(language, month_first)
     for shape in _SHAPES:
         found = shape.search(window)
         if found is None:
             continue
         try:
-            data = parser.get_date_data(found.group(0))
+            data = reader.date_data(found.group(0))
         except Exception:  # noqa: S112 (a candidate dateparser can't read names no date)
             continue
         if data.date_obj is None:
@@ -109,8 +158,8 @@ def _parsed(window: str, sent: date, language: str, *, month_first: bool) -> dat
         when: date = data.date_obj.date()
         if _YEAR.search(found.group(0)):
             return when
-        return _next(when.month, when.day, sent)
-    return _weekday_and_day(window, sent, language) or _day_alone(window, sent)
+        return _next(when.month, when.day, reader.sent)
+    return _weekday_and_day(window, reader) or _day_alone(window, reader.sent)
 
 
 # "the end of February", "Ende Februar", "fin février", "fine febbraio", "eind februari".
@@ -136,38 +185,18 @@ def _end_of_month(window: str, sent: date, language: str) -> date | None:
     return after - timedelta(days=1)
 
 
-def _weekday(window: str, sent: date, language: str) -> date | None:
+def _weekday(window: str, reader: _Reader) -> date | None:
     """A weekday alone ("until Monday", "bis Montag"): the next one after the message."""
     found = _FIRST_WORD.match(window.lower())
-    return _next_weekday(found.group(1), sent, language) if found else None
+    return reader.next_weekday(found.group(1)) if found else None
 
 
-def _next_weekday(word: str, sent: date, language: str) -> date | None:
-    """The next ``word`` (a weekday's name in ``language``, dateparser's to know) within a
-    week after ``sent``; None when it is no weekday."""
-    from dateparser import parse  # noqa: PLC0415 (slow to load; rarely needed)
-
-    base = datetime.combine(sent, datetime.min.time())
-    try:
-        when = parse(
-            word,
-            languages=[language] if language == "en" else [language, "en"],
-            settings={"PREFER_DATES_FROM": "future", "RELATIVE_BASE": base},
-        )
-    except Exception:
-        return None
-    if when is None:
-        return None
-    day: date = when.date()
-    return day if sent < day <= sent + timedelta(days=7) else None
-
-
-def _weekday_and_day(window: str, sent: date, language: str) -> date | None:
+def _weekday_and_day(window: str, reader: _Reader) -> date | None:
     """ "lunes 8", "Monday the 11th": the next date with that day of the month."""
     found = _WEEKDAY_DAY.search(window.lower())
-    if found is None or _next_weekday(found.group(1), sent, language) is None:
+    if found is None or reader.next_weekday(found.group(1)) is None:
         return None
-    return _next_day_of_month(int(found.group(2)), sent)
+    return _next_day_of_month(int(found.group(2)), reader.sent)
 
 
 _WEEKDAY_DAY = re.compile(
