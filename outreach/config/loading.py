@@ -82,7 +82,9 @@ def _unknown_variables() -> list[str]:
         if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
             continue
         section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-        if section not in sections:
+        if section == "import":
+            problems.append(f"${name}: [import] is read from the config file only")
+        elif section not in sections:
             problems.append(
                 f"${name}: no such setting (settings are {ENV_PREFIX}SECTION__KEY, with SECTION "
                 f"one of {', '.join(sorted(sections))}; also {', '.join(sorted(NOT_SETTINGS))})"

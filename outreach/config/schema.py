@@ -257,6 +257,8 @@ class Blackout(Section):
 class Sending(Section):
     """Sending policy: when, how fast, and how politely outreach sends."""
 
+    # Imported contacts wait as "held" until `outreach approve` (init writes it on).
+    hold_new: bool = False
     days: list[Weekday] = Field(default_factory=_weekdays, min_length=1)
     start_time: time = time(9, 0)
     end_time: time = time(16, 30)
@@ -288,6 +290,18 @@ class Sending(Section):
             except NotImplementedError as exc:
                 raise keyed_problems([f"holidays_country: {exc}"]) from None
         return self
+
+
+class ImportSettings(Section):
+    """How contact files are read (``[import]`` in the file)."""
+
+    # A column naming each contact's segment (Google Contacts' "Labels", Outlook's
+    # "Categories"), read through ``segment_labels``; "" = the ``segment`` column.
+    segment_column: str = ""
+    # A label in that column -> a segment name; a segment's own ``label`` also works.
+    segment_labels: dict[str, str] = Field(default_factory=dict)
+    # The file's text encoding; "" = detected (UTF-8 with or without BOM, UTF-16, Windows-1252).
+    encoding: str = ""
 
 
 class Inbound(Section):
@@ -467,6 +481,8 @@ class Settings(BaseSettings):
     sending: Sending = Sending()
     templates: Templates = Templates()
     inbound: Inbound = Inbound()
+    # ``[import]``: ``import`` is a Python keyword; read from the file only.
+    import_: ImportSettings = Field(default_factory=ImportSettings, validation_alias="import")
     daemon: Daemon = Daemon()
     pipeline: PipelineConfig = PipelineConfig()
     segments: dict[Name, Segment] = Field(min_length=1)

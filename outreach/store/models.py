@@ -70,6 +70,12 @@ class ContactRow(Base):
     # When the dispatcher should next look at this contact: an index, so a pass reads only
     # the contacts that may be due, however many are not.
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Held for the therapist's review since then (``[sending] hold_new``): nothing is sent to
+    # it until ``outreach approve``. None: not held.
+    held_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # What the contact lacks that its templates need ("first_name"): only it waits, until
+    # the data is added. None: nothing missing (as far as the last pass knew).
+    needs_data: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
