@@ -220,6 +220,24 @@ class TestLogin:
         assert "(OAuth2)" in check_smtp(settings.smtp, tokens)
         assert oauth2_server.token_requests["refresh_token"] == refreshes + 1
 
+    def test_a_wrong_microsoft_tenant_is_named(
+        self, mailbox: Mailbox, oauth2_server: OAuth2Server
+    ) -> None:
+        edit_config(
+            mailbox.config,
+            {"oauth2": {
+                "provider": "microsoft",
+                "client_id": "11111111-2222-3333-4444-555555555555",
+                "authority": oauth2_server.base_url,
+                "tenant": "no-such-tenant",
+                "ca_file": str(oauth2_server.ca_file),
+            }},
+        )  # fmt: skip
+        refused = mailbox.cli("auth", "login")
+        assert refused.exit_code == 1
+        assert "the provider refused the sign-in: invalid_tenant" in refused.stderr
+        assert not mailbox.token_file.exists()
+
     @pytest.mark.parametrize("provider", ["custom", "google"])
     def test_browser_flow_with_pkce_and_a_loopback_redirect(
         self,
