@@ -126,7 +126,7 @@ def main() -> None:
             base = statistics.median(times[f"{protocol} password"])
             for name in (n for n in cases if n.startswith(protocol)):
                 median = statistics.median(times[name])
-                extra = "" if name.endswith("password") else f"  (+{(median - base) * 1000:.1f} ms)"
+                extra = "" if name.endswith("password") else f"  ({(median - base) * 1000:+.1f} ms)"
                 print(f"  {name:<30} {median * 1000:7.1f} ms{extra}")
     finally:
         smtp_server.stop()
