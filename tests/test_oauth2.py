@@ -557,7 +557,7 @@ class TestPresets:
         text = config.read_text()
         assert 'provider = "microsoft365"' in text and "smtp.example.com" not in text
         check = cli("config", "check", config=config)
-        assert "oauth2.client_id: the Application (client) ID" in check.stderr
+        assert "oauth2.client_id: the client ID of the app registration" in check.stderr
 
 
 class TestRefusals:

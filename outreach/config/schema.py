@@ -523,8 +523,9 @@ class Settings(BaseSettings):
             )
         elif using and self.oauth2 is not None and not self.oauth2.client_id:
             problems.append(
-                "oauth2.client_id: the Application (client) ID of the app registration "
-                'outreach signs in with (README, "Signing in with OAuth2")'
+                "oauth2.client_id: the client ID of the app registration outreach signs in "
+                'with (Microsoft: its "Application (client) ID"; README, "Signing in with '
+                'OAuth2")'
             )
         if problems:
             raise keyed_problems(problems)
