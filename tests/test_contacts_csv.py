@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import codecs
 import io
+import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outreach.domain.contacts_csv import (
     ContactRecord,
+    FieldEdit,
     ParsedContacts,
     custom_field_key,
+    field_edit,
+    find_segment,
     parse_contacts,
+    segment_names,
     split_tags,
     write_contacts,
 )
+from outreach.domain.exports import is_filler
 from outreach.domain.pipeline import BUILTIN_STAGES
 
 SEGMENTS = ("psychiatrist", "teacher", "clergy")
@@ -155,13 +163,31 @@ class TestRowProblems:
         problems = parse(text).problems
         assert problems[1].startswith("line 4, column 1 (email)")
 
-    def test_undecodable_bytes(self) -> None:
-        data = self.HEADER.encode() + b"a@x.example.com,Ren\xe9,teacher,\n"
-        problem = only_problem(data)
-        assert problem == (
-            "line 2, column 2 (first_name): holds bytes that are not UTF-8 (0xE9); "
-            "save the file as UTF-8 CSV"
+    def test_windows_1252_bytes_are_read_as_such(self) -> None:
+        data = self.HEADER.encode() + "a@x.example.com,Ren\u00e9e \u2019,teacher,\n".encode(
+            "cp1252"
         )
+        parsed = parse(data)
+        assert parsed.encoding == "Windows-1252"
+        assert parsed.records[0].first_name == "Ren\u00e9e \u2019"
+
+    def test_a_forced_encoding_names_the_line_it_cant_read(self) -> None:
+        data = (
+            self.HEADER.encode() + b"a@x.example.com,A,teacher,\nb@x.example.com,Ren\xe9,teacher,\n"
+        )
+        assert only_problem(data, encoding="utf-8") == (
+            "line 3: byte 0xE9 can't be read as UTF-8; give the file's encoding with "
+            "--encoding (e.g. windows-1252)"
+        )
+
+    def test_a_line_break_in_a_custom_field_is_kept(self) -> None:
+        parsed = parse('email,segment,Notes\na@x.example.com,teacher,"one\r\ntwo\rthree"\n')
+        assert parsed.problems == []
+        assert parsed.records[0].custom == {"notes": "one\ntwo\nthree"}
+
+    def test_nul_in_a_custom_field_is_refused(self) -> None:
+        problem = only_problem("email,segment,Notes\na@x.example.com,teacher,a\x00b\n")
+        assert problem == "line 2, column 3 (Notes): contains a NUL character"
 
     def test_wrong_number_of_fields(self) -> None:
         problem = only_problem(self.HEADER + "a@x.example.com,A,teacher\n")
@@ -252,3 +278,140 @@ def test_written_files_read_back_the_same(rows: list[ContactRecord]) -> None:
 def test_any_bytes_give_records_or_problems_never_an_exception(data: bytes) -> None:
     parsed = parse(b"email,segment\n" + data)
     assert all(p.startswith("line ") for p in parsed.problems)
+
+
+class TestEncodings:
+    TEXT = "Email,First Name,Segment\nzoe@x.example.com,Zo\u00eb,clergy\n"
+
+    def test_utf16_with_bom(self) -> None:
+        parsed = parse(self.TEXT.encode("utf-16"))
+        assert (parsed.encoding, parsed.records[0].first_name) == ("UTF-16", "Zo\u00eb")
+
+    def test_utf16_big_endian_tab_separated(self) -> None:
+        parsed = parse(codecs.BOM_UTF16_BE + self.TEXT.replace(",", "\t").encode("utf-16-be"))
+        assert parsed.records[0].first_name == "Zo\u00eb"
+
+    def test_utf8_with_bom_is_named(self) -> None:
+        assert parse(self.TEXT.encode("utf-8-sig")).encoding == "UTF-8 with BOM"
+
+    def test_plain_ascii_is_utf8(self) -> None:
+        assert parse("email,segment\na@x.example.com,clergy\n").encoding == "UTF-8"
+
+    def test_unknown_encoding(self) -> None:
+        assert only_problem(self.TEXT.encode(), encoding="klingon").startswith(
+            "line 1: unknown encoding 'klingon'"
+        )
+
+    def test_windows_1250_when_forced(self) -> None:
+        data = "email,first_name,segment\nl@x.example.com,\u0141ukasz,clergy\n".encode("cp1250")
+        parsed = parse(data, encoding="windows-1250")
+        assert (parsed.encoding, parsed.records[0].first_name) == ("Windows-1250", "\u0141ukasz")
+
+
+class TestFiller:
+    def test_default_values_are_filler_others_are_kept(self) -> None:
+        assert is_filler("gender", "Unspecified") and not is_filler("gender", "Female")
+        assert is_filler("private", "False") and not is_filler("private", "True")
+        assert is_filler("birthday", "0/0/00") and not is_filler("birthday", "3/14/80")
+
+    def test_columns_that_restate_another_are_never_kept(self) -> None:
+        for key in ("emaildisplayname", "email2type", "email1label", "initials", "fileas"):
+            assert is_filler(key, "anything"), key
+        assert not is_filler("email2address", "b@x.example.com")
+
+
+NAMES, _ = segment_names(
+    {"psychiatrist": "Psychiatrists", "teacher": "School counselors", "clergy": "Clergy"},
+    {"Pastors": "clergy", "Teachers": "School counselors"},
+)
+
+
+class TestSegmentNames:
+    def test_names_labels_and_mapped_labels_in_any_case(self) -> None:
+        assert find_segment("psychiatrist", NAMES) == "psychiatrist"
+        assert find_segment("school COUNSELORS", NAMES) == "teacher"
+        assert find_segment("pastors", NAMES) == "clergy"
+        assert find_segment("Teachers", NAMES) == "teacher"  # mapped to a label
+
+    def test_an_unknown_one_is_named_with_a_near_one(self) -> None:
+        with pytest.raises(ValueError, match=r"unknown segment 'Psychiatrist\.'.*did you mean"):
+            find_segment("Psychiatrist.", NAMES)
+
+    def test_a_mapping_to_no_segment_is_a_problem(self) -> None:
+        _, problems = segment_names({"clergy": "Clergy"}, {"Rabbis": "rabbi"})
+        assert problems == [
+            "import.segment_labels.'Rabbis': 'rabbi' is not a segment (configured: clergy)"
+        ]
+
+    def test_labels_column_takes_one_segment_and_keeps_the_rest_as_tags(self) -> None:
+        parsed = parse(
+            "E-mail 1 - Value,Labels,Tags\n"
+            "a@x.example.com,Pastors ::: Board ::: * myContacts ::: * starred,x\n",
+            names=NAMES,
+            segment_column="Labels",
+        )
+        assert parsed.problems == []
+        (record,) = parsed.records
+        assert (record.segment, record.tags) == ("clergy", ("x", "Board"))
+
+    def test_a_label_with_a_separator_in_it_names_its_segment(self) -> None:
+        names, _ = segment_names({"teacher": "Teachers, counselors"})
+        parsed = parse(
+            'Email,Categories\na@x.example.com,"Teachers, counselors"\n',
+            names=names,
+            segment_column="Categories",
+        )
+        assert parsed.records[0].segment == "teacher"
+
+    def test_a_row_without_a_segment_label_takes_the_default(self) -> None:
+        parsed = parse(
+            "Email,Categories\na@x.example.com,Friends\n",
+            names=NAMES,
+            segment_column="categories",
+            default_segment="teacher",
+        )
+        assert (parsed.records[0].segment, parsed.records[0].tags) == ("teacher", ("Friends",))
+
+
+class TestAddresses:
+    def test_two_addresses_in_one_google_cell(self) -> None:
+        (record,) = parse(
+            "E-mail 1 - Value,segment\na@x.example.com ::: b@x.example.com,clergy\n"
+        ).records
+        assert record.email == "a@x.example.com"
+        assert record.custom == {"other_emails": "b@x.example.com"}
+
+
+class TestFieldEdit:
+    def test_standard_fields_are_checked_like_cells(self) -> None:
+        assert field_edit("segment=Pastors", NAMES) == FieldEdit("segment", "clergy", False)
+        assert field_edit("tags=a; b", NAMES) == FieldEdit("tags", ("a", "b"), False)
+        assert field_edit("title=", NAMES) == FieldEdit("title", None, False)
+        with pytest.raises(ValueError, match="timezone: 'Mars/Base' is not an IANA"):
+            field_edit("timezone=Mars/Base", NAMES)
+        with pytest.raises(ValueError, match="first_name: contains a line break"):
+            field_edit("first_name=A\nBcc: x@x.example.com", NAMES)
+
+    def test_custom_fields(self) -> None:
+        assert field_edit("years_in_practice=12", NAMES) == FieldEdit(
+            "years_in_practice", "12", True
+        )
+        assert field_edit("notes=a\r\nb", NAMES) == FieldEdit("notes", "a\nb", True)
+
+    @pytest.mark.parametrize(
+        ("assignment", "message"),
+        [
+            ("frist_name=Ann", "unknown field 'frist_name'; did you mean 'first_name'?"),
+            ("First Name=Ann", "unknown field 'First Name': the fields are"),
+            ("email=b@x.example.com", "email: the address is who the contact is"),
+            ("stage=engaged", "outreach stage set"),
+            ("segment=", "segment: every contact belongs to a segment"),
+            ("first_name", "write FIELD=VALUE"),
+        ],
+    )
+    def test_refusals(self, assignment: str, message: str) -> None:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            field_edit(assignment, NAMES)
+
+    def test_an_existing_custom_field_close_to_a_standard_one(self) -> None:
+        assert field_edit("titles=x", NAMES, custom=["titles"]).custom

@@ -8,11 +8,20 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import func, select
 
+from outreach.domain.fields import erased_key
 from outreach.domain.pipeline import ExtraStage, Pipeline
-from outreach.errors import ContactNotFound, ImportProblems, InvalidStage, StoreError
+from outreach.errors import ConfigError, ContactNotFound, ImportProblems, InvalidStage, StoreError
 from outreach.services import contacts
 from outreach.store.database import Store, open_store
-from outreach.store.models import ContactRow, StageChangeRow
+from outreach.store.ledger import suppress
+from outreach.store.models import (
+    ContactRow,
+    InboundEventRow,
+    OutboxRow,
+    ReferralRow,
+    StageChangeRow,
+    SuppressionRow,
+)
 
 PIPELINE = Pipeline.with_extra([ExtraStage("meeting", "engaged")])
 SEGMENTS = ["psychiatrist", "teacher", "clergy"]
@@ -265,3 +274,217 @@ class TestMigrations:
         with pytest.raises(StoreError) as caught:
             open_store("postgresql+psycopg://me:pw-secret@127.0.0.1:1/none")
         assert "pw-secret" not in str(caught.value)
+
+
+NAMES = {
+    "psychiatrist": "psychiatrist",
+    "teacher": "teacher",
+    "clergy": "clergy",
+    "pastors": "clergy",
+}
+
+
+def add(store: Store, email: str, *fields: str, hold: bool = False) -> contacts.Contact:
+    return contacts.add_contact(store, PIPELINE, NAMES, email, list(fields), now=T0, hold=hold)
+
+
+def with_history(store: Store, email: str) -> int:
+    """Give a contact a sent message and a reply; returns its id."""
+    with store.session() as session:
+        row = contacts.find_contact(session, email)
+        session.add(
+            OutboxRow(
+                contact_id=row.id,
+                step_index=0,
+                template="intro",
+                message_id=f"<intro-{row.id}@practice.example.com>",
+                subject="Hello",
+                state="sent",
+                created_at=T0,
+                updated_at=T0,
+                sent_at=T0,
+            )
+        )
+        session.add(
+            InboundEventRow(
+                message_key=f"<reply-{row.id}@x.example.com>",
+                folder="INBOX",
+                kind="reply",
+                contact_id=row.id,
+                received_at=T1,
+            )
+        )
+        return row.id
+
+
+def suppression_keys(store: Store) -> list[str]:
+    with store.session() as session:
+        return list(session.scalars(select(SuppressionRow.email_key)))
+
+
+class TestHold:
+    def test_import_holds_only_the_contacts_it_creates(self, store: Store) -> None:
+        do_import(store, CSV.split("grace@", maxsplit=1)[0])
+        summary = do_import(store, CSV, hold=True)
+        assert (summary.created, summary.held) == (1, 1)
+        held = {c.email: c.held_since for c in contacts.list_contacts(store)}
+        assert held == {
+            "alma@nb.example.com": None,
+            "tom@lm.example.org": None,
+            "grace@stm.example.org": T0,
+        }
+        assert contacts.list_contacts(store)[0].waiting == "held"
+
+    def test_waiting_names_the_missing_data(self, store: Store) -> None:
+        do_import(store, CSV)
+        with store.session() as session:
+            contacts.find_contact(session, "tom@lm.example.org").needs_data = "first_name"
+        tom = contacts.show_contact(store, "tom@lm.example.org").contact
+        assert tom.waiting == "needs data: first_name"
+        assert tom.to_json()["needs_data"] == "first_name"
+
+
+class TestAdd:
+    def test_adds_one_contact_with_its_history(self, store: Store) -> None:
+        added = add(
+            store,
+            "Ruth@Temple.example.org",
+            "segment=pastors",
+            "first_name=Ruth",
+            "title=Rabbi",
+            "tags=board; choir",
+            "years_in_practice=20",
+            hold=True,
+        )
+        assert (added.email, added.segment, added.title, added.held_since) == (
+            "Ruth@temple.example.org",
+            "clergy",
+            "Rabbi",
+            T0,
+        )
+        assert added.tags == ["board", "choir"] and added.custom == {"years_in_practice": "20"}
+        (change,) = contacts.show_contact(store, "ruth@temple.example.org").stage_changes
+        assert (change.to_stage, change.reason) == ("new", "added by hand")
+
+    def test_every_problem_is_listed_and_nothing_added(self, store: Store) -> None:
+        with pytest.raises(ConfigError) as caught:
+            add(store, "not-an-address", "segment=rabbis", "frist_name=Ann")
+        assert caught.value.problems[0].startswith("not-an-address: 'not-an-address' is not")
+        assert caught.value.problems[1].startswith("--set segment: unknown segment 'rabbis'")
+        assert caught.value.problems[2] == (
+            "--set unknown field 'frist_name'; did you mean 'first_name'?"
+        )
+        assert count(store, ContactRow) == 0
+
+    def test_an_existing_address_is_refused(self, store: Store) -> None:
+        do_import(store, CSV)
+        with pytest.raises(ConfigError, match="already a contact"):
+            add(store, "ALMA@nb.example.com", "segment=clergy")
+
+
+class TestEdit:
+    def test_sets_and_clears_fields_and_tries_the_contact_again(self, store: Store) -> None:
+        do_import(store, CSV)
+        with store.session() as session:
+            row = contacts.find_contact(session, "tom@lm.example.org")
+            row.needs_data, row.next_check_at = "first_name", None
+        edited = contacts.edit_contact(
+            store,
+            NAMES,
+            "tom@lm.example.org",
+            ["first_name=Thomas", "title=", "segment=pastors", "office=Room 12", "tags=a"],
+            now=T1,
+        )
+        assert edited.changes == {
+            "first_name": ("Tom", "Thomas"),
+            "title": ("Mr.", None),
+            "segment": ("teacher", "clergy"),
+            "office": (None, "Room 12"),
+            "tags": ([], ["a"]),
+        }
+        tom = edited.contact
+        assert (tom.needs_data, tom.updated_at, tom.custom) == (None, T1, {"office": "Room 12"})
+        with store.session() as session:
+            assert contacts.find_contact(session, "tom@lm.example.org").next_check_at == T1
+        cleared = contacts.edit_contact(
+            store, NAMES, "tom@lm.example.org", ["office="], now=T1
+        ).contact
+        assert cleared.custom == {}
+
+    def test_setting_the_same_values_changes_nothing(self, store: Store) -> None:
+        do_import(store, CSV)
+        edited = contacts.edit_contact(
+            store, NAMES, "alma@nb.example.com", ["first_name=Alma", "years=12"], now=T1
+        )
+        assert edited.changes == {} and edited.contact.updated_at == T0
+
+    def test_unknown_address_and_bad_fields(self, store: Store) -> None:
+        do_import(store, CSV)
+        with pytest.raises(ContactNotFound):
+            contacts.edit_contact(store, NAMES, "nobody@x.example.com", ["title=Dr."], now=T1)
+        with pytest.raises(ConfigError) as caught:
+            contacts.edit_contact(
+                store, NAMES, "alma@nb.example.com", ["title=Prof.", "segment=nurses"], now=T1
+            )
+        assert caught.value.problems[0].startswith("--set segment: unknown segment 'nurses'")
+        assert contacts.show_contact(store, "alma@nb.example.com").contact.title == "Dr."
+
+
+class TestRemove:
+    def test_removes_the_contact_and_its_messages_keeping_anonymous_events(
+        self, store: Store
+    ) -> None:
+        do_import(store, CSV)
+        with_history(store, "alma@nb.example.com")
+        removed = contacts.remove_contact(store, "alma@nb.example.com", now=T1)
+        assert (removed.messages, removed.suppressed, removed.forgotten) == (1, False, False)
+        assert count(store, ContactRow) == 2 and count(store, OutboxRow) == 0
+        assert count(store, StageChangeRow) == 2
+        with store.session() as session:
+            (event,) = session.scalars(select(InboundEventRow))
+            assert event.contact_id is None
+        # Not suppressed: it can come back.
+        assert do_import(store, CSV).created == 1
+
+    def test_an_unsubscribed_contact_stays_suppressed(self, store: Store) -> None:
+        do_import(store, CSV)
+        contacts.set_stage(store, PIPELINE, "tom@lm.example.org", "unsubscribed", now=T1)
+        assert contacts.remove_contact(store, "tom@lm.example.org", now=T1).suppressed
+        assert suppression_keys(store) == ["tom@lm.example.org"]
+        summary = do_import(store, CSV)
+        assert (summary.created, summary.skipped_suppressed, summary.skipped_existing) == (0, 1, 2)
+        with pytest.raises(ConfigError, match="the address is suppressed"):
+            add(store, "tom@lm.example.org", "segment=teacher")
+
+    def test_unknown_address(self, store: Store) -> None:
+        with pytest.raises(ContactNotFound):
+            contacts.remove_contact(store, "nobody@x.example.com", now=T1)
+
+
+class TestForget:
+    def test_erases_everything_and_keeps_only_a_hash(self, store: Store) -> None:
+        do_import(store, CSV)
+        with_history(store, "grace@stm.example.org")
+        contacts.add_referral(
+            store, PIPELINE, "grace@stm.example.org", received_on=date(2026, 3, 1), now=T1
+        )
+        with store.session() as session:
+            suppress(session, "grace@stm.example.org", "unsubscribed: grace@stm.example.org", T1)
+        removed = contacts.remove_contact(store, "Grace@stm.example.org", now=T1, forget=True)
+        assert (removed.messages, removed.inbound_events, removed.suppressed) == (1, 1, True)
+        assert count(store, InboundEventRow) == 0 and count(store, ReferralRow) == 0
+        assert count(store, OutboxRow) == 0 and count(store, StageChangeRow) == 2
+        assert suppression_keys(store) == [erased_key("grace@stm.example.org")]
+        with store.session() as session:
+            reason = session.scalars(select(SuppressionRow.reason)).one()
+        assert "grace" not in reason and reason == "erased at the owner's request 2026-03-03"
+
+    def test_a_forgotten_address_is_never_imported_or_added_again(self, store: Store) -> None:
+        do_import(store, CSV)
+        contacts.remove_contact(store, "alma@nb.example.com", now=T1, forget=True)
+        dry = do_import(store, CSV.replace("alma@nb", "ALMA@nb"), dry_run=True)
+        assert (dry.created, dry.skipped_suppressed) == (0, 1)
+        assert do_import(store, CSV).skipped_suppressed == 1
+        with pytest.raises(ConfigError, match="erased at its owner's request"):
+            add(store, "alma@nb.example.com", "segment=psychiatrist")
+        assert count(store, ContactRow) == 2

@@ -24,7 +24,6 @@ from outreach.cli.common import (
     print_json,
     referrals_app,
     reported,
-    require_segment,
     stage_app,
     utc_now,
 )
@@ -141,7 +140,12 @@ def db_upgrade(ctx: typer.Context) -> None:
 def contacts_import(
     ctx: typer.Context,
     file: Annotated[
-        Path, typer.Argument(help="A CSV file (UTF-8, with a header line).", dir_okay=False)
+        Path,
+        typer.Argument(
+            help="A CSV file with a header line: your own, or a Google Contacts or Outlook "
+            "export as it is.",
+            dir_okay=False,
+        ),
     ],
     update: Annotated[
         bool,
@@ -156,17 +160,40 @@ def contacts_import(
         str | None,
         typer.Option(
             "--segment",
-            help="Segment for every row whose file has no segment column or an empty cell.",
+            help="Segment (name or label) for every row whose file has no segment column, "
+            "or whose cell names none.",
+        ),
+    ] = None,
+    segment_from: Annotated[
+        str | None,
+        typer.Option(
+            "--segment-from",
+            metavar="COLUMN",
+            help="Read each row's segment from this column of labels (Google's Labels, "
+            "Outlook's Categories); overrides [import] segment_column.",
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="The file's text encoding, e.g. windows-1252 or utf-16 (default: "
+            "[import] encoding, else detected).",
         ),
     ] = None,
 ) -> None:
-    """Import referral sources from CSV: all rows or none, every problem with line and column."""
+    """Import referral sources from CSV: all rows or none, every problem with line and column.
+
+    UTF-8 (with or without BOM), UTF-16 and Windows-1252 are detected. With [sending]
+    hold_new, new contacts wait for 'outreach approve'.
+    """
     with reported():
         from outreach.services import contacts
 
         state = context_of(ctx)
         settings = state.settings()
-        require_segment(settings, segment)
+        names = contacts.segment_names_of(settings)
+        default = contacts.resolve_segment(settings, segment) if segment is not None else None
         try:
             data = file.read_bytes()
         except OSError as exc:
@@ -182,15 +209,24 @@ def contacts_import(
                 now=utc_now(),
                 update=update,
                 dry_run=dry_run,
-                default_segment=segment,
+                default_segment=default,
                 progress=progress,
+                names=names,
+                segment_column=(
+                    segment_from if segment_from is not None else settings.import_.segment_column
+                ),
+                encoding=encoding if encoding is not None else settings.import_.encoding,
+                hold=settings.sending.hold_new,
             )
     verb = "would import" if dry_run else "imported"
+    read_as = "" if summary.encoding == "UTF-8" else f" (read as {summary.encoding})"
     out.print(
-        f"{summary.source}: {summary.rows} contacts read; {verb} {summary.created}", markup=False
+        f"{summary.source}: {summary.rows} contacts read{read_as}; {verb} {summary.created}",
+        markup=False,
     )
     for name, count in sorted(summary.by_segment.items()):
-        out.print(f"  {name}: {count} new", markup=False)
+        label = settings.segments[name].label
+        out.print(f"  {name}: {count} new ({label})", markup=False)
     if update:
         verb = "would update" if dry_run else "updated"
         out.print(
@@ -200,6 +236,19 @@ def contacts_import(
         out.print(
             f"  skipped {summary.skipped_existing} already in the store "
             "(use --update to update them)",
+            markup=False,
+        )
+    if summary.skipped_suppressed:
+        out.print(
+            f"  skipped {summary.skipped_suppressed} suppressed (unsubscribed, bounced, or "
+            "erased at their request): never contacted again",
+            markup=False,
+        )
+    if summary.held:
+        held = "would wait" if dry_run else "wait"
+        out.print(
+            f"  {summary.held} {held} for your review: "
+            "outreach approve --segment NAME (or EMAIL...) lets them be sent to",
             markup=False,
         )
     if dry_run:
@@ -229,11 +278,14 @@ def _progress(size: int) -> Iterator[Callable[[int, int], None] | None]:
 @contacts_app.command("list")
 def contacts_list(
     ctx: typer.Context,
-    segment: Annotated[str | None, typer.Option("--segment", help="Only this segment.")] = None,
+    segment: Annotated[
+        str | None, typer.Option("--segment", help="Only this segment (name or label).")
+    ] = None,
     stage: Annotated[str | None, typer.Option("--stage", help="Only this stage.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
-    """List contacts by segment and stage, as a table or JSON."""
+    """List contacts by segment and stage, as a table or JSON; 'waiting' says which are held
+    for review or need data."""
     with reported():
         from outreach.services import contacts
 
@@ -241,7 +293,8 @@ def contacts_list(
         settings = state.settings()
         if stage is not None:
             settings.the_pipeline.require(stage)
-        require_segment(settings, segment)
+        if segment is not None:
+            segment = contacts.resolve_segment(settings, segment)
         found = contacts.list_contacts(state.store(), segment=segment, stage=stage)
     if as_json:
         print_json([c.to_json() for c in found])
@@ -249,7 +302,9 @@ def contacts_list(
     noun = "contact" if len(found) == 1 else "contacts"
     table = Table(title=f"{len(found)} {noun}", title_justify="left")
     table.add_column("email", overflow="fold")  # an address is never cut short
-    for column in ("name", "organization", "segment", "stage"):
+    # "waiting" only when some contact waits: a narrow terminal has no room for an empty column.
+    waiting = any(c.waiting for c in found)
+    for column in ("name", "organization", "segment", "stage", *(["waiting"] if waiting else [])):
         table.add_column(column)
     for c in found:
         table.add_row(
@@ -258,8 +313,15 @@ def contacts_list(
             c.organization or "",
             settings.segments[c.segment].label if c.segment in settings.segments else c.segment,
             c.stage,
+            *([c.waiting] if waiting else []),
         )
     out.print(table)
+    held = sum(1 for c in found if c.held_since is not None)
+    if held:
+        out.print(
+            f"{held} held for your review: outreach approve --segment NAME (or EMAIL...)",
+            markup=False,
+        )
 
 
 @contacts_app.command("show")
@@ -283,10 +345,14 @@ def contacts_show(
         f"  title:        {c.title or '-'}",
         f"  segment:      {c.segment}",
         f"  stage:        {c.stage}",
+        *([f"  waiting:      {c.waiting}"] if c.waiting else []),
         f"  timezone:     {c.timezone or '(practice)'}",
         f"  tags:         {', '.join(c.tags) or '-'}",
     ]
-    lines += [f"  {key}: {value}" for key, value in sorted(c.custom.items())]
+    # A custom field may hold several lines (a postal address): its lines stay indented.
+    lines += [
+        f"  {key}: " + value.replace("\n", "\n    ") for key, value in sorted(c.custom.items())
+    ]
     lines.append("timeline (UTC):")
     lines += [f"  {at:%Y-%m-%d %H:%M}  {what}" for at, what in history.timeline()]
     for line in lines:
@@ -314,6 +380,140 @@ def contacts_export(
         except OSError as exc:
             raise ConfigError([f"Can't write {file}: {exc.strerror}."]) from None
     err.print(f"exported {count} contacts to {file}", markup=False)
+
+
+@contacts_app.command("add")
+def contacts_add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The referral source's email address.")],
+    segment: Annotated[str, typer.Option("--segment", help="Its segment (name or label).")],
+    first_name: Annotated[str | None, typer.Option("--first-name")] = None,
+    last_name: Annotated[str | None, typer.Option("--last-name")] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="How to address them: Dr., Rabbi, Ms....")
+    ] = None,
+    organization: Annotated[str | None, typer.Option("--organization")] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="IANA zone, if not the practice's.")
+    ] = None,
+    fields: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="FIELD=VALUE",
+            help="Another field (tags, or a custom field such as years_in_practice); repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Add one referral source, checked as an import checks a row.
+
+    With [sending] hold_new it waits for 'outreach approve'. An address that unsubscribed,
+    bounced or was erased is refused.
+    """
+    given = {
+        "first_name": first_name,
+        "last_name": last_name,
+        "title": title,
+        "organization": organization,
+        "timezone": timezone,
+    }
+    assignments = [f"{name}={value}" for name, value in given.items() if value is not None]
+    with reported():
+        from outreach.services import contacts
+
+        state = context_of(ctx)
+        settings = state.settings()
+        assignments.append(f"segment={contacts.resolve_segment(settings, segment)}")
+        added = contacts.add_contact(
+            state.store(),
+            settings.the_pipeline,
+            contacts.segment_names_of(settings),
+            email,
+            [*assignments, *(fields or [])],
+            now=utc_now(),
+            hold=settings.sending.hold_new,
+        )
+    held = "; held for your review (outreach approve)" if added.held_since else ""
+    out.print(f"added {added.email} to {added.segment}{held}", markup=False)
+
+
+@contacts_app.command("edit")
+def contacts_edit(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    fields: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            metavar="FIELD=VALUE",
+            help="first_name, last_name, title, organization, segment, timezone, tags, or a "
+            "custom field; FIELD= clears it. Repeatable.",
+        ),
+    ],
+) -> None:
+    """Change fields of one contact; a contact that needed data is tried again."""
+    with reported():
+        from outreach.services import contacts
+
+        state = context_of(ctx)
+        edited = contacts.edit_contact(
+            state.store(),
+            contacts.segment_names_of(state.settings()),
+            email,
+            fields,
+            now=utc_now(),
+        )
+    if not edited.changes:
+        out.print(f"{edited.contact.email}: nothing changed", markup=False)
+    for name, (before, after) in edited.changes.items():
+        out.print(
+            f"{edited.contact.email}: {name}: {_shown(before)} -> {_shown(after)}", markup=False
+        )
+
+
+def _shown(value: object) -> str:
+    if value is None or value == []:
+        return "(empty)"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return repr(value) if "\n" in str(value) else str(value)
+
+
+@contacts_app.command("remove")
+def contacts_remove(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    forget: Annotated[
+        bool,
+        typer.Option(
+            "--forget",
+            help="A data-deletion request: erase its history and inbound events too, and keep "
+            "the address only as a hash so it is never imported or contacted again.",
+        ),
+    ] = False,
+) -> None:
+    """Delete one contact; a suppressed (unsubscribed, bounced) address stays suppressed.
+
+    --forget erases everything about it for a data-deletion request.
+    """
+    with reported():
+        from outreach.services import contacts
+
+        removed = contacts.remove_contact(
+            context_of(ctx).store(), email, now=utc_now(), forget=forget
+        )
+    messages = f"{removed.messages} message{'' if removed.messages == 1 else 's'}"
+    if removed.forgotten:
+        events = f"{removed.inbound_events} inbound event"
+        events += "" if removed.inbound_events == 1 else "s"
+        out.print(
+            f"erased {removed.email}: the contact, its history, {messages} and {events}; "
+            "the address is kept only as a hash, so it is never imported or contacted again",
+            markup=False,
+        )
+        return
+    kept = "; it stays suppressed" if removed.suppressed else ""
+    out.print(f"removed {removed.email} with its history and {messages}{kept}", markup=False)
 
 
 # --- stage, referrals -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zoneinfo
 from contextlib import suppress
@@ -111,3 +112,9 @@ def parse_local_time(value: str, zone: zoneinfo.ZoneInfo, what: str) -> datetime
 def full_name(first_name: str | None, last_name: str | None) -> str:
     """First and last name as people write them; empty when both are missing."""
     return " ".join(part for part in (first_name, last_name) if part)
+
+
+def erased_key(key: str) -> str:
+    """What stays of an address erased at its owner's request (``contacts remove --forget``):
+    its ``email_key``'s SHA-256, enough to recognize it again and no more."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()

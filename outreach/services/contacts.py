@@ -1,32 +1,70 @@
-"""Contact services over the store: import, list, show, export, stage changes and referrals.
+"""Contact services over the store: import, add, edit, remove, list, show, export, referrals.
 
 The CLI calls these and holds no logic of its own; tests call them directly.
+
+Decisions:
+- With ``[sending] hold_new``, every contact an import or ``contacts add`` creates is held
+  (``held_since``) until ``outreach approve``; contacts that already exist are left as they are.
+- An address on the suppression list (unsubscribed, bounced, removed while in an exit stage)
+  or erased at its owner's request is never created again: an import skips and counts it,
+  ``contacts add`` refuses it.
+- ``remove`` deletes the contact with its messages, stage changes and referrals; the inbound
+  events about it stay, no longer linked to anyone; a suppression stays, and a contact that
+  had left (unsubscribed, bounced, do_not_contact) is suppressed first, so removing it never
+  makes the address reachable again.
+- ``remove --forget`` (a data-deletion request) also deletes the inbound events about it, and
+  keeps the address only as a hash (``fields.erased_key``) on the suppression list, with a
+  reason that names nothing: always, since a person who asks to be forgotten must not be
+  re-imported from an old export. An unsalted hash of an address can be confirmed by whoever
+  already knows the address; it names no one to anybody else.
+- Editing a contact clears ``needs_data``, so the next pass tries it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy import update as update_rows
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from outreach.domain.contacts_csv import ContactRecord, parse_contacts, write_contacts
-from outreach.domain.fields import email_key, full_name, normalize_email
-from outreach.domain.pipeline import NEW, REFERRING, Pipeline, StageChange, change_stage
+from outreach.domain.contacts_csv import (
+    ContactRecord,
+    FieldEdit,
+    field_edit,
+    find_segment,
+    parse_contacts,
+    segment_names,
+    write_contacts,
+)
+from outreach.domain.fields import email_key, erased_key, full_name, normalize_email
+from outreach.domain.pipeline import (
+    EXIT_STAGES,
+    NEW,
+    REFERRING,
+    Pipeline,
+    StageChange,
+    change_stage,
+)
 from outreach.domain.sequencing import ACTIVE_STAGES, NURTURE_STAGES
-from outreach.errors import ContactNotFound, ImportProblems, StoreError
+from outreach.errors import ConfigError, ContactNotFound, ImportProblems, StoreError
 from outreach.store.database import Store, in_chunks
+from outreach.store.ledger import suppress
 from outreach.store.models import (
     ContactRow,
     InboundEventRow,
     OutboxRow,
     ReferralRow,
     StageChangeRow,
+    SuppressionRow,
 )
+
+if TYPE_CHECKING:
+    from outreach.config import Settings
 
 _UPDATABLE = ("first_name", "last_name", "title", "organization", "segment", "timezone", "tags")
 
@@ -48,6 +86,10 @@ class Contact:
     paused_until: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: Held for review since then (``[sending] hold_new``), until ``outreach approve``.
+    held_since: datetime | None = None
+    #: What its templates need that it lacks ("first_name"); it waits until that is added.
+    needs_data: str | None = None
 
     @classmethod
     def from_row(cls, row: ContactRow) -> Contact:
@@ -65,12 +107,23 @@ class Contact:
             paused_until=row.paused_until,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            held_since=row.held_since,
+            needs_data=row.needs_data,
         )
 
     @property
     def name(self) -> str:
         """First and last name, or the address when both are missing."""
         return full_name(self.first_name, self.last_name) or self.email
+
+    @property
+    def waiting(self) -> str:
+        """Why nothing is sent to it now, beyond its stage ("held", "needs data: first_name");
+        empty when nothing holds it."""
+        reasons = ["held"] if self.held_since is not None else []
+        if self.needs_data:
+            reasons.append(f"needs data: {self.needs_data}")
+        return "; ".join(reasons)
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = _jsonable(asdict(self))
@@ -159,8 +212,34 @@ class ImportSummary:
     updated: int = 0
     unchanged: int = 0
     skipped_existing: int = 0
+    #: New addresses not created: suppressed, or erased at their owner's request.
+    skipped_suppressed: int = 0
+    #: How many of the created contacts wait for ``outreach approve``.
+    held: int = 0
     dry_run: bool = False
     by_segment: dict[str, int] = field(default_factory=dict)
+    encoding: str = "UTF-8"
+
+
+def segment_names_of(settings: Settings) -> dict[str, str]:
+    """Every spelling that names a segment (its name, its label, an ``[import.segment_labels]``
+    label; any case) -> the segment; ConfigError for a label mapped to no segment."""
+    names, problems = segment_names(
+        {name: segment.label for name, segment in settings.segments.items()},
+        settings.import_.segment_labels,
+    )
+    if problems:
+        raise ConfigError(problems)
+    return names
+
+
+def resolve_segment(settings: Settings, value: str, option: str = "--segment") -> str:
+    """The segment named by ``value`` (a segment's name or label), or ConfigError naming
+    ``option``."""
+    try:
+        return find_segment(value, segment_names_of(settings))
+    except ValueError as exc:
+        raise ConfigError([f"{option}: {exc}"]) from None
 
 
 def import_contacts(
@@ -175,12 +254,18 @@ def import_contacts(
     dry_run: bool = False,
     default_segment: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    names: Mapping[str, str] | None = None,
+    segment_column: str = "",
+    encoding: str = "",
+    hold: bool = False,
 ) -> ImportSummary:
     """Import a contacts CSV in one transaction: every row, or nothing and ImportProblems.
 
     Addresses already in the store are skipped and counted, or with ``update`` have the
-    file's columns written over them (custom fields merged). Every new contact, and every
-    stage the file changes, gets a history entry naming the file and line.
+    file's columns written over them (custom fields merged). Suppressed and erased addresses
+    are skipped and counted. Every new contact, and every stage the file changes, gets a
+    history entry naming the file and line; with ``hold`` new contacts are held for review.
+    ``names``, ``segment_column`` and ``encoding``: see ``contacts_csv.parse_contacts``.
     """
     parsed = parse_contacts(
         data,
@@ -188,19 +273,28 @@ def import_contacts(
         stages=pipeline.stages,
         default_segment=default_segment,
         progress=progress,
+        names=names,
+        segment_column=segment_column,
+        encoding=encoding,
     )
     if parsed.problems:
         raise ImportProblems(source, parsed.problems)
-    summary = ImportSummary(source=source, rows=len(parsed.records), dry_run=dry_run)
+    summary = ImportSummary(
+        source=source, rows=len(parsed.records), dry_run=dry_run, encoding=parsed.encoding
+    )
     try:
         with store.session() as session:
             existing = _existing(session, [r.email for r in parsed.records])
             new = [r for r in parsed.records if email_key(r.email) not in existing]
+            barred = _suppressed(session, [email_key(r.email) for r in new])
+            summary.skipped_suppressed = len(barred)
+            new = [r for r in new if email_key(r.email) not in barred]
             summary.created = len(new)
+            summary.held = len(new) if hold else 0
             for record in new:
                 summary.by_segment[record.segment] = summary.by_segment.get(record.segment, 0) + 1
             if not update:
-                summary.skipped_existing = len(parsed.records) - len(new)
+                summary.skipped_existing = len(parsed.records) - len(new) - len(barred)
             else:
                 for record in parsed.records:
                     row = existing.get(email_key(record.email))
@@ -213,13 +307,190 @@ def import_contacts(
             if dry_run:
                 session.rollback()
                 return summary
-            _insert_new(session, new, now, source)
+            _insert_new(session, new, now, f"imported from {source}", hold=hold)
     except IntegrityError as exc:
         raise StoreError(
             f"{source}: another process added some of these addresses while importing; "
             "nothing was imported, run the import again"
         ) from exc
     return summary
+
+
+def _suppressed(session: Session, keys: Sequence[str]) -> set[str]:
+    """The keys among ``keys`` that are suppressed, as they are or erased (hashed)."""
+    hashed = {erased_key(key): key for key in keys}
+    found: set[str] = set()
+    for chunk in in_chunks([*keys, *hashed]):
+        for stored in session.scalars(
+            select(SuppressionRow.email_key).where(SuppressionRow.email_key.in_(chunk))
+        ):
+            found.add(hashed.get(stored, stored))
+    return found
+
+
+def add_contact(
+    store: Store,
+    pipeline: Pipeline,
+    names: Mapping[str, str],
+    email: str,
+    fields: Sequence[str],
+    *,
+    now: datetime,
+    hold: bool = False,
+) -> Contact:
+    """Add one contact from ``FIELD=VALUE`` strings (``segment`` among them), checked as an
+    import checks a row; held for review with ``hold``. ConfigError lists every problem,
+    with the address or field it is about; nothing is added then."""
+    problems: list[str] = []
+    try:
+        address = normalize_email(email)
+    except ValueError as exc:
+        problems.append(f"{email}: {exc}")
+        address = email
+    edits = _edits(fields, names, (), problems)
+    if "segment" not in edits and not problems:
+        problems.append("--segment: every contact belongs to a segment; name one")
+    if problems:
+        raise ConfigError(problems)
+    standard = {n: e.value for n, e in edits.items() if not e.custom}
+    record = ContactRecord(
+        line=0,
+        email=address,
+        custom={n: str(e.value) for n, e in edits.items() if e.custom and e.value is not None},
+        **standard,  # type: ignore[arg-type]  # each checked by field_edit for its field
+    )
+    key = email_key(address)
+    try:
+        with store.session() as session:
+            if _existing(session, [address]):
+                raise ConfigError(
+                    [f"{address} is already a contact; change it with 'outreach contacts edit'"]
+                )
+            if _suppressed(session, [key]):
+                raise ConfigError([f"{address}: {_barred(session, key)}; not added"])
+            _insert_new(session, [record], now, "added by hand", hold=hold)
+            return Contact.from_row(find_contact(session, address))
+    except IntegrityError as exc:
+        raise StoreError(f"{address} was added by another process at the same time") from exc
+
+
+def _barred(session: Session, key: str) -> str:
+    if session.scalar(select(SuppressionRow.id).where(SuppressionRow.email_key == key)):
+        return "the address is suppressed (unsubscribed, bounced or stopped by hand)"
+    return "the address was erased at its owner's request and must not be contacted again"
+
+
+def _edits(
+    fields: Sequence[str],
+    names: Mapping[str, str],
+    custom: Sequence[str],
+    problems: list[str],
+) -> dict[str, FieldEdit]:
+    edits: dict[str, FieldEdit] = {}
+    for assignment in fields:
+        try:
+            edit = field_edit(assignment, names, custom)
+        except ValueError as exc:
+            problems.append(f"--set {exc}")
+            continue
+        edits[edit.name] = edit
+    return edits
+
+
+@dataclass(frozen=True)
+class ContactEdit:
+    """What ``edit_contact`` changed: each field's (before, after)."""
+
+    contact: Contact
+    changes: dict[str, tuple[object, object]]
+
+
+def edit_contact(
+    store: Store,
+    names: Mapping[str, str],
+    email: str,
+    fields: Sequence[str],
+    *,
+    now: datetime,
+) -> ContactEdit:
+    """Set (``FIELD=VALUE``) or clear (``FIELD=``) fields of one contact; a change clears
+    ``needs_data`` and has the next pass look at it again. ContactNotFound for an unknown
+    address; ConfigError lists every bad field, and nothing is changed then."""
+    with store.session() as session:
+        row = find_contact(session, email)
+        problems: list[str] = []
+        edits = _edits(fields, names, list(row.custom or {}), problems)
+        if problems:
+            raise ConfigError(problems)
+        custom = dict(row.custom or {})
+        changes: dict[str, tuple[object, object]] = {}
+        for name, edit in edits.items():
+            before: object
+            if edit.custom:
+                before = custom.pop(name, None)
+                if edit.value is not None:
+                    custom[name] = str(edit.value)
+            else:
+                before = getattr(row, name)
+                value = edit.value
+                if name == "tags":
+                    value = list(value) if isinstance(value, tuple) else []
+                setattr(row, name, value)
+            after = custom.get(name) if edit.custom else getattr(row, name)
+            if before != after and not (before in (None, []) and after in (None, [])):
+                changes[name] = (before, after)
+        if custom != (row.custom or {}):
+            row.custom = custom
+        if changes:
+            row.updated_at = now
+            row.needs_data = None
+            row.next_check_at = now
+        return ContactEdit(Contact.from_row(row), changes)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What ``remove_contact`` did."""
+
+    email: str
+    forgotten: bool
+    #: The address stays on the suppression list (as a hash when forgotten).
+    suppressed: bool
+    messages: int
+    inbound_events: int
+
+
+def remove_contact(store: Store, email: str, *, now: datetime, forget: bool = False) -> Removal:
+    """Delete one contact with its messages, stage changes and referrals (module docstring);
+    ``forget`` erases everything about it, keeping the address only as a hash on the
+    suppression list. ContactNotFound for an unknown address."""
+    with store.session() as session:
+        row = find_contact(session, email, load_history=True)
+        key, address, contact_id = row.email_key, row.email, row.id
+        if row.stage in EXIT_STAGES:
+            suppress(session, key, f"{row.stage}; contact removed {now:%Y-%m-%d}", now)
+        session.flush()
+        messages = session.connection().execute(
+            delete(OutboxRow).where(OutboxRow.contact_id == contact_id)
+        )
+        events = InboundEventRow.contact_id == contact_id
+        if forget:
+            erased = session.connection().execute(delete(InboundEventRow).where(events)).rowcount
+            _erase_suppression(session, key, now)
+        else:
+            erased = 0
+            session.execute(update_rows(InboundEventRow).where(events).values(contact_id=None))
+        session.delete(row)
+        suppressed = bool(_suppressed(session, [key]))
+        return Removal(address, forget, suppressed, messages.rowcount, erased)
+
+
+def _erase_suppression(session: Session, key: str, now: datetime) -> None:
+    """Keep the address on the suppression list only as its hash, with a reason naming nothing."""
+    hashed = erased_key(key)
+    session.execute(delete(SuppressionRow).where(SuppressionRow.email_key == key))
+    reason = f"erased at the owner's request {now:%Y-%m-%d}"
+    suppress(session, hashed, reason, now)
 
 
 def _existing(session: Session, emails: Sequence[str]) -> dict[str, ContactRow]:
@@ -240,8 +511,14 @@ def _ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
 
 
 def _insert_new(
-    session: Session, records: Sequence[ContactRecord], now: datetime, source: str
+    session: Session,
+    records: Sequence[ContactRecord],
+    now: datetime,
+    reason: str,
+    *,
+    hold: bool = False,
 ) -> None:
+    """Insert new contacts, each with its first history entry: ``reason`` and its line."""
     if not records:
         return
     # A bulk INSERT without RETURNING, then one look-up of the new ids: RETURNING in
@@ -264,6 +541,7 @@ def _insert_new(
                 "created_at": now,
                 "updated_at": now,
                 "next_check_at": now,
+                "held_since": now if hold else None,
             }
             for r in records
         ],
@@ -278,7 +556,7 @@ def _insert_new(
                 "at": now,
                 "from_stage": None,
                 "to_stage": r.stage or NEW,
-                "reason": f"imported from {source} line {r.line}",
+                "reason": f"{reason} line {r.line}" if r.line else reason,
             }
             for contact_id, r in zip(ids, records, strict=True)
         ],
