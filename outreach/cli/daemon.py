@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from outreach.cli.common import app, context_of, out, print_json, reported, utc_now
+from outreach.cli.common import app, context_of, out, print_json, reported
+from outreach.cli.outbound import NowOption, parse_now
 from outreach.errors import ConfigError, OutreachError
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def run(ctx: typer.Context) -> None:
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    now: NowOption = None,
 ) -> None:
     """Is the daemon running; last send pass and inbox sync; what is due; the pipeline.
 
@@ -55,16 +58,17 @@ def status(
         from outreach.services.status import gather_status
 
         state = context_of(ctx)
-        found = gather_status(state.store(), state.settings(), utc_now())
+        settings = state.settings()
+        found = gather_status(state.store(), settings, parse_now(now, settings))
     if as_json:
         print_json(found.to_json())
     else:
-        _print_status(found)
+        _print_status(found, ZoneInfo(settings.practice.timezone))
     if not found.running:
         raise typer.Exit(NOT_RUNNING)
 
 
-def _print_status(found: Status) -> None:
+def _print_status(found: Status, zone: ZoneInfo) -> None:
     def when(value: datetime | None) -> str:
         return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if value else "never"
 
@@ -76,17 +80,24 @@ def _print_status(found: Status) -> None:
     out.print(f"last dispatch: {when(found.last_dispatch)}{summary}", markup=False)
     out.print(f"last inbox:    {when(found.last_sync)}", markup=False)
     out.print(f"last reply:    {when(found.last_reply)}", markup=False)
-    out.print(f"due today:     {found.due_today}", markup=False)
+    next_send = (
+        f" (next send {found.next_send.astimezone(zone):%a %Y-%m-%d %H:%M %Z})"
+        if found.next_send
+        else ""
+    )
+    out.print(f"due today:     {found.due_today}{next_send}", markup=False)
+    if found.held_contacts:
+        noun = "contact waits" if found.held_contacts == 1 else "contacts wait"
+        out.print(
+            f"held:          {found.held_contacts} imported {noun} for your review: "
+            "outreach approve --segment SEGMENT (or EMAIL..., or --all)",
+            markup=False,
+        )
     if found.sign_in_needed:
         out.print(f"SIGN-IN: {found.sign_in} (sending and watching wait)", markup=False)
     elif found.sign_in:
         out.print(f"sign-in:       {found.sign_in} (outreach auth status)", markup=False)
-    if found.sending_paused:
-        out.print(f"SENDING PAUSED: {found.sending_paused}", markup=False)
-        out.print("  (outreach sending resume, once the cause is fixed)", markup=False)
-    for domain, why in sorted(found.paused_domains.items()):
-        out.print(f"PAUSED TO {domain}: {why}", markup=False)
-        out.print(f"  (outreach sending resume --domain {domain}, once fixed)", markup=False)
+    _print_pauses(found)
     if found.held_for_review:
         out.print(
             f"review:        {found.held_for_review} message(s) outreach was not sure about "
@@ -114,3 +125,17 @@ def _print_status(found: Status) -> None:
     for segment, counts in sorted(found.pipeline.items()):
         table.add_row(segment, *(str(counts.get(s, 0)) for s in stages))
     out.print(table)
+
+
+def _print_pauses(found: Status) -> None:
+    if found.sending_paused:
+        out.print(f"SENDING PAUSED: {found.sending_paused}", markup=False)
+        fix = (
+            "it lifts itself then; outreach sending resume lifts it sooner"
+            if found.sending_paused_until
+            else "outreach sending resume, once the cause is fixed"
+        )
+        out.print(f"  ({fix})", markup=False)
+    for domain, why in sorted(found.paused_domains.items()):
+        out.print(f"PAUSED TO {domain}: {why}", markup=False)
+        out.print(f"  (outreach sending resume --domain {domain}, once fixed)", markup=False)

@@ -45,7 +45,7 @@ NowOption = Annotated[
 ]
 
 
-def _parse_now(value: str | None, settings: Settings) -> datetime:
+def parse_now(value: str | None, settings: Settings) -> datetime:
     if value is None:
         return utc_now()
     from outreach.domain.fields import parse_local_time
@@ -71,20 +71,46 @@ def preview(
     ctx: typer.Context,
     email: Annotated[str, typer.Argument(help="The contact's email address.")],
     step: Annotated[
-        int | None,
-        typer.Option("--step", help="Sequence step (1 = intro); default: the contact's next one."),
+        str | None,
+        typer.Option(
+            "--step",
+            help="Sequence step (1 = intro), `nurture` (the check-in), or a rule reply's "
+            "template (e.g. thank_you); default: the contact's next step.",
+        ),
     ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Print the exact bytes (MIME encoded) instead of the text."),
+    ] = False,
+    send_to_me: Annotated[
+        bool,
+        typer.Option(
+            "--send-to-me",
+            help='Send it to the practice (sender.notify_address), "[TEST] " before the subject; '
+            "records nothing.",
+        ),
+    ] = False,
     now: NowOption = None,
 ) -> None:
-    """Print the exact message, headers and body, that a step would send a contact."""
+    """Show the message a step would send a contact: headers and body as text (--raw: the
+    exact bytes); any step, sent or not; or --send-to-me as a test."""
     with reported():
         from outreach.services import forecast
 
         state = context_of(ctx)
-        data = forecast.preview(
-            state.dispatcher(), email, step=step, now=_parse_now(now, state.settings())
+        message = forecast.preview(
+            state.dispatcher(), email, step=step, now=parse_now(now, state.settings())
         )
-    sys.stdout.write(data.decode("utf-8", errors="replace").replace("\r\n", "\n"))
+        if send_to_me:
+            from outreach.services.review import send_to_me as send
+
+            to = asyncio.run(send(state.settings(), state.smtp(), message))
+            out.print(f"sent to {to}: [TEST] {message.subject}", markup=False)
+            return
+    if raw:
+        sys.stdout.write(message.data.decode("utf-8", errors="replace").replace("\r\n", "\n"))
+    else:
+        sys.stdout.write(forecast.readable(message.data))
 
 
 @app.command("plan")
@@ -96,13 +122,14 @@ def plan(
 ) -> None:
     """Forecast what would be sent when, honoring windows, holidays, caps and pacing."""
     with reported():
-        from outreach.services import forecast
+        from outreach.services import forecast, outbox
 
         state = context_of(ctx)
-        planned = forecast.plan(
-            state.dispatcher(), now=_parse_now(now, state.settings()), days=days
-        )
+        planned = forecast.plan(state.dispatcher(), now=parse_now(now, state.settings()), days=days)
         zone = ZoneInfo(state.settings().practice.timezone)
+        paused = outbox.sending_pause(state.store(), parse_now(now, state.settings()))
+    if paused is not None and not as_json:
+        err.print(f"sending is paused: {paused}", markup=False)
     if as_json:
         print_json([p.to_json() for p in planned])
         return
@@ -150,7 +177,7 @@ def send_due(
             parts.templates,
             consequence="templates check failed: nothing is sent until every template renders",
         )
-        when = None if now is None else _parse_now(now, parts.settings)
+        when = None if now is None else parse_now(now, parts.settings)
         report = asyncio.run(
             send(
                 parts.dispatcher,
@@ -278,3 +305,99 @@ def sending_resume(
         f"{what} was not paused" if reason is None else f"{what} resumed (was paused: {reason})",
         markup=False,
     )
+
+
+@sending_app.command("pause")
+def sending_pause(
+    ctx: typer.Context,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="Lift the pause by itself then (a date or ISO 8601 time in the practice's "
+            "time zone, e.g. 2026-03-09 or 2026-03-09T13:00); default: until `sending resume`.",
+        ),
+    ] = None,
+    now: NowOption = None,
+) -> None:
+    """Pause all sending by hand (nothing goes out; replies are still read), until
+    `outreach sending resume` or, with --until, until then."""
+    with reported():
+        from outreach.domain.fields import parse_local_time
+        from outreach.services import outbox
+
+        state = context_of(ctx)
+        zone = ZoneInfo(state.settings().practice.timezone)
+        end = None if until is None else parse_local_time(until, zone, "--until").astimezone(UTC)
+        pause = outbox.pause_sending(
+            state.store(), parse_now(now, state.settings()), until=end, zone=zone
+        )
+    if pause.earlier:
+        out.print(
+            f"sending was already paused until resumed by hand ({pause.reason}); "
+            "it stays so: outreach sending resume, once the cause is fixed",
+            markup=False,
+        )
+    elif pause.until is not None:
+        out.print(f"sending {pause.reason} (outreach sending resume lifts it sooner)", markup=False)
+    else:
+        out.print(f"sending {pause.reason}: outreach sending resume lifts it", markup=False)
+
+
+@app.command("approve")
+def approve(
+    ctx: typer.Context,
+    emails: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="EMAIL", help="The held contacts to approve."),
+    ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option("--segment", help="Approve every held contact of this segment (or label)."),
+    ] = None,
+    everyone: Annotated[bool, typer.Option("--all", help="Approve every held contact.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List who would be approved; change nothing.")
+    ] = False,
+    now: NowOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Let contacts held for review (sending.hold_new in the config) be sent to: their first
+    step goes out in the next sending window."""
+    with reported():
+        import getpass
+
+        from outreach.services import review
+
+        state = context_of(ctx)
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a container)
+            who = "hand"
+        done = review.approve(
+            state.store(),
+            state.settings(),
+            now=parse_now(now, state.settings()),
+            by=who,
+            segment=segment,
+            emails=emails or [],
+            everyone=everyone,
+            dry_run=dry_run,
+        )
+    if as_json:
+        print_json({"approved": done.approved, "not_held": done.not_held, "dry_run": dry_run})
+        return
+    verb = "would approve" if dry_run else "approved"
+    for address in done.approved:
+        out.print(f"{verb} {address}", markup=False)
+    for address in done.not_held:
+        err.print(f"{address}: not held for review (nothing to approve)", markup=False)
+    count = len(done.approved)
+    noun = "contact" if count == 1 else "contacts"
+    if dry_run:
+        out.print(f"{count} {noun} would be approved (nothing changed)", markup=False)
+    else:
+        out.print(
+            f"{count} {noun} approved: their first step goes out in the next sending window",
+            markup=False,
+        )

@@ -66,6 +66,7 @@ from outreach.store.database import (
     open_store,
 )
 from outreach.store.instance import InstanceLock
+from outreach.store.ledger import sending_paused
 
 log = logging.getLogger("outreach.daemon")  # pinned: journal lines show it
 
@@ -434,13 +435,15 @@ class Daemon:
                 return signed_in.summary  # "sign-in expired: run outreach auth login"
         zone = ZoneInfo(parts.settings.practice.timezone)
         now = self.now()
-        line = f"watching {parts.inbox.description}; {due_today(store, zone, now)} due today"
+        due = due_today(parts.dispatcher.due, now)
+        line = f"watching {parts.inbox.description}; {due} due today"
         replied = last_reply(store)
         if replied is not None:
             local = replied.astimezone(zone)
             same_day = local.date() == now.astimezone(zone).date()
             line += f"; last reply {local:%H:%M}" if same_day else f"; last reply {local:%Y-%m-%d}"
-        paused = parts.dispatcher.paused_reason()
+        with store.session() as session:
+            paused = sending_paused(session, now)
         if paused:
             line += "; SENDING PAUSED (outreach sending resume)"
         return line

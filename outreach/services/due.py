@@ -1,6 +1,9 @@
 """Which steps are due, and when: contacts and the ledger read into candidates, for the
 dispatch pass and for ``plan``. Reading (``scan``) and writing what a scan found (``settle``:
-finished sequences to ``no_response``, each contact's next check time) are separate calls."""
+finished sequences to ``no_response``, each contact's next check time) are separate calls.
+
+A contact held for review (``held_since``, ``[sending] hold_new``) has nothing due: a scan
+gives it no next check, and ``outreach approve`` sets one."""
 
 from __future__ import annotations
 
@@ -149,8 +152,8 @@ class DueSteps:
     ) -> Candidate | None:
         """The contact's next sequence step, whenever it falls due (None: nothing to send)."""
         segment = self.settings.segments.get(row.segment)
-        if segment is None:
-            return None  # a segment removed from the config
+        if segment is None or row.held_since is not None:
+            return None  # a segment removed from the config, or held for review
         zone, calendar = self.zone_for(row.timezone), self.calendar_for(row.segment)
         step = next_step(
             stage=row.stage,
@@ -168,6 +171,8 @@ class DueSteps:
         self, row: ContactRow, touch: Touch, suppressed: set[str]
     ) -> Candidate | None:
         """An engaged or referring source's next check-in, whenever it falls due."""
+        if row.held_since is not None:
+            return None
         segment = self.settings.segments[row.segment]
         due = next_nurture(
             stage=row.stage,
@@ -207,6 +212,8 @@ class DueSteps:
         now: datetime,
         touch: Touch | None = None,
     ) -> tuple[Candidate | None, datetime | None]:
+        if row.held_since is not None:
+            return None, None  # held for review: `outreach approve` sets the next check
         segment = self.settings.segments.get(row.segment)
         if segment is not None and row.stage in NURTURE_STAGES and touch is not None:
             candidate = self.nurture_candidate(row, touch, suppressed)
@@ -239,6 +246,7 @@ class DueSteps:
                 OutboxRow.state.in_(WAITING),
                 or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
                 STAGE_ALLOWS_ROW,
+                ContactRow.held_since.is_(None),
             )
         )
         return [

@@ -1,11 +1,12 @@
-"""The delivery ledger as the therapist handles it: list it, settle an ``unknown`` send, resume
-sending after a policy pause."""
+"""The delivery ledger as the therapist handles it: list it, settle an ``unknown`` send, pause
+all sending by hand (until resumed, or until a date), resume sending after a pause."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -17,6 +18,7 @@ from outreach.store.ledger import mark_sent
 from outreach.store.models import ContactRow, OutboxRow
 
 MAX_ROW_ID = 2**63 - 1  # row ids are 64-bit integers on both backends
+PAUSED_BY_HAND = "paused by hand"
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,37 @@ def resume_sending(store: Store, domain: str | None = None) -> str | None:
         if domain is not None:
             return ledger.resume_domain(session, domain)
         return ledger.resume_sending(session)
+
+
+def sending_pause(store: Store, now: datetime) -> str | None:
+    """Why all sending is paused at ``now``, or None (a pause whose end has come is lifted)."""
+    with store.session() as session:
+        return ledger.sending_paused(session, now)
+
+
+@dataclass(frozen=True)
+class SendingPause:
+    """The pause of all sending in force after ``pause_sending``."""
+
+    reason: str
+    until: datetime | None  # None: until ``outreach sending resume``
+    earlier: bool  # an earlier pause without an end was already in force, and stays
+
+
+def pause_sending(
+    store: Store, now: datetime, *, until: datetime | None, zone: ZoneInfo
+) -> SendingPause:
+    """Pause all sending by hand: until ``sending resume``, or with ``until`` until then
+    (it lifts itself; shown in the practice's time zone ``zone``). A pause without an end
+    already in force (a policy refusal) is kept as it is."""
+    if until is not None and until <= now:
+        raise OutreachError(f"--until {until.astimezone(zone):%Y-%m-%d %H:%M} has already passed")
+    reason = PAUSED_BY_HAND
+    if until is not None:
+        reason += f" until {until.astimezone(zone):%a %Y-%m-%d %H:%M %Z}"
+    with store.session() as session:
+        ledger.pause_sending(session, reason, now, keep_first=False, until=until)
+        session.flush()
+        in_force = ledger.sending_paused(session, now) or reason
+        ends = ledger.sending_paused_until(session)
+    return SendingPause(in_force, ends, earlier=until is not None and ends is None)

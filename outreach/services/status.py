@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from outreach.config import Settings
-from outreach.domain.sequencing import ACTIVE_STAGES
 from outreach.domain.states import InboundKind, OutboxState
 from outreach.mail.connections import sign_in
+from outreach.services import forecast
+from outreach.services.due import DueSteps
 from outreach.store.database import Store
 from outreach.store.instance import daemon_running
-from outreach.store.ledger import SENDING_PAUSED, paused_domains
+from outreach.store.ledger import paused_domains, sending_paused, sending_paused_until
 from outreach.store.models import ContactRow, InboundEventRow, OutboxRow, StateRow
 
 DAEMON_PID = "daemon.pid"
@@ -65,6 +65,10 @@ class Status:
     due_today: int
     sending_paused: str | None
     outbox_problems: dict[str, int]
+    # When nothing goes out today: when the next send would (within two weeks), or None.
+    next_send: datetime | None = None
+    sending_paused_until: datetime | None = None  # the pause lifts itself then
+    held_contacts: int = 0  # imported contacts waiting for `outreach approve`
     pipeline: dict[str, dict[str, int]] = field(default_factory=dict)  # segment -> stage -> n
     unprocessable: int = 0  # inbound messages recorded as unprocessable in the last week
     held_for_review: int = 0  # low-confidence readings waiting for `inbox decide`
@@ -86,7 +90,10 @@ class Status:
             "last_inbox_sync": when(self.last_sync),
             "last_reply": when(self.last_reply),
             "due_today": self.due_today,
+            "next_send": when(self.next_send),
             "sending_paused": self.sending_paused,
+            "sending_paused_until": when(self.sending_paused_until),
+            "held_contacts": self.held_contacts,
             "outbox_problems": self.outbox_problems,
             "pipeline": self.pipeline,
             "unprocessable_messages": self.unprocessable,
@@ -121,6 +128,11 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
             .where(InboundEventRow.review == "pending")
         )
         domains = paused_domains(session)
+        paused = sending_paused(session, now)
+        paused_until = sending_paused_until(session) if paused else None
+        held_contacts = session.scalar(
+            select(func.count()).select_from(ContactRow).where(ContactRow.held_since.is_not(None))
+        )
         problems = dict(
             session.execute(
                 select(OutboxRow.state, func.count())
@@ -132,7 +144,8 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
     started = facts.get(DAEMON_STARTED)
     dispatch = facts.get(LAST_DISPATCH)
     sync = facts.get(LAST_SYNC)
-    paused = facts.get(SENDING_PAUSED)
+    due = DueSteps(store, settings)
+    today = forecast.due_today(due, now)
     tokens = sign_in(settings)
     signed_in = tokens.status() if tokens is not None else None
     return Status(
@@ -143,8 +156,11 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         last_dispatch_summary=dispatch.value if dispatch else "",
         last_sync=sync.updated_at if sync else None,
         last_reply=last_reply(store),
-        due_today=due_today(store, ZoneInfo(settings.practice.timezone), now),
-        sending_paused=paused.value if paused else None,
+        due_today=today,
+        next_send=None if today else forecast.next_send(due, now),
+        sending_paused=paused,
+        sending_paused_until=paused_until,
+        held_contacts=int(held_contacts or 0),
         outbox_problems={str(k): int(v) for k, v in problems.items()},
         pipeline=pipeline,
         unprocessable=int(unprocessable or 0),
@@ -163,27 +179,7 @@ def last_reply(store: Store) -> datetime | None:
         )
 
 
-def due_today(store: Store, zone: ZoneInfo, now: datetime) -> int:
-    """Steps due by the end of the practice's day (``due_by`` midnight in ``zone``)."""
-    end = datetime.combine(now.astimezone(zone).date() + timedelta(days=1), time(), zone)
-    return due_by(store, end)
-
-
-def due_by(store: Store, until: datetime) -> int:
-    """Steps due by ``until``, before pacing: contacts whose next check has come, plus
-    waiting retries. A cheap count through the next_check_at index, for status lines."""
-    with store.session() as session:
-        contacts = session.scalar(
-            select(func.count())
-            .select_from(ContactRow)
-            .where(ContactRow.next_check_at <= until, ContactRow.stage.in_(ACTIVE_STAGES))
-        )
-        retries = session.scalar(
-            select(func.count())
-            .select_from(OutboxRow)
-            .where(
-                OutboxRow.state.in_((OutboxState.RETRY, OutboxState.QUEUED)),
-                (OutboxRow.next_attempt_at.is_(None)) | (OutboxRow.next_attempt_at <= until),
-            )
-        )
-    return int(contacts or 0) + int(retries or 0)
+def due_today(due: DueSteps, now: datetime) -> int:
+    """What the dispatcher will send between ``now`` and the end of the practice's day:
+    ``plan``'s forecast (window, business days, caps, held contacts, pauses), counted."""
+    return forecast.due_today(due, now)

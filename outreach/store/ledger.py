@@ -7,7 +7,7 @@ form instead of rebuilding and re-keying them for every send.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -27,6 +27,8 @@ from outreach.store.models import (
 )
 
 SENDING_PAUSED = "sending_paused"
+# When a pause of all sending lifts itself (ISO 8601, UTC); no row: until resumed by hand.
+SENDING_PAUSED_UNTIL = "sending_paused_until"
 WAITING = (OutboxState.RETRY, OutboxState.QUEUED)
 
 # A sequence step goes to contacts in new/contacted; a rule's reply (reply_with) to any
@@ -48,6 +50,7 @@ START = (
             select(ContactRow.id).where(
                 ContactRow.id == OutboxRow.contact_id,
                 STAGE_ALLOWS_ROW,
+                ContactRow.held_since.is_(None),  # held for review: nothing until approved
                 or_(ContactRow.paused_until.is_(None), ContactRow.paused_until <= NOW),
                 ~exists(
                     select(SuppressionRow.id).where(
@@ -147,23 +150,68 @@ def thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[st
     return [(m, s) for m, s in session.execute(query)]
 
 
-def sending_paused(session: Session) -> str | None:
-    """Why all sending is paused, or None."""
-    row = session.get(StateRow, SENDING_PAUSED)
-    return row.value if row else None
-
-
-def pause_sending(session: Session, reason: str, now: datetime, *, keep_first: bool) -> None:
-    """Pause all sending until the therapist resumes it; ``keep_first`` keeps an earlier reason."""
+def sending_paused(session: Session, now: datetime | None = None) -> str | None:
+    """Why all sending is paused at ``now`` (default: the system clock), or None; a pause
+    whose end has come counts as lifted."""
     row = session.get(StateRow, SENDING_PAUSED)
     if row is None:
+        return None
+    until = sending_paused_until(session)
+    if until is not None and until <= (now or datetime.now(UTC)):
+        return None
+    return row.value
+
+
+def sending_paused_until(session: Session) -> datetime | None:
+    """When the pause of all sending lifts itself; None: it doesn't (or nothing is paused)."""
+    row = session.get(StateRow, SENDING_PAUSED_UNTIL)
+    if row is None or session.get(StateRow, SENDING_PAUSED) is None:
+        return None
+    return datetime.fromisoformat(row.value).astimezone(UTC)
+
+
+def pause_sending(
+    session: Session,
+    reason: str,
+    now: datetime,
+    *,
+    keep_first: bool,
+    until: datetime | None = None,
+) -> None:
+    """Pause all sending until the therapist resumes it, or with ``until`` until then;
+    ``keep_first`` keeps an earlier reason. A pause that ends never shortens one that
+    doesn't: a pause with an end over an open-ended one changes nothing, and an open-ended
+    one (a policy refusal) replaces a pause with an end."""
+    row = session.get(StateRow, SENDING_PAUSED)
+    ends = session.get(StateRow, SENDING_PAUSED_UNTIL)
+    if row is not None and sending_paused(session, now) is None:
+        for lifted in (row, ends):  # an earlier pause that has lifted itself
+            if lifted is not None:
+                session.delete(lifted)
+        session.flush()
+        row = ends = None
+    if row is None:
         session.add(StateRow(key=SENDING_PAUSED, value=reason, updated_at=now))
-    elif not keep_first:
+    elif until is not None and ends is None:
+        return  # already paused until resumed by hand
+    elif not keep_first or ends is not None:
         row.value, row.updated_at = reason, now
+    if until is None:
+        if ends is not None:
+            session.delete(ends)
+        return
+    value = until.astimezone(UTC).isoformat()
+    if ends is None:
+        session.add(StateRow(key=SENDING_PAUSED_UNTIL, value=value, updated_at=now))
+    else:
+        ends.value, ends.updated_at = value, now
 
 
 def resume_sending(session: Session) -> str | None:
     """Lift the pause; the reason it was paused, or None if it wasn't."""
+    ends = session.get(StateRow, SENDING_PAUSED_UNTIL)
+    if ends is not None:
+        session.delete(ends)
     row = session.get(StateRow, SENDING_PAUSED)
     if row is None:
         return None
