@@ -1,16 +1,26 @@
-"""Message headers: threading, unsubscribe, and no way to inject a header."""
+"""Composing: headers, threading, unsubscribe, no header injection, the greeting, and a
+contact's missing field told apart from a template's error."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from outreach.config import load_config
-from outreach.mail.compose import Thread, build_message, reply_subject, thread_for
-from outreach.mail.templates import RenderedMessage
+from outreach.errors import TemplateProblem
+from outreach.mail.compose import (
+    Thread,
+    build_message,
+    greeting,
+    reply_subject,
+    template_context,
+    thread_for,
+)
+from outreach.mail.templates import MissingContactField, RenderedMessage, TemplateSet
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 RENDERED = RenderedMessage(template="t", subject="Hello", body="Dear Ann,\n\nHi.\n")
@@ -66,3 +76,90 @@ class TestThreading:
 
     def test_re_is_not_stacked(self) -> None:
         assert reply_subject("RE: Hello") == "RE: Hello"
+
+
+class TestGreeting:
+    """The opening line: the contact's own title first, the segment's only for the untitled."""
+
+    @pytest.mark.parametrize(
+        ("title", "first", "last", "address_as", "expected"),
+        [
+            ("Rabbi", "Ari", "Feldman", "Pastor", "Dear Rabbi Feldman,"),
+            ("Rev.", "Ann", "Cole", "", "Dear Rev. Cole,"),
+            ("Ms.", None, "Reyes", "Dr.", "Dear Ms. Reyes,"),
+            (None, "Alma", "Reyes", "Dr.", "Dear Dr. Reyes,"),  # every source here is a doctor
+            (None, "Priya", "Shah", "", "Dear Priya,"),
+            ("NP", "Jin", "Park", "Dr.", "Dear Jin,"),  # letters after a name: not a form
+            ("LCSW", None, "Park", "", "Hello,"),
+            ("Dr.", None, None, "Dr.", "Hello,"),  # a title without a last name
+            (None, None, None, "", "Hello,"),
+        ],
+    )
+    def test_greeting(
+        self,
+        title: str | None,
+        first: str | None,
+        last: str | None,
+        address_as: str,
+        expected: str,
+    ) -> None:
+        assert greeting(title, first, last, address_as) == expected
+
+    def test_the_context_carries_the_greeting(self, config_file: Path) -> None:
+        settings = load_config(config_file)
+        contact = {"email": "g@x.example.com", "last_name": "Feldman", "title": "Rabbi"}
+        context = template_context(settings, "clergy", contact, step_number=1, template="intro")
+        assert context["greeting"] == "Dear Rabbi Feldman,"
+
+
+class TestMissingContactFields:
+    """A contact field one contact lacks is that contact's missing data, told apart from a
+    template's own error."""
+
+    def render(self, tmp_path: Path, config_file: Path, body: str, contact: dict[str, Any]) -> str:
+        (tmp_path / "t" / "_partials").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "t" / "_default").mkdir(exist_ok=True)
+        (tmp_path / "t" / "_partials" / "footer.txt.j2").write_text("-- \nfooter\n")
+        (tmp_path / "t" / "_default" / "x.txt.j2").write_text(
+            f"Subject: Hi\n\n{body}\n{{% include '_partials/footer.txt.j2' %}}\n"
+        )
+        context = template_context(
+            load_config(config_file), "clergy", contact, step_number=1, template="x"
+        )
+        return TemplateSet(tmp_path / "t").render("clergy", "x", context, needs_subject=True).body
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            "{{ contact.first_name }}",
+            "{{ contact.first_name | upper }}",
+            "{{ 'Hi ' ~ contact.first_name }}",
+            "{{ contact['first_name'] }}",
+        ],
+    )
+    def test_a_missing_field_names_the_field(
+        self, tmp_path: Path, config_file: Path, body: str
+    ) -> None:
+        with pytest.raises(MissingContactField) as caught:
+            self.render(tmp_path, config_file, body, {"email": "a@x.example.com"})
+        assert caught.value.field == "first_name"
+        assert "_default/x.txt.j2, line 3" in str(caught.value)
+
+    def test_a_missing_custom_field_names_it(self, tmp_path: Path, config_file: Path) -> None:
+        contact = {"email": "a@x.example.com", "custom": {"other": "1"}}
+        with pytest.raises(MissingContactField) as caught:
+            self.render(tmp_path, config_file, "{{ contact.custom.years }}", contact)
+        assert caught.value.field == "years"
+
+    def test_a_missing_field_is_false_in_an_if(self, tmp_path: Path, config_file: Path) -> None:
+        body = "{% if contact.organization %}at {{ contact.organization }}{% else %}hi{% endif %}"
+        rendered = self.render(tmp_path, config_file, body, {"email": "a@x.example.com"})
+        assert rendered.startswith("hi") and "at" not in rendered
+
+    def test_anything_else_undefined_is_the_templates_error(
+        self, tmp_path: Path, config_file: Path
+    ) -> None:
+        with pytest.raises(TemplateProblem) as caught:
+            self.render(tmp_path, config_file, "{{ practice.nme }}", {"email": "a@x.example.com"})
+        assert not isinstance(caught.value, MissingContactField)
+        assert "undefined variable 'nme'" in str(caught.value)

@@ -36,6 +36,8 @@ FLAGS = [
     "--smtp-host", "smtp.bluedoor.example.com",
     "--imap-host", "imap.bluedoor.example.com",
     "--timezone", "America/Chicago",
+    "--holidays-country", "US",
+    "--holidays-subdivision", "IL",
 ]  # fmt: skip
 
 
@@ -61,6 +63,9 @@ class TestInit:
         assert data["smtp"]["host"] == "smtp.bluedoor.example.com"
         assert data["imap"]["username"] == "sam@bluedoor.example.com"
         assert "# the practice, as it signs its emails" in config.read_text()
+        assert data["sending"]["hold_new"] is True  # imported contacts wait for approval
+        assert data["sending"]["holidays_country"] == "US"
+        assert data["sending"]["holidays_subdivision"] == "IL"
         assert list(load_config(config).segments) == SEGMENTS
         for segment in SEGMENTS:
             for name in KIT:
@@ -112,13 +117,79 @@ class TestInit:
             "fewer panic attacks", "1 Main Street", "not-an-address", "sam@bluedoor.example.com",
             "",  # the provider: "custom" (the default for a practice's own domain)
             "smtp.bluedoor.example.com", "imap.bluedoor.example.com", "",
+            "",  # the country: US
+            "XX", "wi",  # no default state: asked until it is one
+            "",  # the segments' wording: as proposed
         ]  # fmt: skip
         done = run("init", str(tmp_path), stdin="\n".join(answers) + "\n")
         assert done.exit_code == 0, done.output
         assert "is not a valid email address" in done.stderr
+        assert "'XX' is not a state or province of US" in done.stderr
+        assert "[psychiatrist]" in done.stdout  # the proposals are shown before the choice
         data = tomllib.loads((tmp_path / "config" / "outreach.toml").read_text())
         assert data["sender"]["from_address"] == "sam@bluedoor.example.com"
         assert data["practice"]["timezone"] == "America/New_York"  # the default
+        assert data["sending"]["holidays_subdivision"] == "WI"
+        assert data["segments"]["teacher"]["client_gains"].startswith("fewer panic attacks, ")
+
+    def test_a_wisconsin_practice_never_gets_the_examples_state(self, tmp_path: Path) -> None:
+        flags = FLAGS[:]
+        flags[flags.index("--holidays-subdivision") + 1] = "WI"
+        assert run("init", str(tmp_path), "--non-interactive", *flags).exit_code == 0
+        text = (tmp_path / "config" / "outreach.toml").read_text()
+        assert 'holidays_subdivision = "WI"' in text and '"ME"' not in text
+
+    def test_without_a_state_only_national_holidays_are_written(self, tmp_path: Path) -> None:
+        flags = FLAGS[: FLAGS.index("--holidays-subdivision")]
+        assert run("init", str(tmp_path), "--non-interactive", *flags).exit_code == 0
+        data = tomllib.loads((tmp_path / "config" / "outreach.toml").read_text())
+        assert data["sending"]["holidays_subdivision"] == ""
+
+    def test_a_bad_country_or_state_is_named_by_its_flag(self, tmp_path: Path) -> None:
+        flags = FLAGS[:]
+        flags[flags.index("--holidays-country") + 1] = "Narnia"
+        flags[flags.index("--holidays-subdivision") + 1] = "ZZ"
+        bad = run("init", str(tmp_path), "--non-interactive", *flags)
+        assert bad.exit_code == 2
+        assert "--holidays-country: 'Narnia' is not a country code" in bad.stderr
+        assert not (tmp_path / "config").exists()
+        flags[flags.index("--holidays-country") + 1] = "CA"
+        bad = run("init", str(tmp_path), "--non-interactive", *flags)
+        assert "--holidays-subdivision: 'ZZ' is not a state or province of CA" in bad.stderr
+
+    def test_proposed_profiles_are_phrased_around_the_answers(self, tmp_path: Path) -> None:
+        assert run("init", str(tmp_path), "--non-interactive", *FLAGS).exit_code == 0
+        settings = load_config(tmp_path / "config" / "outreach.toml")
+        for name, segment in settings.segments.items():
+            assert "fewer panic attacks and more confidence" in segment.profile["client_gains"]
+            assert "anxiety" not in " ".join(segment.profile.values()), name
+
+    def test_todo_profiles_are_refused_until_written(
+        self, tmp_path: Path, cli: Callable[..., Run]
+    ) -> None:
+        folder = tmp_path / "practice"
+        made = run("init", str(folder), "--non-interactive", "--segment-profiles", "todo", *FLAGS)
+        assert made.exit_code == 0, made.output
+        config = folder / "config" / "outreach.toml"
+        checked = cli("templates", "check", config=config)
+        assert checked.exit_code == 2
+        assert "segments.psychiatrist.needs: still 'TODO: " in checked.stderr
+        assert "the message still says TODO" not in checked.stderr  # once, by its key
+        assert "nothing is sent while a TODO is left" in checked.stderr
+
+    def test_profiles_can_be_edited_at_the_prompt(self, tmp_path: Path) -> None:
+        answers = [
+            "Blue Door Therapy", "Sam Rivera", "adults with panic disorder", "CBT",
+            "fewer panic attacks", "1 Main Street", "sam@bluedoor.example.com", "",
+            "smtp.bluedoor.example.com", "imap.bluedoor.example.com", "", "", "WI",
+            "edit",
+            "a therapist who answers the phone",  # psychiatrist.needs; the rest as proposed
+        ]  # fmt: skip
+        done = run("init", str(tmp_path), stdin="\n".join(answers) + "\n" * 40)
+        assert done.exit_code == 0, done.output
+        data = tomllib.loads((tmp_path / "config" / "outreach.toml").read_text())
+        assert data["segments"]["psychiatrist"]["needs"] == "a therapist who answers the phone"
+        assert data["segments"]["clergy"]["client_gains"].startswith("fewer panic attacks, ")
 
     def test_a_file_where_the_folder_should_be_is_one_clear_line(self, tmp_path: Path) -> None:
         (tmp_path / "taken").write_text("a file")
@@ -148,10 +219,12 @@ class TestStarterKit:
         for the client and the source, and an offer to follow through."""
         intro = (ROOT / "templates" / segment / "intro.txt.j2").read_text()
         assert intro.startswith("Subject: ")
+        who = (ROOT / "templates" / "_partials" / "introduction.txt.j2").read_text()
+        assert "{{ practice.ideal_client }}" in who and "{{ practice.method }}" in who
         for part in (
-            "{{ practice.ideal_client }}",
+            "{{ greeting }}",
+            '{% include "_partials/introduction.txt.j2" %}',
             "{{ segment.needs }}",
-            "{{ practice.result }}",
             "{{ segment.client_gains }}",
             "{{ segment.gains }}",
             "{{ segment.offer }}",

@@ -189,10 +189,6 @@ class TestPauseByHand:
         assert wednesday["sending_paused"] is None
         assert wednesday["due_today"] == 3
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="needs Dispatcher.paused_reason to take the pass's `now` (services/dispatch.py)",
-    )
     def test_send_due_sends_once_the_pause_has_lifted(
         self, imported: Callable[..., Run], smtp_sink: SmtpServer
     ) -> None:

@@ -61,9 +61,19 @@ def templates_check(ctx: typer.Context) -> None:
         from outreach.services.template_check import require_templates
 
         parts = context_of(ctx).parts()
-        require_templates(parts.store, parts.settings, parts.templates, consequence=None)
+        waiting = require_templates(parts.store, parts.settings, parts.templates, consequence=None)
     steps = sum(len(s.sequence) for s in parts.settings.segments.values())
-    out.print(f"templates: all {steps} sequence steps render for every contact", markup=False)
+    if not waiting:
+        out.print(f"templates: all {steps} sequence steps render for every contact", markup=False)
+        return
+    out.print(
+        f"templates: all {steps} sequence steps render; {len(waiting)} contact(s) need data "
+        "(they wait, the others are sent; add it with outreach contacts edit EMAIL --set "
+        "FIELD=VALUE):",
+        markup=False,
+    )
+    for item in waiting:
+        out.print(f"  {item}", markup=False)
 
 
 @app.command("preview")

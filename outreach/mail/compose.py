@@ -21,9 +21,13 @@ from typing import Any
 from outreach.config import Segment, Settings
 from outreach.domain.fields import has_control_characters
 from outreach.errors import TemplateProblem
-from outreach.mail.templates import RenderedMessage
+from outreach.mail.templates import ContactFields, RenderedMessage
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "title", "organization", "timezone")
+NEUTRAL_GREETING = "Hello,"
+# Letters after a name ("MD", "NP", "LCSW", "PhD") are credentials, not a form of address:
+# "Dear NP Park," is wrong, so a contact titled with one is greeted by first name.
+_CREDENTIALS = {"phd", "psyd", "edd", "dmin", "mdiv", "jd", "esq"}
 
 
 class UnsafeHeader(TemplateProblem, ValueError):
@@ -55,6 +59,26 @@ def new_message_id(domain: str) -> str:
     return f"<{secrets.token_hex(16)}@{domain}>"
 
 
+def greeting(
+    title: str | None, first_name: str | None, last_name: str | None, address_as: str | None
+) -> str:
+    """The opening line: the contact's own title and last name ("Dear Rabbi Feldman,"), else
+    the segment's ``address_as`` for a contact with no title at all (the segment says every
+    source in it holds that title), else the first name ("Dear Priya,"), else "Hello,"."""
+    title = (title or "").strip()
+    form = title if title else (address_as or "").strip()
+    if form and last_name and not _is_credential(form):
+        return f"Dear {form} {last_name},"
+    if first_name:
+        return f"Dear {first_name},"
+    return NEUTRAL_GREETING
+
+
+def _is_credential(title: str) -> bool:
+    letters = title.replace(".", "").replace("-", "").replace(",", "").replace(" ", "")
+    return letters.lower() in _CREDENTIALS or (len(letters) >= 2 and letters.isupper())
+
+
 def template_context(
     settings: Settings,
     segment_name: str,
@@ -63,14 +87,22 @@ def template_context(
     step_number: int,
     template: str,
 ) -> dict[str, Any]:
-    """What a template sees. Empty contact fields are left out, so using one is an error."""
+    """What a template sees. Empty contact fields are left out, so using one is the contact's
+    missing data (``MissingContactField``), never a blank in a sent message."""
     segment: Segment = settings.segments[segment_name]
-    custom = {k: v for k, v in (contact.get("custom") or {}).items() if v}
-    contact_view = {**custom, "custom": custom}
+    custom = ContactFields({k: v for k, v in (contact.get("custom") or {}).items() if v})
+    contact_view = ContactFields({**custom, "custom": custom})
     contact_view.update({k: contact[k] for k in CONTACT_FIELDS if contact.get(k)})
     if contact.get("tags"):
         contact_view["tags"] = list(contact["tags"])
+    opening = greeting(
+        _text(contact.get("title")),
+        _text(contact.get("first_name")),
+        _text(contact.get("last_name")),
+        segment.profile.get("address_as"),
+    )
     return {
+        "greeting": opening,
         "contact": contact_view,
         "segment": {**segment.profile, "name": segment_name, "label": segment.label},
         "practice": settings.practice.model_dump(),
@@ -81,6 +113,10 @@ def template_context(
             "total": len(segment.sequence),
         },
     }
+
+
+def _text(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

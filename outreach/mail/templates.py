@@ -4,9 +4,15 @@ Lookup: ``<dir>/<segment>/<name>.txt.j2``, else ``<dir>/_default/<name>.txt.j2``
 in ``<dir>/_partials/``. Every message must include the footer partial
 (``_partials/footer.txt.j2``: practice, postal address, opt-out); a template without it fails.
 
-Context: ``contact`` (only its non-empty fields, custom fields included, so a blank first
-name is an error rather than "Hi ,"), ``segment`` (name, label, profile fields),
-``practice``, ``sender``, ``step`` (number, template, total).
+Context: ``greeting`` (the opening line, "Dear Rabbi Feldman,": ``mail/compose.py``),
+``contact`` (only its non-empty fields, custom fields included, so a blank first name is an
+error rather than "Hi ,"), ``segment`` (name, label, profile fields), ``practice``,
+``sender``, ``step`` (number, template, total).
+
+A contact field missing for one contact (``contact.first_name``, ``contact.custom.years``)
+raises ``MissingContactField``: that contact lacks data, the template is fine, and only that
+contact waits. ``{% if contact.organization %}`` is false for a missing field instead.
+Anything else undefined (``practice.nme``, ``segment.neds``) is the template's problem.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
+    Undefined,
     UndefinedError,
 )
 from jinja2.exceptions import SecurityError
@@ -58,6 +65,58 @@ class _Sandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class ContactFields(dict[str, Any]):
+    """A contact's fields as a template sees them: a missing one is the contact's lack
+    (``MissingContactField``), not the template's error."""
+
+
+class MissingContactField(TemplateProblem):
+    """A template uses a contact field this contact doesn't have (``field``): the contact
+    needs data; the template is fine for the contacts that have it."""
+
+    def __init__(self, template: str, field: str, *, line: int | None = None) -> None:
+        self.field = field
+        super().__init__(template, f"undefined variable {field!r}", line=line)
+
+
+class _MissingField(UndefinedError):
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"undefined variable {field!r}")
+
+
+class _Undefined(StrictUndefined):
+    """Strict, except that a missing contact field is told apart (and is false in an ``if``)."""
+
+    __slots__ = ()
+
+    def _missing_field(self) -> str | None:
+        name = self._undefined_name
+        if isinstance(self._undefined_obj, ContactFields) and isinstance(name, str):
+            return name
+        return None
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        field = self._missing_field()
+        if field is not None:
+            raise _MissingField(field)
+        return super()._fail_with_undefined_error(*args, **kwargs)
+
+    # StrictUndefined types __bool__ as always failing (Never); this one may answer False.
+    def __bool__(self) -> bool:  # type: ignore[override]
+        if self._missing_field() is not None:
+            return False
+        return bool(super().__bool__())
+
+
+# Jinja binds its undefined's dunders (``__str__``, ``__iter__``, ``__add__``...) to the failing
+# function when its classes are created; route them through ours, so a missing contact field is
+# told apart however a template uses it.
+for _name, _value in {**vars(Undefined), **vars(StrictUndefined)}.items():
+    if _value is Undefined._fail_with_undefined_error and _name not in vars(_Undefined):
+        setattr(_Undefined, _name, _Undefined._fail_with_undefined_error)
+
+
 @dataclass(frozen=True)
 class RenderedMessage:
     """A rendered template: its headers and plain-text body."""
@@ -74,7 +133,7 @@ class TemplateSet:
         self.directory = directory
         self.env = _Sandbox(
             loader=FileSystemLoader(str(directory)),
-            undefined=StrictUndefined,
+            undefined=_Undefined,
             autoescape=False,  # plain text; an HTML part would get its own escaping env
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -128,6 +187,9 @@ class TemplateSet:
             ) from None
         except TemplateNotFound as exc:
             raise TemplateProblem(path, f"includes {exc.name!r}, which does not exist") from None
+        except _MissingField as exc:
+            file, line = _template_frame(exc, self.directory) or (path, None)
+            raise MissingContactField(file, exc.field, line=line) from None
         except UndefinedError as exc:
             file, line = _template_frame(exc, self.directory) or (path, None)
             raise TemplateProblem(file, _undefined_message(exc), line=line) from None

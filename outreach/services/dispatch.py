@@ -5,6 +5,12 @@ is committed in state ``sending`` before the SMTP transaction starts and updated
 row found in ``sending`` at the start of a pass was interrupted (crash, kill): it is never
 resent blindly, but looked up in the Sent folder when copies are kept there, else marked
 ``unknown`` for the therapist to resolve (``outreach outbox resolve``).
+
+A contact whose message can't be rendered only because it lacks a field a template uses
+(``contact.first_name``) is marked ``needs_data`` with that field and skipped; everyone else
+is sent. Each later pass tries it again first, and the first render that works clears the
+mark. A template's own error (syntax, a variable that exists for nobody) skips the message
+and is a problem of the pass.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from outreach.mail.compose import (
     thread_for,
 )
 from outreach.mail.sent_folder import SentFolder
-from outreach.mail.templates import TemplateSet
+from outreach.mail.templates import MissingContactField, TemplateSet
 from outreach.services.contacts import move_contact, template_fields
 from outreach.services.due import Candidate, DueSteps, suppressed_keys
+from outreach.services.template_check import ContactData
 from outreach.store.database import Store, in_chunks
 from outreach.store.instance import DispatchLock
 from outreach.store.ledger import (
@@ -105,6 +112,9 @@ class DispatchReport:
     # Steps due to a recipient domain whose sending is paused (it refused us for policy):
     # domain -> how many; they stay due. Told by `status`, not each pass.
     held: dict[str, int] = field(default_factory=dict)
+    # Contacts newly found to lack a field their templates use: email -> the field. They
+    # wait (``needs_data``); everyone else is sent. Ones already marked wait silently.
+    lacking: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     busy: bool = False  # another pass held the ledger: this one did nothing
 
@@ -143,6 +153,14 @@ class DispatchReport:
         said += [
             (INFO, f"{email}: sequence finished without a reply -> no_response")
             for email in self.finished
+        ]
+        said += [
+            (
+                WARNING,
+                f"{email}: not sent, needs data: its templates use {name}, which it lacks "
+                f"(outreach contacts edit {email} --set {name}=...); the others are sent",
+            )
+            for email, name in self.lacking.items()
         ]
         return said
 
@@ -186,7 +204,7 @@ class Dispatcher:
         ``stopping`` is asked before each message: once it is true, the message in flight is
         finished and recorded, and the rest stay queued for the next pass."""
         report = DispatchReport(dry_run=dry_run)
-        report.paused = self.paused_reason()
+        report.paused = self.paused_reason(now)
         if report.paused:
             return report
         if dry_run:  # reads only: no lock needed
@@ -234,6 +252,7 @@ class Dispatcher:
             if not dry_run:
                 report.finished = self.due.settle(found, now)
             found.candidates = self._not_held(session, found.candidates, report)
+            found.candidates = self._not_lacking(session, found.candidates, now, dry_run)
             by_key = {c.key: c for c in found.candidates}
             plan = schedule(
                 self.due.due_sends(found.candidates),
@@ -272,6 +291,40 @@ class Dispatcher:
                 report.held[domain] = report.held.get(domain, 0) + 1
             else:
                 kept.append(candidate)
+        return kept
+
+    def _not_lacking(
+        self, session: Session, candidates: list[Candidate], now: datetime, dry_run: bool
+    ) -> list[Candidate]:
+        """The candidates without a ``needs_data`` mark, and the marked ones whose message now
+        renders (their mark cleared, unless ``dry_run``): a contact waiting for data must not
+        take the pass's places from the others."""
+        ids = [c.contact_id for c in candidates]
+        marked: dict[int, ContactRow] = {}
+        for chunk in in_chunks(ids):
+            query = select(ContactRow).where(
+                ContactRow.id.in_(chunk), ContactRow.needs_data.is_not(None)
+            )
+            marked.update((row.id, row) for row in session.scalars(query))
+        if not marked:
+            return candidates
+        kept = []
+        for candidate in candidates:
+            contact = marked.get(candidate.contact_id)
+            if contact is None:
+                kept.append(candidate)
+                continue
+            try:
+                self._message_for(session, contact, candidate, "<check@localhost>", now)
+            except MissingContactField as exc:
+                if not dry_run:
+                    contact.needs_data = exc.field
+                continue
+            except TemplateProblem:
+                pass  # the claim reports it
+            if not dry_run:
+                contact.needs_data = None
+            kept.append(candidate)
         return kept
 
     async def _send_all(
@@ -339,6 +392,7 @@ class Dispatcher:
             with self.store.session() as session:
                 contacts = self._contacts(session, [c.contact_id for c in ready])
                 suppressed = suppressed_keys(session, [c.email_key for c in contacts.values()])
+                data = ContactData(session)
                 for candidate in ready:
                     contact = contacts.get(candidate.contact_id)
                     rule_reply = candidate.step_index >= REPLY_STEP_BASE
@@ -346,10 +400,19 @@ class Dispatcher:
                         continue
                     try:
                         pair = self._row_for(session, contact, candidate, now)
+                    except MissingContactField as exc:
+                        if data.is_known(contact.segment, exc.field):
+                            if contact.needs_data != exc.field:
+                                report.lacking[candidate.email] = exc.field
+                            contact.needs_data = exc.field
+                        else:  # a field no contact of the segment has: the template's error
+                            report.problems.append(f"{candidate.email}: not sent: {exc}")
+                        continue
                     except TemplateProblem as exc:
                         report.problems.append(f"{candidate.email}: not sent: {exc}")
                         continue
                     if pair is not None:
+                        contact.needs_data = None
                         claimed.append((pair[0], candidate, pair[1]))
                 session.flush()
                 return [Claim(row.id, candidate, message) for row, candidate, message in claimed]
@@ -360,28 +423,40 @@ class Dispatcher:
     def _row_for(
         self, session: Session, contact: ContactRow, candidate: Candidate, now: datetime
     ) -> tuple[OutboxRow, OutboundMessage] | None:
-        nurture = candidate.step_index >= NURTURE_STEP_BASE
-        earlier = (
-            thread_rows(session, contact.id, candidate.step_index)
-            if candidate.step_index and not nurture
-            else []
-        )
         if candidate.outbox_id is not None:
             row = session.get(OutboxRow, candidate.outbox_id)
             if row is None or row.state not in WAITING:
                 return None
-            message = self.compose(
-                contact, candidate.step_index, earlier, row.message_id, now, template=row.template
-            )
+            message = self._message_for(session, contact, candidate, row.message_id, now)
             return row, message
         message_id = new_message_id(self.settings.sender.message_id_domain)
-        message = self.compose(contact, candidate.step_index, earlier, message_id, now)
+        message = self._message_for(session, contact, candidate, message_id, now)
         template = self.due.template_of(candidate)
         row = new_row(
             contact.id, candidate.step_index, template, message_id, now, subject=message.subject
         )
         session.add(row)
         return row, message
+
+    def _message_for(
+        self,
+        session: Session,
+        contact: ContactRow,
+        candidate: Candidate,
+        message_id: str,
+        now: datetime,
+    ) -> OutboundMessage:
+        """The message a candidate step sends, in the thread of the steps sent before it."""
+        nurture = candidate.step_index >= NURTURE_STEP_BASE
+        earlier = (
+            thread_rows(session, contact.id, candidate.step_index)
+            if candidate.step_index and not nurture
+            else []
+        )
+        template = candidate.template if candidate.outbox_id is not None else None
+        return self.compose(
+            contact, candidate.step_index, earlier, message_id, now, template=template
+        )
 
     def _advance(self, sent: Claim | None, start: Claim | None, now: datetime) -> bool:
         """One transaction per message: record the previous message as sent, and mark the next
@@ -547,10 +622,10 @@ class Dispatcher:
                     )
                     report.unknown.append(line)
 
-    def paused_reason(self) -> str | None:
-        """Why all sending is paused, or None."""
+    def paused_reason(self, now: datetime | None = None) -> str | None:
+        """Why all sending is paused at ``now`` (default: the system clock), or None."""
         with self.store.session() as session:
-            return sending_paused(session)
+            return sending_paused(session, now)
 
 
 async def send_due(
