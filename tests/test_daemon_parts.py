@@ -8,19 +8,16 @@ import os
 import socket
 import sys
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from outreach.errors import AlreadyRunning, ConfigError
-from outreach.report.build import Attention
 from outreach.runtime.clock import Clock
 from outreach.runtime.logs import OneLineFormatter
 from outreach.runtime.systemd import Notifier, journal_attached, watchdog_interval
-from outreach.services.digest import DigestFacts, compose_digest
-from outreach.services.forecast import PlannedSend
 from outreach.store.instance import DispatchLock, InstanceLock, daemon_running
 
 ZONE = ZoneInfo("America/New_York")
@@ -179,56 +176,3 @@ class TestClock:
         monkeypatch.setenv("OUTREACH_NOW", "next tuesday")
         with pytest.raises(ConfigError, match="OUTREACH_NOW: 'next tuesday'"):
             Clock.from_environment(ZONE)
-
-
-class TestDigestText:
-    def test_the_digest_says_who_and_what_never_their_words(self) -> None:
-        facts = DigestFacts(
-            day=date(2026, 12, 2),
-            inbound=[
-                ("alma@psych.example.com", "reply", "contacted -> replied"),
-                ("(unmatched, example.org)", "auto_reply", "recorded"),
-            ],
-            changes=[("alma@psych.example.com", "contacted", "replied", "reply <m@x>")],
-            today=[
-                PlannedSend(
-                    datetime(2026, 12, 2, 14, 5, tzinfo=UTC), "t@school.org", "teacher", 1, "intro"
-                )
-            ],
-            attention=[Attention("unknown send", "x@y.org", "check it")],
-        )
-        subject, lines = compose_digest(facts, ZONE)
-        assert subject == "outreach Wed 02 Dec: 1 reply yesterday, 1 to send today, 1 to look at"
-        text = "\n".join(lines)
-        assert "Yesterday (Tuesday 01 December):" in text
-        assert "  reply: alma@psych.example.com -> contacted -> replied" in text
-        assert "  alma@psych.example.com: contacted -> replied (reply <m@x>)" in text
-        assert "  09:05 t@school.org (teacher, step 1: intro)" in text
-        assert "  unknown send: x@y.org: check it" in text
-
-    def test_a_quiet_day_says_so_and_long_lists_are_cut(self) -> None:
-        many = [(f"p{i}@x.org", "reply", "replied") for i in range(40)]
-        subject, lines = compose_digest(DigestFacts(date(2026, 12, 2), many, [], [], []), ZONE)
-        assert "40 replies yesterday, 0 to send today" in subject
-        text = "\n".join(lines)
-        assert "... and 10 more" in text
-        assert "  nothing due" in text
-        assert "Needs attention:\n  nothing" in text
-
-
-def test_a_notify_reader_that_falls_behind_never_blocks_the_sender() -> None:
-    """The loop must not hang on sd_notify: a full socket queue drops the message."""
-    directory = tempfile.mkdtemp(prefix="n")
-    path = os.path.join(directory, "s")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(path)
-    notifier = Notifier(path)
-    try:
-        for _ in range(5000):  # far past the queue's length; nobody reads
-            notifier.watchdog()
-        assert server.recv(100) == b"WATCHDOG=1"
-    finally:
-        notifier.close()
-        server.close()
-        os.unlink(path)
-        os.rmdir(directory)

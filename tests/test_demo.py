@@ -18,15 +18,20 @@ def test_the_demo_runs_the_whole_loop_and_leaves_the_mail_to_read(tmp_path: Path
     lines: list[str] = []
     demo = run_demo(tmp_path, lines.append)
     text = "\n".join(lines)
-    assert text.count("sent     intro to") == 11
-    assert "inbound  out_of_office from priya.natarajan@lincolnmiddle.example.org: paused" in text
-    assert "inbound  bounce from tom.beaulieu@lincolnmiddle.example.org: bounced" in text
-    assert "inbound  unsubscribe from grace.okafor@stmarkschurch.example.org: unsubscribed" in text
-    assert "inbound  reply from alma.reyes@northbaypsych.example.com: replied" in text
-    assert "stage engaged" in text  # the keyword rule
-    assert "sent     thank-you (rule) to alma.reyes@northbaypsych.example.com" in text
-    assert "sent     follow-up 1 to" in text
-    assert "sent     follow-up 2 to" in text
+    assert text.count("Sent the intro to") == 11
+    assert "Out of office: Ms. Natarajan (School counselors and teachers): paused until" in text
+    assert "Bounced: Mr. Beaulieu (School counselors and teachers): bounced and suppressed" in text
+    assert "Unsubscribed: Pastor Okafor (Clergy): unsubscribed and suppressed." in text
+    assert "Reply from Dr. Reyes (Psychiatrists): replied" in text
+    assert "moved to engaged" in text  # the keyword rule
+    assert "Sent the thank-you to alma.reyes@northbaypsych.example.com (Psychiatrists)." in text
+    assert "Sent follow-up 1 to" in text
+    assert "Sent follow-up 2 to" in text
+    assert "Recorded a referral from alma.reyes@northbaypsych.example.com; they are now " in text
+    # Sentences: no empty lists, no Message-IDs, no machine leftovers.
+    assert all(line.endswith(".") for line in lines), [x for x in lines if not x.endswith(".")]
+    for leftover in ("rules: ;", ": ;", "; ;", "<", "queued step(s)", "  -> "):
+        assert leftover not in text, leftover
     stages = {email: stage for email, _segment, stage, _paused in demo.final}
     assert stages["alma.reyes@northbaypsych.example.com"] == "referring"
     assert stages["jonah.whitfield@northbaypsych.example.com"] == "replied"
@@ -50,20 +55,30 @@ def test_the_demo_runs_the_whole_loop_and_leaves_the_mail_to_read(tmp_path: Path
     practice = mailbox.Maildir(demo.practice_inbox, create=False)
     subjects = [message_from_bytes(practice.get_bytes(k))["Subject"] for k in practice.iterkeys()]
     assert "Undelivered Mail Returned to Sender" in subjects
-    assert "outreach: reply from Alma Reyes" in subjects
+    assert "Reply from Dr. Reyes (Psychiatrists)" in subjects
 
 
 def test_the_command_prints_the_pipeline_and_where_the_mail_is(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)], catch_exceptions=False)
+    where = tmp_path / "not" / "yet" / "there"  # created, parents and all
+    result = CliRunner().invoke(app, ["demo", "--dir", str(where)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "the pipeline after the demo" in result.stdout
     assert "every email is a file:" in result.stdout
 
 
+def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
+    from outreach.runtime.demo import make_folder
+
+    made = make_folder(tmp_path / "a" / "b" / "c")
+    assert made.parent == tmp_path / "a" / "b" / "c"
+    assert made.is_dir() and made.name.startswith("outreach-demo-")
+
+
 def test_a_folder_that_cannot_be_created_is_one_clear_line(tmp_path: Path) -> None:
-    missing = tmp_path / "no" / "such" / "place"
-    with pytest.raises(ConfigError, match=r"demo: can't create a folder in .*no/such/place"):
-        run_demo(missing, print)
-    result = CliRunner().invoke(app, ["demo", "--dir", str(missing)], catch_exceptions=False)
+    (tmp_path / "a-file").write_text("not a folder")
+    impossible = tmp_path / "a-file" / "such" / "place"
+    with pytest.raises(ConfigError, match=r"demo: can't create a folder in .*a-file/such/place"):
+        run_demo(impossible, print)
+    result = CliRunner().invoke(app, ["demo", "--dir", str(impossible)], catch_exceptions=False)
     assert result.exit_code == 2
     assert "try --dir SOMEWHERE" in result.stderr

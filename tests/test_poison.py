@@ -241,7 +241,10 @@ class TestUnprocessable:
         zone = ZoneInfo(practice.settings.practice.timezone)
         _subject, lines = compose_digest(gather_digest(dispatcher, T0 + timedelta(days=1)), zone)
         assert any(
-            line.startswith("  unprocessable: (unmatched, nb.example.com)") for line in lines
+            line.startswith(
+                "  A message from someone at nb.example.com could not be handled (RuntimeError)"
+            )
+            for line in lines
         )
 
     @pytest.mark.usefixtures("failing")

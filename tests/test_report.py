@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from html import escape
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from outreach.config import load_config
 from outreach.domain.pipeline import ExtraStage, Pipeline
 from outreach.report.build import build_report
-from outreach.report.html import render_html
+from outreach.report.html import PALETTE, render_html, stage_style
 from outreach.services import contacts
 from outreach.store.database import Store
-from outreach.store.models import OutboxRow, StateRow
+from outreach.store.models import ContactRow, OutboxRow, StateRow
 from tests.conftest import IN_CI, Run
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -32,7 +34,14 @@ CSV = (
 )
 
 
-def sent(store: Store, email: str, step: int, at: datetime, state: str = "sent") -> None:
+def sent(
+    store: Store,
+    email: str,
+    step: int,
+    at: datetime,
+    state: str = "sent",
+    template: str | None = None,
+) -> None:
     contact = contacts.show_contact(store, email).contact
     with store.session() as session:
         row = contacts.find_contact(session, contact.email)
@@ -40,7 +49,7 @@ def sent(store: Store, email: str, step: int, at: datetime, state: str = "sent")
             insert(OutboxRow).values(
                 contact_id=row.id,
                 step_index=step - 1,
-                template=f"t{step}",
+                template=template or f"t{step}",
                 message_id=f"<{email}-{step}@calmharbor.example.com>",
                 subject=f"Subject {step}",
                 state=state,
@@ -137,7 +146,7 @@ class TestNumbers:
         assert (alma.email, alma.referrals, alma.first_reply_to) == (
             "alma@nb.example.com",
             2,
-            "step 2 (t2): Subject 2",
+            "Follow-up 1: Subject 2",
         )
         assert report.referrals_by_segment == {"psychiatrist": 2}
 
@@ -163,6 +172,122 @@ class TestNumbers:
         assert [s.segment for s in report.steps] == ["teacher", "teacher", "teacher"]
 
 
+class TestForPeople:
+    """The report reads as the therapist speaks: named steps, plurals, local times."""
+
+    def test_steps_are_named_and_a_rules_replies_and_check_ins_have_rows(
+        self, practice: Store, config_file: Path
+    ) -> None:
+        sent(practice, "alma@nb.example.com", 1001, T0 + timedelta(days=5), template="thank_you")
+        sent(practice, "alma@nb.example.com", 2001, T0 + timedelta(days=35), template="nurture")
+        report = build_report(practice, load_config(config_file), now=NOW)
+        names = [(s.name, s.sent) for s in report.steps if s.segment == "psychiatrist"]
+        assert names == [
+            ("Intro", 2),
+            ("Follow-up 1", 1),
+            ("Follow-up 2", 0),
+            ("Thank-you", 1),
+            ("Check-ins", 1),
+        ]
+
+    def test_the_text_report_counts_in_words_and_says_what_each_rate_is_of(
+        self, practice: Store, config_file: Path
+    ) -> None:
+        text = printed(build_report(practice, load_config(config_file), now=NOW))
+        assert "each rate is of the previous stage" in text
+        assert "1 bounce; 0 opt-outs; 0 paused." in text
+        assert "Follow-up 1" in text and "Intro" in text
+        # Generated at 11:00 New York time (15:00 UTC), said with the zone.
+        assert "Generated Sat 11 Apr 2026, 11:00 (America/New_York)." in text
+        assert "replied 39 days ago and nothing since" in text
+
+    def test_empty_segments_fold_into_one_line(self, practice: Store, config_file: Path) -> None:
+        report = build_report(practice, load_config(config_file), now=NOW)
+        assert [s.segment for s in report.active_segments] == [
+            "psychiatrist",
+            "teacher",
+            "clergy",
+        ]
+        folded = (
+            "No contacts yet: Primary-care physicians, Pediatricians, OB-GYNs and midwives, "
+            "Family-law attorneys, HR and EAP staff, Fellow therapists."
+        )
+        assert report.empty_segments == folded
+        text = printed(report)
+        assert folded in text
+        assert "Pediatricians" not in text.replace(folded, "")  # no table row of zeros
+        page = render_html(report, "Calm Harbor")
+        assert escape(folded) in page
+        assert page.count('aria-label="Funnel for') == 3
+
+    def test_the_over_time_chart_needs_two_dates_and_tells_stages_apart(
+        self, practice: Store, config_file: Path
+    ) -> None:
+        settings = load_config(config_file)
+        report = build_report(practice, settings, now=NOW)
+        days = [day for day, _counts in report.pipeline_over_time]
+        assert len(days) == len(set(days)) >= 2
+        assert "Pipeline over time" in render_html(report, "P")
+        report.pipeline_over_time = [(date(2026, 3, 2), {"new": 3})]
+        assert "Pipeline over time" not in render_html(report, "P")
+        styles = [stage_style(i) for i in range(len(settings.the_pipeline.stages) + 6)]
+        assert len(set(styles)) == len(styles)
+        assert len(set(PALETTE)) == len(PALETTE)
+
+    def test_held_and_needs_data_contacts_need_attention(
+        self, practice: Store, config_file: Path
+    ) -> None:
+        with practice.session() as session:
+            session.execute(
+                update(ContactRow)
+                .where(ContactRow.email.in_(["grace@stm.example.org"]))
+                .values(held_since=T0)
+            )
+            session.execute(
+                update(ContactRow)
+                .where(ContactRow.email == "jonah@nb.example.com")
+                .values(needs_data="first_name")
+            )
+        report = build_report(practice, load_config(config_file), now=NOW)
+        held = next(a for a in report.attention if a.kind == "waiting for approval")
+        assert (held.subject, held.command) == ("Clergy", "outreach approve --segment clergy")
+        assert held.detail.startswith("1 contact waits for your approval")
+        lacking = next(a for a in report.attention if a.kind == "needs data")
+        assert lacking.subject == "jonah@nb.example.com"
+        assert "lacks first_name" in lacking.detail
+        assert (
+            lacking.command == "outreach contacts edit jonah@nb.example.com --set first_name=VALUE"
+        )
+        text = printed(report)
+        assert "waiting for approval: Clergy: 1 contact waits for your approval" in text
+        assert "-> outreach approve --segment clergy" in text
+        data = json.loads(json.dumps(report.to_json()))
+        (item,) = [a for a in data["attention"] if a["kind"] == "needs data"]
+        assert (item["subject"], item["command"]) == ("jonah@nb.example.com", lacking.command)
+        page = render_html(report, "P")
+        assert "outreach approve --segment clergy" in page and "lacks first_name" in page
+
+    def test_no_message_id_in_the_attention_items_but_the_unprocessable_ones(
+        self, practice: Store, config_file: Path
+    ) -> None:
+        report = build_report(practice, load_config(config_file), now=NOW)
+        unknown = next(a for a in report.attention if a.kind == "unknown send")
+        assert unknown.detail.startswith("the intro on Mon 2 Mar 2026, 14:00 may not have arrived")
+        assert unknown.command.startswith("outreach outbox resolve ")
+        for item in report.attention:
+            assert not re.search(r"<[^>]+@[^>]+>", item.detail + item.subject + item.command)
+
+
+def printed(report: object) -> str:
+    """What ``outreach report`` prints for ``report``."""
+    from outreach.cli.common import out
+    from outreach.cli.report import _print_report_text
+
+    with out.capture() as captured:
+        _print_report_text(report)  # type: ignore[arg-type]
+    return captured.get()
+
+
 class TestHtml:
     def test_values_are_escaped(self, practice: Store, config_file: Path) -> None:
         page = render_html(build_report(practice, load_config(config_file), now=NOW), "P & Co")
@@ -173,11 +298,7 @@ class TestHtml:
     def test_renders_in_headless_chromium(
         self, practice: Store, config_file: Path, tmp_path: Path
     ) -> None:
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        if browser is None:
-            if IN_CI:
-                pytest.fail("chromium is missing (CI=true); run scripts/install-system-deps")
-            pytest.skip("chromium is not installed; run: sudo ./scripts/install-system-deps")
+        browser = chromium()
         from PIL import Image
 
         page = tmp_path / "report.html"
@@ -214,6 +335,95 @@ class TestHtml:
         colors = image.getcolors(maxcolors=1 << 20) or []
         assert len(colors) > 20, "the page rendered blank"
         assert image.size == (412, 1600)
+
+    def test_fits_a_412_px_phone_without_scrolling_sideways(
+        self, practice: Store, config_file: Path, tmp_path: Path
+    ) -> None:
+        """Long addresses, names and commands wrap; the tables stack on a phone."""
+        settings = load_config(config_file)
+        long_email = "dr.alexandria.montgomery-fitzgerald.psychiatry@" + "northbay" * 6 + ".org"
+        contacts.import_contacts(
+            practice,
+            PIPELINE,
+            list(settings.segments),
+            (
+                "email,first_name,last_name,organization,segment\n"
+                f"{long_email},Alexandria-Josephine,Montgomery-Fitzgerald,"
+                f"{'Northern Bay Area Integrated Behavioral Health ' * 3},psychiatrist\n"
+            ).encode(),
+            source="long.csv",
+            now=T0,
+        )
+        sent(practice, long_email, 1, T0 + timedelta(hours=5))
+        contacts.set_stage(practice, PIPELINE, long_email, "replied", now=T0 + timedelta(days=1))
+        contacts.add_referral(
+            practice, PIPELINE, long_email, received_on=date(2026, 3, 9), now=T0 + timedelta(days=7)
+        )
+        with practice.session() as session:
+            session.execute(
+                update(ContactRow)
+                .where(ContactRow.email == long_email)
+                .values(needs_data="first_name, organization, a_very_long_custom_field_name")
+            )
+        report = build_report(practice, settings, now=NOW)
+        assert any(a.email == long_email for a in report.attribution)
+        page = render_html(report, "Calm Harbor Counseling and Family Therapy of Greater Portland")
+        width, fits = page_width(tmp_path, page, chromium())
+        assert width <= fits == 412, f"the report scrolls sideways at 412 px: {width} px wide"
+
+    def test_the_width_check_sees_a_page_that_scrolls(self, tmp_path: Path) -> None:
+        """The check above can fail: a 600-px block is measured as such."""
+        page = '<!DOCTYPE html><html><body><div style="width:600px">wide</div></body></html>'
+        width, fits = page_width(tmp_path, page, chromium())
+        assert width > fits == 412
+
+
+def chromium() -> str:
+    """The headless browser; missing, the test skips locally and fails in CI (CI=true)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if IN_CI:
+            pytest.fail("chromium is missing (CI=true); run scripts/install-system-deps")
+        pytest.skip("chromium is not installed; run: sudo ./scripts/install-system-deps")
+    return browser
+
+
+def page_width(tmp_path: Path, page: str, browser: str) -> tuple[int, int]:
+    """(scrollWidth, clientWidth) of ``page`` in a 412-px-wide frame, as Chromium lays it out.
+
+    A headless window is never narrower than 500 px, so the page goes in a 412-px iframe
+    (``srcdoc``: same origin, so its document can be measured; tall, so no scrollbar takes
+    width); the report itself holds no script, the wrapper does.
+    """
+    wrapper = tmp_path / "phone.html"
+    wrapper.write_text(
+        '<!DOCTYPE html><html><body style="margin:0">'
+        f'<iframe width="412" height="20000" style="border:0" srcdoc="{escape(page)}"></iframe>'
+        "<script>window.addEventListener('load', () => {"
+        "const d = document.querySelector('iframe').contentDocument.documentElement;"
+        "document.body.setAttribute('data-width', d.scrollWidth + ' ' + d.clientWidth);"
+        "});</script></body></html>",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            wrapper.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    found = re.search(r'data-width="(\d+) (\d+)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    return int(found.group(1)), int(found.group(2))
 
 
 class TestCommand:

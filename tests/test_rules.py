@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -162,10 +163,18 @@ class TestOnRealServers:
             assert contact.tags == ["warm", "replied-by-email"]
             notices = smtp_sink.received[before:]
             assert len(notices) == 1
-            text = notices[0].data.decode()
             assert notices[0].rcpt_tos == ["maya@calmharbor.example.com"]
-            assert "Alma Reyes <alma@nb.example.com> (psychiatrist, now engaged)" in text
-            assert alma in text
+            sent = message_from_bytes(notices[0].data)
+            assert sent["Subject"] == "Reply from Alma Reyes (Psychiatrists)"
+            assert alma in sent["References"]  # threads under our email, in a header only
+            text = sent.get_payload(decode=True).decode()
+            assert "Who: Alma Reyes, North Bay <alma@nb.example.com> (Psychiatrists)" in text
+            assert "Stage now: engaged" in text
+            assert 'It answers our intro, "' in text  # our subject and when we sent it
+            assert "moved them from contacted to replied" in text
+            assert "moved them to engaged (a rule)" in text
+            assert "outreach stage set alma@nb.example.com engaged" in text
+            assert "@" not in text.replace("alma@nb.example.com", "")  # no Message-IDs
             assert "panic" not in text  # never the reply's words
         finally:
             practice.store.close()

@@ -100,6 +100,12 @@ def _pct(value: float | None) -> str:
 
 
 def _print_report_text(built: reporting.Report) -> None:
+    from outreach.mail.notices import plural, when_local
+
+    out.print(
+        f"Generated {when_local(built.local_time)} ({built.timezone}).",
+        markup=False,
+    )
     if built.is_empty:
         out.print(
             "No contacts yet: import your referral sources with "
@@ -107,7 +113,9 @@ def _print_report_text(built: reporting.Report) -> None:
             markup=False,
         )
         return
-    funnel = Table(title="Funnel by segment (rate from the stage before)", title_justify="left")
+    funnel = Table(
+        title="Funnel by segment (each rate is of the previous stage)", title_justify="left"
+    )
     for column in (
         "segment",
         "contacts",
@@ -118,7 +126,7 @@ def _print_report_text(built: reporting.Report) -> None:
         "referrals",
     ):
         funnel.add_column(column)
-    for f in built.segments:
+    for f in built.active_segments:
         r = f.rates
         funnel.add_row(
             f.label,
@@ -130,18 +138,31 @@ def _print_report_text(built: reporting.Report) -> None:
             str(f.referrals),
         )
     out.print(funnel)
-    steps = Table(title="Per sequence step", title_justify="left")
-    for column in ("segment", "step", "template", "sent", "replies", "reply rate"):
+    if built.empty_segments:
+        out.print(built.empty_segments, markup=False)
+    labels = {s.segment: s.label for s in built.segments}
+    steps = Table(title="Reply rate per step", title_justify="left")
+    for column in ("segment", "step", "sent", "replies", "reply rate"):
         steps.add_column(column)
-    for s in built.steps:
+    for s in built.active_steps:
         steps.add_row(
-            s.segment, str(s.step), s.template, str(s.sent), str(s.replies), _pct(s.reply_rate)
+            labels.get(s.segment, s.segment),
+            s.name or str(s.step),
+            str(s.sent),
+            str(s.replies),
+            _pct(s.reply_rate),
         )
     out.print(steps)
     median = built.median_hours_to_first_reply
+    first_reply = (
+        "n/a"
+        if median is None
+        else (f"{median:.0f} h" if median < 48 else f"{median / 24:.1f} days")
+    )
     out.print(
-        f"median time to first reply: {'n/a' if median is None else f'{median:.1f} h'}; "
-        f"bounces {built.bounces}; opt-outs {built.opt_outs}; paused {built.paused}",
+        f"Median time to a first reply: {first_reply}; "
+        f"{plural(built.bounces, 'bounce')}; {plural(built.opt_outs, 'opt-out')}; "
+        f"{built.paused} paused.",
         markup=False,
     )
     if built.attribution:
@@ -151,13 +172,16 @@ def _print_report_text(built: reporting.Report) -> None:
         for a in built.attribution:
             sources.add_row(
                 f"{a.name} <{a.email}>",
-                a.segment,
+                labels.get(a.segment, a.segment),
                 str(a.referrals),
                 a.first_reply_to or "not by email",
             )
         out.print(sources)
     else:
-        out.print("no referrals recorded yet", markup=False)
-    out.print("needs attention:" if built.attention else "needs attention: nothing", markup=False)
+        out.print("No referrals recorded yet.", markup=False)
+    out.print("Needs attention:" if built.attention else "Needs attention: nothing.", markup=False)
     for item in built.attention:
-        out.print(f"  {item.kind}: {item.subject}: {item.detail}", markup=False)
+        key = f" (Message-ID {item.message_key})" if item.message_key else ""
+        out.print(f"  {item.kind}: {item.subject}: {item.detail}{key}", markup=False)
+        if item.command:
+            out.print(f"    -> {item.command}", markup=False)

@@ -8,16 +8,24 @@ Decisions:
 - A reply is attributed to the last message sent to that contact before it first reached
   ``replied`` (or beyond): the message that drew the reply.
 - ``--since`` selects a cohort: the contacts enrolled (imported) on or after that date.
+- Each funnel rate is of the previous stage (replied / contacted...), as the pages say.
+- Steps are named as people say them ("Intro", "Follow-up 1", "Thank-you", "Check-ins"); a
+  rule's replies are counted per template, check-ins together.
+- Dates and times are the practice's (``[practice] timezone``).
+- Contacts held for approval are one item per segment with the command that releases them;
+  contacts that lack data their templates need are one item each, naming the field.
 """
 
 from __future__ import annotations
 
+import shlex
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 
@@ -33,16 +41,17 @@ from outreach.domain.pipeline import (
     REPLIED,
     UNSUBSCRIBED,
 )
+from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
 from outreach.domain.states import InboundKind, OutboxState
+from outreach.mail.notices import plural, step_name, when_local
 from outreach.store.database import Store, in_chunks
-from outreach.store.ledger import SENDING_PAUSED, paused_domains
+from outreach.store.ledger import paused_domains, sending_paused
 from outreach.store.models import (
     ContactRow,
     InboundEventRow,
     OutboxRow,
     ReferralRow,
     StageChangeRow,
-    StateRow,
 )
 
 FUNNEL = (NEW, CONTACTED, REPLIED, ENGAGED, REFERRING)
@@ -82,10 +91,11 @@ class StepStats:
     """Messages sent for one sequence step, and the replies they drew."""
 
     segment: str
-    step: int
+    step: int  # 1-based in the sequence; 1001 a rule's reply, 2001 the check-ins
     template: str
     sent: int
     replies: int
+    name: str = ""  # "Intro", "Follow-up 1", "Thank-you", "Check-ins"
 
     @property
     def reply_rate(self) -> float | None:
@@ -100,7 +110,7 @@ class Attribution:
     name: str
     segment: str
     referrals: int
-    first_reply_to: str | None  # "step 2 (follow_up_1): Re: ..." or None (no emailed reply)
+    first_reply_to: str | None  # "Follow-up 1: Re: ..." or None (no emailed reply)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class Attention:
     kind: str
     subject: str
     detail: str
+    command: str = ""  # what to run about it
+    message_key: str | None = None  # the message it is about, for the report (not notices)
 
 
 @dataclass
@@ -128,10 +140,32 @@ class Report:
     referrals_by_segment: dict[str, int]
     attention: list[Attention]
     pipeline_over_time: list[tuple[date, dict[str, int]]] = field(default_factory=list)
+    timezone: str = "UTC"  # the practice's: every date and time shown is in it
 
     @property
     def is_empty(self) -> bool:
         return not any(s.contacts for s in self.segments)
+
+    @property
+    def local_time(self) -> datetime:
+        return self.generated_at.astimezone(ZoneInfo(self.timezone))
+
+    @property
+    def active_segments(self) -> list[SegmentFunnel]:
+        """The segments with contacts (the others are folded into one line)."""
+        return [s for s in self.segments if s.contacts]
+
+    @property
+    def empty_segments(self) -> str:
+        """ "No contacts yet: Clergy, HR/EAP" or ""."""
+        empty = [s.label for s in self.segments if not s.contacts]
+        return f"No contacts yet: {', '.join(empty)}." if empty else ""
+
+    @property
+    def active_steps(self) -> list[StepStats]:
+        """The steps of segments with contacts."""
+        active = {s.segment for s in self.active_segments}
+        return [s for s in self.steps if s.segment in active]
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -148,6 +182,7 @@ class Report:
             segment["rates"] = funnel.rates
         for step, stats in zip(data["steps"], self.steps, strict=True):
             step["reply_rate"] = stats.reply_rate
+        data["rates_are"] = "of the previous stage"
         data["pipeline_over_time"] = [
             {"date": day.isoformat(), "stages": counts} for day, counts in self.pipeline_over_time
         ]
@@ -210,8 +245,7 @@ def _load(store: Store, since: date | None, segment: str | None, now: datetime) 
                 select(ReferralRow).where(ReferralRow.contact_id.in_(chunk))
             ):
                 facts.referrals[referral.contact_id] += 1
-        paused = session.get(StateRow, SENDING_PAUSED)
-        facts.pause_text = paused.value if paused else None
+        facts.pause_text = sending_paused(session, now)  # a pause whose end came is lifted
         facts.paused_domains = paused_domains(session)
         noticed = (
             select(InboundEventRow, ContactRow.email)
@@ -260,6 +294,7 @@ def build_report(
 ) -> Report:
     """Read the store and compute the report (nothing is written)."""
     stages = settings.the_pipeline.stages
+    zone = ZoneInfo(settings.practice.timezone)
     facts = _load(store, since, segment, now)
     contacts, history, sends, referrals = (
         facts.contacts,
@@ -308,14 +343,14 @@ def build_report(
                 name,
                 c.segment,
                 count,
-                f"step {drew.step_index + 1} ({drew.template}): {drew.subject}" if drew else None,
+                f"{step_name(drew.step_index, drew.template)}: {drew.subject}" if drew else None,
             )
         )
     by_segment: Counter[str] = Counter()
     for a in attribution:
         by_segment[a.segment] += a.referrals
 
-    attention = _attention(facts, now, stale_after_days)
+    attention = _attention(facts, settings, now, stale_after_days)
     return Report(
         generated_at=now,
         since=since,
@@ -328,7 +363,8 @@ def build_report(
         attribution=attribution,
         referrals_by_segment=dict(by_segment),
         attention=attention,
-        pipeline_over_time=_over_time(contacts, history, stages, now),
+        pipeline_over_time=_over_time(contacts, history, stages, now, zone),
+        timezone=settings.practice.timezone,
     )
 
 
@@ -362,6 +398,13 @@ def _step_stats(
         drew = _drawing_message(rows, first_reply[cid])
         if drew is not None:
             replies[(segment, drew.step_index)] += 1
+    templates: dict[tuple[str, int], str] = {}
+    for rows in sends.values():
+        for row in rows:
+            if row.step_index >= REPLY_STEP_BASE:
+                templates.setdefault(
+                    (contacts[row.contact_id].segment, row.step_index), row.template
+                )
     stats = []
     for name, config in settings.segments.items():
         if only is not None and name != only:
@@ -369,29 +412,52 @@ def _step_stats(
         for index, step in enumerate(config.sequence):
             stats.append(
                 StepStats(
-                    name, index + 1, step.template, sent[(name, index)], replies[(name, index)]
+                    name,
+                    index + 1,
+                    step.template,
+                    sent[(name, index)],
+                    replies[(name, index)],
+                    step_name(index, step.template),
                 )
             )
+        # A rule's replies, per template, and the check-ins, together, after the sequence.
+        extra: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        kinds: dict[str, tuple[int, str]] = {}
+        for (segment_name, index), count in sent.items():
+            if segment_name != name or index < REPLY_STEP_BASE:
+                continue
+            nurture = index >= NURTURE_STEP_BASE
+            template = config.nurture_template if nurture else templates[(name, index)]
+            key = "Check-ins" if nurture else step_name(REPLY_STEP_BASE, template)
+            kinds[key] = (NURTURE_STEP_BASE if nurture else REPLY_STEP_BASE, template)
+            extra[key][0] += count
+            extra[key][1] += replies[(name, index)]
+        for key in sorted(extra, key=lambda k: (kinds[k][0], k)):
+            base, template = kinds[key]
+            sent_count, reply_count = extra[key]
+            stats.append(StepStats(name, base + 1, template, sent_count, reply_count, key))
     return stats
 
 
-def _attention(facts: _Facts, now: datetime, stale_after_days: int) -> list[Attention]:
-    contacts, history, unknown, pause_text = (
-        facts.contacts,
-        facts.history,
-        facts.unknown,
-        facts.pause_text,
-    )
+def _attention(
+    facts: _Facts, settings: Settings, now: datetime, stale_after_days: int
+) -> list[Attention]:
+    contacts, history = facts.contacts, facts.history
+    zone = ZoneInfo(settings.practice.timezone)
     items = []
-    if pause_text:
-        items.append(Attention("sending paused", "all sending", pause_text))
-    for row, email in unknown:
+    if facts.pause_text:
+        items.append(
+            Attention("sending paused", "all sending", facts.pause_text, "outreach sending resume")
+        )
+    for row, email in facts.unknown:
+        sent = f" on {when_local(row.updated_at.astimezone(zone))}" if row.updated_at else ""
         items.append(
             Attention(
                 "unknown send",
                 email,
-                f"step {row.step_index + 1} ({row.message_id}) may not have arrived: check, then "
-                f"`outreach outbox resolve {row.id} --sent` or `--resend`",
+                f"the {step_name(row.step_index, row.template).lower()}{sent} may not have "
+                "arrived: look in your Sent folder, then say whether it went out",
+                f"outreach outbox resolve {row.id} --sent   (or --resend)",
             )
         )
     for domain, why in sorted(facts.paused_domains.items()):
@@ -399,18 +465,23 @@ def _attention(facts: _Facts, now: datetime, stale_after_days: int) -> list[Atte
             Attention(
                 "sending paused to a domain",
                 domain,
-                f"{why}; then `outreach sending resume --domain {domain}`",
+                why,
+                f"outreach sending resume --domain {domain}",
             )
         )
-    items += _inbound_attention(facts)
+    items += _contact_attention(facts, settings)
+    items += _inbound_attention(facts, zone)
     for event in facts.unprocessable:
         error = (event.detail or {}).get("error", "an error")
+        sender = f"a message from {event.sender_domain}" if event.sender_domain else "a message"
         items.append(
             Attention(
                 "unprocessable message",
-                event.message_key,
-                f"read {event.received_at:%Y-%m-%d %H:%M} UTC in {event.folder}, but outreach "
-                f"could not handle it ({error}); it had no effect: read it in your mail program",
+                sender,
+                f"received {when_local(event.received_at.astimezone(zone))} in {event.folder}, "
+                f"but outreach could not handle it ({error}); it had no effect: read it in your "
+                "mail program",
+                message_key=event.message_key,
             )
         )
     for cid, c in sorted(contacts.items(), key=lambda kv: kv[1].email):
@@ -422,26 +493,69 @@ def _attention(facts: _Facts, now: datetime, stale_after_days: int) -> list[Atte
                     Attention(
                         "replied, not engaged",
                         c.email,
-                        f"replied {days} days ago and nothing since: a personal call may help",
+                        f"replied {plural(days, 'day')} ago and nothing since: a personal call "
+                        "may help",
+                        f"outreach stage set {shlex.quote(c.email)} engaged",
                     )
                 )
         if c.paused_until is not None and c.paused_until > now:
-            items.append(Attention("paused", c.email, f"paused until {c.paused_until:%Y-%m-%d}"))
+            until = c.paused_until.astimezone(zone)
+            items.append(
+                Attention("paused", c.email, f"paused until {until:%a} {until.day} {until:%b %Y}")
+            )
     return items
 
 
-def _inbound_attention(facts: _Facts) -> list[Attention]:
+def _contact_attention(facts: _Facts, settings: Settings) -> list[Attention]:
+    """Contacts held for approval (one item per segment) and contacts lacking data."""
+    held: Counter[str] = Counter(c.segment for c in facts.contacts.values() if c.held_since)
+    items = []
+    for segment, count in sorted(held.items()):
+        config = settings.segments.get(segment)
+        label = config.label if config else segment
+        they = "waits" if count == 1 else "wait"
+        items.append(
+            Attention(
+                "waiting for approval",
+                label,
+                f"{plural(count, 'contact')} {they} for your approval: nothing goes to "
+                f"{'it' if count == 1 else 'them'} until you approve",
+                f"outreach approve --segment {segment}",
+            )
+        )
+    lacking = sorted((c for c in facts.contacts.values() if c.needs_data), key=lambda c: c.email)
+    for c in lacking:
+        needs = str(c.needs_data)
+        first = needs.replace(";", ",").split(",")[0].strip() or "FIELD"
+        items.append(
+            Attention(
+                "needs data",
+                c.email,
+                f"lacks {needs}, which its templates need: nothing goes to it until it is "
+                "filled in; everyone else sends",
+                f"outreach contacts edit {shlex.quote(c.email)} --set {first}=VALUE",
+            )
+        )
+    return items
+
+
+def _inbound_attention(facts: _Facts, zone: ZoneInfo) -> list[Attention]:
     """Inbound messages to look at: held for review, complaints, challenges, people who left."""
     items = []
     for event, email in facts.noticed:
-        who = str(email or event.message_key)
+        who = str(email or f"a sender at {event.sender_domain or 'an unknown domain'}")
+        day = event.received_at.astimezone(zone)
+        on = f"{day:%a} {day.day} {day:%b %Y}"
         if event.review == "pending":
+            kind = str(event.kind).replace("_", " ")
             items.append(
                 Attention(
                     "not sure: please decide",
                     who,
-                    f"{event.message_key} read as a low-confidence {event.kind}; nothing "
-                    f"changed: `outreach inbox decide '{event.message_key}' --as KIND`",
+                    f"a message received {on} looks like a {kind}, but outreach is not sure; "
+                    "nothing changed until you decide",
+                    "outreach inbox review",
+                    message_key=event.message_key,
                 )
             )
         elif event.kind == InboundKind.COMPLAINT:
@@ -449,8 +563,7 @@ def _inbound_attention(facts: _Facts) -> list[Attention]:
                 Attention(
                     "abuse complaint",
                     who,
-                    f"reported our message as spam on {event.received_at:%Y-%m-%d}: "
-                    "now do_not_contact and suppressed",
+                    f"reported our email as spam on {on}: now do_not_contact and suppressed",
                 )
             )
         elif event.kind == InboundKind.CHALLENGE:
@@ -458,8 +571,8 @@ def _inbound_attention(facts: _Facts) -> list[Attention]:
                 Attention(
                     "verification request",
                     who,
-                    f"a challenge-response system holds our message ({event.message_key}): "
-                    "complete it in your mail program if you want them to get our mail",
+                    f"a challenge-response system holds our email (received {on}): complete "
+                    "it in your mail program if you want them to get our mail",
                 )
             )
         else:
@@ -471,6 +584,7 @@ def _inbound_attention(facts: _Facts) -> list[Attention]:
                     "an automatic answer says they left"
                     + (f"; new address {new}" if new else "")
                     + ": update or remove the contact",
+                    f"outreach contacts remove {shlex.quote(email)}" if email else "",
                 )
             )
     return items
@@ -481,15 +595,17 @@ def _over_time(
     history: dict[int, list[StageChangeRow]],
     stages: Sequence[str],
     now: datetime,
+    zone: ZoneInfo,
     points: int = 12,
 ) -> list[tuple[date, dict[str, int]]]:
-    """How many contacts sat in each stage at the end of each of the last ``points`` weeks."""
+    """How many contacts sat in each stage at up to ``points`` moments since the first import,
+    one per practice-local date (the last moment of a date wins)."""
     if not contacts:
         return []
     start = min(c.created_at for c in contacts.values())
     span = max(now - start, timedelta(days=7))
     step = span / points
-    series = []
+    series: dict[date, dict[str, int]] = {}
     for i in range(1, points + 1):
         moment = start + step * i
         counts: Counter[str] = Counter()
@@ -500,5 +616,5 @@ def _over_time(
                     stage = change.to_stage
             if stage is not None:
                 counts[stage] += 1
-        series.append((moment.date(), {s: counts[s] for s in stages if counts[s]}))
-    return series
+        series[moment.astimezone(zone).date()] = {s: counts[s] for s in stages if counts[s]}
+    return list(series.items())

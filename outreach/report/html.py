@@ -8,41 +8,53 @@ from __future__ import annotations
 
 from html import escape
 
-from outreach.report.build import Report, SegmentFunnel
+from outreach.mail.notices import plural, when_local
+from outreach.report.build import Attention, Report, SegmentFunnel
 
+# Okabe and Ito's colour-blind-safe palette (the yellow left out: too pale on white), then two
+# darker tones; the lines of the pipeline chart also differ by dash, so no two look alike.
 PALETTE = (
-    "#2f6f8f",
-    "#4f9d69",
-    "#d9a441",
-    "#c8553d",
-    "#7a5c99",
-    "#5b8e7d",
-    "#8c8c8c",
-    "#b56576",
-    "#3d5a80",
-    "#98c1d9",
+    "#0072b2",
+    "#e69f00",
+    "#009e73",
+    "#d55e00",
+    "#cc79a7",
+    "#56b4e9",
+    "#000000",
+    "#8c510a",
+    "#6a3d9a",
 )
+DASHES = ("", "6 3", "2 3", "8 3 2 3")
 CSS = """
 body{font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
-color:#1f2933;background:#f7f7f5}
+color:#1f2933;background:#f7f7f5;overflow-wrap:anywhere}
 main{max-width:860px;margin:0 auto;padding:16px}
 h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.15em;margin:1.4em 0 .4em}
 .muted{color:#66717c;font-size:.9em}
 .cards{display:flex;flex-wrap:wrap;gap:8px}
-.card{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:8px 12px;flex:1 1 130px}
+.card{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:8px 12px;flex:1 1 110px}
 .card b{display:block;font-size:1.4em}
-table{border-collapse:collapse;width:100%;background:#fff;font-size:.92em}
+table{border-collapse:collapse;width:100%;background:#fff;font-size:.92em;table-layout:fixed}
 th,td{border-bottom:1px solid #e1e4e8;padding:6px 8px;text-align:left;vertical-align:top}
-.scroll{overflow-x:auto}
+th.n,td.n{text-align:right;width:4.2em}
+tbody th{background:#f0f2f4;font-weight:600}
+code{font-size:.9em;background:#eef0f2;padding:0 3px;border-radius:3px}
 svg{width:100%;height:auto;background:#fff;border:1px solid #e1e4e8;border-radius:8px}
 svg text{font:13px system-ui,sans-serif;fill:#1f2933}
-.attention li{margin:.3em 0}
+.attention li{margin:.4em 0}
+@media (max-width:600px){
+.stack thead{display:none}
+.stack tr{display:block;border-bottom:1px solid #e1e4e8;padding:4px 0}
+.stack td{display:block;border:0;padding:2px 8px;width:auto;text-align:left}
+.stack td[data-label]::before{content:attr(data-label) ": ";color:#66717c}
+}
 """
 
 
 def render_html(report: Report, practice_name: str) -> str:
     """The whole page."""
     since = f" for sources enrolled since {report.since}" if report.since else ""
+    generated = when_local(report.local_time)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -50,7 +62,8 @@ def render_html(report: Report, practice_name: str) -> str:
         f"<title>Referral report: {escape(practice_name)}</title>",
         f"<style>{CSS}</style></head><body><main>",
         f"<h1>Referral report: {escape(practice_name)}</h1>",
-        f'<p class="muted">Generated {report.generated_at:%Y-%m-%d %H:%M} UTC{escape(since)}.</p>',
+        f'<p class="muted">Generated {escape(generated)} ({escape(report.timezone)})'
+        f"{escape(since)}.</p>",
     ]
     if report.is_empty:
         parts.append(
@@ -61,7 +74,13 @@ def render_html(report: Report, practice_name: str) -> str:
         parts += _summary(report)
         parts += _attention(report)
         parts.append("<h2>Funnel by segment</h2>")
-        parts += [_funnel_svg(f) for f in report.segments]
+        parts.append(
+            '<p class="muted">Each percentage is of the previous stage: replied of contacted, '
+            "engaged of replied...</p>"
+        )
+        parts += [_funnel_svg(f) for f in report.active_segments]
+        if report.empty_segments:
+            parts.append(f'<p class="muted">{escape(report.empty_segments)}</p>')
         parts += _steps(report)
         parts += _attribution(report)
         parts += _over_time(report)
@@ -83,18 +102,18 @@ def _summary(report: Report) -> list[str]:
         else (f"{median:.0f} h" if median < 48 else f"{median / 24:.1f} days")
     )
     cards = [
-        ("contacts", total),
-        ("referrals", referrals),
-        ("median first reply", first_reply),
-        ("bounces", report.bounces),
-        ("opt-outs", report.opt_outs),
-        ("paused", report.paused),
+        plural(total, "contact").split(" ", 1),
+        plural(referrals, "referral").split(" ", 1),
+        (first_reply, "median time to a first reply"),
+        plural(report.bounces, "bounce").split(" ", 1),
+        plural(report.opt_outs, "opt-out").split(" ", 1),
+        (str(report.paused), "paused"),
     ]
     return [
         '<div class="cards">',
         *(
-            f'<div class="card"><b>{escape(str(value))}</b>{escape(label)}</div>'
-            for label, value in cards
+            f'<div class="card"><b>{escape(value)}</b>{escape(label)}</div>'
+            for value, label in cards
         ),
         "</div>",
     ]
@@ -103,11 +122,21 @@ def _summary(report: Report) -> list[str]:
 def _attention(report: Report) -> list[str]:
     if not report.attention:
         return ["<h2>Needs attention</h2>", "<p>Nothing: every relationship is moving.</p>"]
-    items = [
-        f"<li><b>{escape(a.kind)}</b> · {escape(a.subject)}: {escape(a.detail)}</li>"
-        for a in report.attention
-    ]
+    items = [_attention_item(a) for a in report.attention]
     return ["<h2>Needs attention</h2>", '<ul class="attention">', *items, "</ul>"]
+
+
+def _attention_item(item: Attention) -> str:
+    key = (
+        f' <span class="muted">(Message-ID {escape(item.message_key)})</span>'
+        if item.message_key
+        else ""
+    )
+    command = f"<br><code>{escape(item.command)}</code>" if item.command else ""
+    return (
+        f"<li><b>{escape(item.kind)}</b> · {escape(item.subject)}: {escape(item.detail)}"
+        f"{key}{command}</li>"
+    )
 
 
 def _funnel_svg(funnel: SegmentFunnel) -> str:
@@ -123,7 +152,7 @@ def _funnel_svg(funnel: SegmentFunnel) -> str:
     largest = max(funnel.contacts, 1)
     body = [
         f'<text x="10" y="20"><tspan font-weight="bold">{escape(funnel.label)}</tspan>'
-        f" · {funnel.referrals} referrals</text>"
+        f" · {plural(funnel.referrals, 'referral')}</text>"
     ]
     for i, (name, count, rate) in enumerate(rows):
         y = 30 + i * row_h
@@ -142,29 +171,28 @@ def _funnel_svg(funnel: SegmentFunnel) -> str:
 
 
 def _steps(report: Report) -> list[str]:
-    if not report.steps:
+    steps = report.active_steps
+    if not steps:
         return []
-    width, row_h, left = 420, 24, 180
-    height = 14 + row_h * len(report.steps)
-    body = []
-    for i, step in enumerate(report.steps):
-        y = 8 + i * row_h
-        rate = step.reply_rate or 0.0
-        w = 140 * rate
-        label = f"{step.segment[:12]} {step.step}: {step.template}"
-        body += [
-            f'<text x="10" y="{y + 15}">{escape(label[:26])}</text>',
-            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" rx="3" '
-            f'fill="{PALETTE[1]}"/>',
-            f'<text x="{left + w + 6:.1f}" y="{y + 15}">{_pct(step.reply_rate)} '
-            f"({step.replies}/{step.sent})</text>",
-        ]
-    svg = (
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Reply rate per step">'
-        f"{''.join(body)}</svg>"
-    )
-    note = '<p class="muted">Replies / messages sent, per segment and step.</p>'
-    return ["<h2>Reply rate per step</h2>", svg, note]
+    labels = {s.segment: s.label for s in report.segments}
+    rows = []
+    for i, step in enumerate(steps):
+        if i == 0 or steps[i - 1].segment != step.segment:
+            label = escape(labels.get(step.segment, step.segment))
+            rows.append(f'<tr><th colspan="4">{label}</th></tr>')
+        rows.append(
+            f"<tr><td>{escape(step.name or str(step.step))}</td>"
+            f'<td class="n">{step.sent}</td><td class="n">{step.replies}</td>'
+            f'<td class="n">{_pct(step.reply_rate)}</td></tr>'
+        )
+    return [
+        "<h2>Reply rate per step</h2>",
+        '<table><thead><tr><th>step</th><th class="n">sent</th>'
+        '<th class="n">replies</th><th class="n">rate</th></tr></thead><tbody>',
+        *rows,
+        "</tbody></table>",
+        '<p class="muted">A reply counts for the last email sent before it.</p>',
+    ]
 
 
 def _attribution(report: Report) -> list[str]:
@@ -174,26 +202,33 @@ def _attribution(report: Report) -> list[str]:
             *parts,
             "<p>No referrals recorded yet (<code>outreach referrals add EMAIL</code>).</p>",
         ]
+    labels = {s.segment: s.label for s in report.segments}
     rows = "".join(
-        f"<tr><td>{escape(a.name)}<br><span class=muted>{escape(a.email)}</span></td>"
-        f"<td>{escape(a.segment)}</td><td>{a.referrals}</td>"
-        f"<td>{escape(a.first_reply_to or 'not by email')}</td></tr>"
+        f'<tr><td data-label="source">{escape(a.name)}<br>'
+        f'<span class="muted">{escape(a.email)}</span></td>'
+        f'<td data-label="segment">{escape(labels.get(a.segment, a.segment))}</td>'
+        f'<td class="n" data-label="referrals">{a.referrals}</td>'
+        f'<td data-label="first reply drawn by">{escape(a.first_reply_to or "not by email")}'
+        "</td></tr>"
         for a in report.attribution
     )
-    totals = ", ".join(f"{escape(k)}: {v}" for k, v in sorted(report.referrals_by_segment.items()))
+    totals = ", ".join(
+        f"{escape(labels.get(k, k))}: {v}" for k, v in sorted(report.referrals_by_segment.items())
+    )
     return [
         *parts,
-        '<div class="scroll"><table><tr><th>source</th><th>segment</th>'
-        "<th>referrals</th><th>first reply drawn by</th></tr>",
+        '<table class="stack"><thead><tr><th>source</th><th>segment</th>'
+        '<th class="n">referrals</th><th>first reply drawn by</th></tr></thead><tbody>',
         rows,
-        "</table></div>",
+        "</tbody></table>",
         f'<p class="muted">By segment: {totals}</p>',
     ]
 
 
 def _over_time(report: Report) -> list[str]:
+    """The pipeline over time: only with two distinct dates or more (one is a dot)."""
     series = report.pipeline_over_time
-    if len(series) < 2:
+    if len({day for day, _counts in series}) < 2:
         return []
     stages = list(dict.fromkeys(s for _, counts in series for s in counts))  # pipeline order
     legend_rows = (len(stages) + 2) // 3
@@ -202,26 +237,35 @@ def _over_time(report: Report) -> list[str]:
     base = top + plot_h
     peak = max(max(c.values(), default=0) for _, c in series) or 1
     x_step = (width - left - 20) / (len(series) - 1)
+    first, last = series[0][0], series[-1][0]
     body = [
         f'<line x1="{left}" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#999"/>',
         f'<text x="4" y="{top + 10}">{peak}</text>',
-        f'<text x="{left}" y="{base + 16}">{series[0][0]}</text>',
-        f'<text x="{width - 10}" y="{base + 16}" text-anchor="end">{series[-1][0]}</text>',
+        f'<text x="{left}" y="{base + 16}">{first.day} {first:%b %Y}</text>',
+        f'<text x="{width - 10}" y="{base + 16}" text-anchor="end">{last.day} {last:%b %Y}</text>',
     ]
     for i, stage in enumerate(stages):
         points = " ".join(
             f"{left + j * x_step:.1f},{base - plot_h * counts.get(stage, 0) / peak:.1f}"
             for j, (_, counts) in enumerate(series)
         )
-        color = PALETTE[i % len(PALETTE)]
+        color, dash = stage_style(i)
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
         x, y = left + (i % 3) * 125, base + 38 + 20 * (i // 3)
         body += [
-            f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{points}"/>',
-            f'<rect x="{x}" y="{y - 10}" width="10" height="10" fill="{color}"/>',
-            f'<text x="{x + 14}" y="{y}">{escape(stage)}</text>',
+            f'<polyline fill="none" stroke="{color}" stroke-width="2.5"{dashed} '
+            f'points="{points}"/>',
+            f'<line x1="{x}" y1="{y - 5}" x2="{x + 18}" y2="{y - 5}" stroke="{color}" '
+            f'stroke-width="3"{dashed}/>',
+            f'<text x="{x + 22}" y="{y}">{escape(stage)}</text>',
         ]
     svg = (
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Pipeline over time">'
         f"{''.join(body)}</svg>"
     )
     return ["<h2>Pipeline over time</h2>", svg]
+
+
+def stage_style(index: int) -> tuple[str, str]:
+    """The colour and dash pattern of the ``index``-th stage's line: no two the same."""
+    return PALETTE[index % len(PALETTE)], DASHES[index // len(PALETTE) % len(DASHES)]

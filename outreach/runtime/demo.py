@@ -5,6 +5,10 @@ the practice's inbox is a Maildir too, read by the same ``[inbound] maildir`` so
 can use. The real dispatcher, inbox processor and rules run on an accelerated clock (business
 days pass in seconds) while a few sources react as people do: two replies, an out-of-office,
 a bounce report, an opt-out, and later a referral. Nothing in the core knows it is a demo.
+
+The narration is one sentence a line, in the words the notices and the report use; an import
+held for review (``[sending] hold_new``, as ``init`` writes it) is approved at once, as
+``outreach approve --all`` does, so the loop runs.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from zoneinfo import ZoneInfo
 
 from outreach.config import Settings, load_config
 from outreach.errors import ConfigError
+from outreach.mail.notices import Source, headline, plural, readable_effect, step_name
 from outreach.runtime.init import STARTER, Answers, render_config, set_value
 from outreach.runtime.parts import build_parts
-from outreach.services.contacts import import_contacts, list_contacts
+from outreach.services.contacts import Contact, import_contacts, list_contacts
 from outreach.services.dispatch import SendLine
+from outreach.services.review import approve
 from outreach.services.workflow import record_referral
 from outreach.store.database import Store, open_store
 
@@ -190,7 +196,7 @@ class Demo:
         self.now = self.start_clock()
         self.say(
             f"outreach demo in {self.root}: an SMTP server in this process delivers into "
-            "Maildirs there; simulated business days pass in seconds"
+            "Maildirs there, and simulated business days pass in seconds."
         )
         csv = (STARTER / "contacts.csv").read_bytes()
         summary = import_contacts(
@@ -202,37 +208,40 @@ class Demo:
             now=self.now,
         )
         self.say(
-            f"{self.stamp()}  imported {summary.created} referral sources in "
-            f"{len(summary.by_segment)} segments; sending Mon-Fri 09:00-16:30, "
-            "at most one email a day per organization"
+            f"{self.stamp()}  Imported {plural(summary.created, 'referral source')} in "
+            f"{plural(len(summary.by_segment), 'segment')}; emails go out Mon-Fri "
+            "09:00-16:30, at most one a day per organization."
         )
+        approved = approve(self.store, self.settings, now=self.now, by="demo", everyone=True)
+        if approved.approved:
+            self.say(
+                f"{self.stamp()}  The import waits for your review; approved all "
+                f"{len(approved.approved)}, as `outreach approve --all` does."
+            )
         parts = build_parts(self.settings, self.store)  # the config's inbox: the Maildir
         dispatcher, processor, inbox = parts.dispatcher, parts.processor, parts.inbox
-        labels = {name: s.label for name, s in self.settings.segments.items()}
-        segment_of = {c.email: c.segment for c in list_contacts(self.store)}
+        sources = {c.email: self.source(c) for c in list_contacts(self.store)}
         referral_at = self.now + REFERRAL_FROM[1]
         referred = False
         end = self.now + timedelta(days=DAYS)
         while self.now < end:
             report = asyncio.run(dispatcher.run_pass(self.now))
             for line in report.sent:
-                what = step_name(line.step)
-                label = labels.get(segment_of.get(line.email, ""), "")
-                self.say(f"{self.stamp()}  sent     {what} to {line.email} ({label})")
+                label = sources[line.email].segment if line.email in sources else ""
+                self.say(f"{self.stamp()}  Sent {self.step(line)} to {line.email} ({label}).")
                 self.react(line)
             for line in report.failed:
                 self.say(
-                    f"{self.stamp()}  FAILED   step {line.step} to {line.email}: {line.detail}"
+                    f"{self.stamp()}  Could not send {self.step(line)} to {line.email}: "
+                    f"{line.detail}."
                 )
             for email in report.finished:
-                self.say(f"{self.stamp()}  {email}: no reply after the last follow-up")
+                self.say(f"{self.stamp()}  {email} did not reply after the last follow-up.")
             self.arrive()
             for result in inbox.sync_once(processor, now=lambda: self.now).results:
-                if result.contact:
-                    self.say(
-                        f"{self.stamp()}  inbound  {result.kind} from {result.contact}: "
-                        f"{result.effect}"
-                    )
+                if result.contact in sources:
+                    what = headline(result.kind, sources[result.contact])
+                    self.say(f"{self.stamp()}  {what}: {readable_effect(result.effect)}.")
             if not referred and self.now >= referral_at:
                 referred = True
                 email = REFERRAL_FROM[0]
@@ -245,8 +254,13 @@ class Demo:
                     now=self.now,
                     note="demo: one referral (never a client's name)",
                 )
-                moved = f" -> {change.to_stage}" if change else ""
-                self.say(f"{self.stamp()}  referral recorded from {email}{moved}; rules: {ruled}")
+                moved = f"; they are now {change.to_stage}" if change else ""
+                rules = readable_effect(ruled)
+                self.say(
+                    f"{self.stamp()}  Recorded a referral from {email}{moved}"
+                    + (f"; {rules}" if rules else "")
+                    + "."
+                )
             self.now = self.tick(self.now)
 
     def tick(self, now: datetime) -> datetime:
@@ -260,13 +274,23 @@ class Demo:
     def stamp(self) -> str:
         return f"{self.now.astimezone(ZONE):%a %d %b %H:%M}"
 
+    def step(self, line: SendLine) -> str:
+        """ "the intro", "follow-up 1", "the thank-you": the step a line sent, as people say
+        it."""
+        template = "thank_you" if 1000 < line.step <= 2000 else ""  # the demo rule's reply
+        name = step_name(line.step - 1, template).lower()
+        return f"the {name}" if name in ("intro", "thank-you") else name
 
-def step_name(step: int) -> str:
-    if step >= 2000:
-        return "nurture check-in"
-    if step > 1000:
-        return "thank-you (rule)"
-    return {1: "intro", 2: "follow-up 1", 3: "follow-up 2"}.get(step, f"step {step}")
+    def source(self, contact: Contact) -> Source:
+        segment = self.settings.segments.get(contact.segment)
+        return Source.of(
+            contact.email,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            title=contact.title,
+            organization=contact.organization,
+            segment=segment.label if segment else contact.segment,
+        )
 
 
 def bounce_report(practice: str, sent: SendLine, when: datetime) -> bytes:
@@ -318,7 +342,10 @@ def free_port() -> int:
 
 
 def make_folder(parent: Path | None) -> Path:
+    """A new folder under ``parent``, creating ``parent`` and its parents when missing."""
     try:
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="outreach-demo-", dir=parent))
     except OSError as exc:
         where = parent or Path(tempfile.gettempdir())

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shlex
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -37,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from outreach.config import Settings
 from outreach.domain.business_days import make_calendar
@@ -58,7 +59,7 @@ from outreach.domain.classify import (
     classify,
     printable,
 )
-from outreach.domain.fields import email_key, full_name
+from outreach.domain.fields import email_key
 from outreach.domain.pipeline import (
     BOUNCED,
     CONTACTED,
@@ -72,10 +73,10 @@ from outreach.domain.states import InboundKind, OutboxState
 from outreach.errors import ConfigError, TemplateProblem
 from outreach.mail.abc import OpenSmtp, Watermark
 from outreach.mail.compose import OutboundMessage
-from outreach.mail.notices import notice
+from outreach.mail.notices import readable_effect, source_notice
 from outreach.services.contacts import move_contact
 from outreach.services.matching import Match, match_message
-from outreach.services.workflow import RuleRun, run_rules, send_notices
+from outreach.services.workflow import RuleRun, answered, run_rules, send_notices, source_of
 from outreach.store.database import Store
 from outreach.store.ledger import WAITING, pause_domain, pause_sending, suppress
 from outreach.store.models import ContactRow, InboundEventRow, MailboxStateRow, OutboxRow
@@ -209,7 +210,7 @@ class InboundProcessor:
             elif not match.trusted:
                 effect = f"flagged, no effect: {match.how}"
             else:
-                before = contact.stage
+                before, paused = contact.stage, contact.paused_until
                 applied = self._apply(session, found, contact, key, now)
                 effect, notices = applied.effect, list(applied.notices)
                 review = PENDING if applied.held else None
@@ -218,10 +219,13 @@ class InboundProcessor:
                 elif applied.held:
                     effect += "; rules not run until you decide"
                 else:
-                    runs = [self._rules(session, found, contact, key, now, on=found.kind)]
+                    did = self._did(before, paused, contact, applied.effect)
+                    runs = [self._rules(session, found, contact, key, now, on=found.kind, did=did)]
                     if contact.stage != before:
                         runs.append(
-                            self._rules(session, found, contact, key, now, on="stage_changed")
+                            self._rules(
+                                session, found, contact, key, now, on="stage_changed", did=did
+                            )
                         )
                     for run in runs:
                         effect += run.summary
@@ -356,42 +360,51 @@ class InboundProcessor:
         move_contact(contact, self.pipeline, DO_NOT_CONTACT, now, reason)
         suppress(session, contact.email_key, reason, now)
         _cancel_waiting(session, contact.id, now)
-        text = [
-            f"{self._who(contact)} (or their provider) reported our message as abuse or "
-            "spam. They are now do_not_contact and suppressed: nothing more goes to them.",
-            "Many complaints hurt the practice's ability to reach anyone; review what "
-            "goes out to this segment.",
+        short = source_of(self.settings, contact).short
+        happened = [
+            f"{short} (or their provider) reported our email as abuse or spam.",
+            "Many complaints hurt the practice's ability to reach anyone; review what goes "
+            "out to this segment.",
+        ]
+        done = [
+            "moved them to do_not_contact and suppressed their address: nothing more goes to it"
         ]
         return _Applied(
             "complaint: do_not_contact and suppressed",
-            self._notices(contact, found, key, "an abuse complaint about", text),
+            self._notices(contact, found, "complaint", happened, done),
         )
 
     def _challenge(self, found: Classification, contact: ContactRow, key: str) -> _Applied:
-        text = [
-            f"A challenge-response system holds our message to {self._who(contact)} "
-            "until someone proves to be a person (usually a link to click or a reply).",
+        short = source_of(self.settings, contact).short
+        happened = [
+            f"A challenge-response system holds our email to {short} until someone proves "
+            "to be a person (a verification request: usually a link to click or a reply).",
             "Open the message in your mail program and complete it if you want them to "
-            "receive our mail; outreach changes nothing by itself.",
+            "receive our mail.",
         ]
+        done = ["nothing: their stage is unchanged"]
         return _Applied(
             "challenge: no stage change; you are told",
-            self._notices(contact, found, key, "a sender verification request for", text),
+            self._notices(contact, found, "challenge", happened, done),
         )
 
     def _hold(self, found: Classification, contact: ContactRow, key: str) -> _Applied:
         """A guess at something irreversible: nothing changes until the therapist decides."""
         what = found.kind if found.kind != BOUNCE else f"{found.bounce_class or 'soft'} bounce"
-        text = [
-            f"outreach read this message about {self._who(contact)} as a {what}, but is not "
-            "sure, so it changed nothing.",
-            f"Why: {'; '.join(found.reasons)[:500]}",
-            "Read it in your mail program, then tell outreach what it is:",
-            f"  outreach inbox decide '{key}' --as KIND   (see: outreach inbox review)",
+        short = source_of(self.settings, contact).short
+        happened = [
+            f"A message about {short} looks like {_a(what.replace('_', ' '))}, but outreach is "
+            "not sure, so it changed nothing.",
+            f"Why it thinks so: {'; '.join(found.reasons)[:500]}.",
+            "Read it in your mail program, then tell outreach what it is (the review lists it "
+            "with its key and the choices).",
         ]
+        commands = ["outreach inbox review", "outreach inbox decide KEY --as KIND"]
         return _Applied(
             f"held for review: a low-confidence {what}; nothing changed",
-            self._notices(contact, found, key, "please review a message about", text),
+            self._notices(
+                contact, found, "review", happened, ["nothing yet: it waits for you"], commands
+            ),
             held=True,
         )
 
@@ -404,40 +417,66 @@ class InboundProcessor:
             contact.paused_until = until
         contact.next_check_at = contact.paused_until
         where = f" It gives a new address: {found.new_address}." if found.new_address else ""
-        text = [
-            f"An automatic answer says {self._who(contact)} no longer works there.{where}",
-            f"Their follow-ups wait until {contact.paused_until:%Y-%m-%d}. Update or remove "
-            "the contact (outreach contacts import / outreach stage set).",
-        ]
+        short = source_of(self.settings, contact).short
+        happened = [f"An automatic answer says {short} no longer works there.{where}"]
+        done = [f"paused their follow-ups until {self._day(contact.paused_until)}"]
+        email = shlex.quote(contact.email)
+        commands = [f"outreach contacts show {email}"]
+        if found.new_address:
+            new_address = shlex.quote(found.new_address)
+            commands.append(f"outreach contacts add {new_address} --segment {contact.segment}")
+        commands.append(f"outreach contacts remove {email}")
         new = f" (new address {found.new_address})" if found.new_address else ""
         return _Applied(
             f"left the organization{new}: paused until {contact.paused_until:%Y-%m-%d}; "
             "needs your attention",
-            self._notices(contact, found, key, "left the organization:", text),
+            self._notices(contact, found, "left", happened, done, commands),
         )
 
-    def _who(self, contact: ContactRow) -> str:
-        name = full_name(contact.first_name, contact.last_name)
-        return f"{name} <{contact.email}>" if name else contact.email
+    def _day(self, moment: datetime) -> str:
+        local = moment.astimezone(self.zone)
+        return f"{local:%a} {local.day} {local:%b %Y}"
+
+    def _did(
+        self, stage: str, paused: datetime | None, contact: ContactRow, effect: str
+    ) -> list[str]:
+        """What a message's built-in effect did, in words for a rule's notice."""
+        did = []
+        if contact.stage != stage:
+            did.append(f"moved them from {stage} to {contact.stage}")
+            if contact.stage in (BOUNCED, UNSUBSCRIBED, DO_NOT_CONTACT):
+                did.append("suppressed their address: nothing more goes to it")
+            elif contact.stage == REPLIED:
+                did.append("stopped their follow-ups")
+        if contact.paused_until is not None and contact.paused_until != paused:
+            did.append(f"paused their emails until {self._day(contact.paused_until)}")
+        return did or [readable_effect(effect)]
 
     def _notices(
         self,
         contact: ContactRow,
         found: Classification,
-        key: str,
-        headline: str,
-        text: list[str],
+        kind: str,
+        happened: list[str],
+        done: list[str],
+        commands: list[str] | None = None,
     ) -> tuple[OutboundMessage, ...]:
         """A notice to the therapist: who and what, never the message's text."""
-        subject = found.subject and f" (subject: {printable(found.subject, 200)})"
-        lines = [*text, "", f"The message: {key}{subject}."]
+        session = object_session(contact)
         try:
             return (
-                notice(
+                source_notice(
                     self.settings,
-                    f"outreach: {headline} {self._who(contact)}",
-                    lines,
-                    found.refers_to[-1] if found.refers_to else None,
+                    kind=kind,
+                    source=source_of(self.settings, contact),
+                    happened=happened,
+                    answered=answered(session, self.settings, contact, found.refers_to)
+                    if session is not None
+                    else None,
+                    done=done,
+                    commands=commands or [f"outreach contacts show {shlex.quote(contact.email)}"],
+                    refers_to=found.refers_to[-1] if found.refers_to else None,
+                    stage=contact.stage,
                 ),
             )
         except TemplateProblem:  # a header a sender crafted: the effect still applies
@@ -452,6 +491,7 @@ class InboundProcessor:
         now: datetime,
         *,
         on: str,
+        did: list[str],
     ) -> RuleRun:
         return run_rules(
             session,
@@ -464,6 +504,7 @@ class InboundProcessor:
             text=found.new_text,
             sender_domain=(found.sender or "").rpartition("@")[2],
             refers_to=found.refers_to,
+            did=did,
         )
 
     def _pause_until(self, found: Classification, now: datetime) -> datetime:
@@ -524,12 +565,15 @@ class InboundProcessor:
             f"policy ({failure.status or 'no status'}, {failure.reason})"
         )
         domains = pause_domain(session, domain, why, now)
-        text = [
-            f"{why}.",
-            f"Sending to {domain} is paused; the contact's stage is unchanged.",
-            "Check the practice's SPF, DKIM and DMARC and its sending reputation, then "
-            f"`outreach sending resume --domain {domain}`.",
+        short = source_of(self.settings, contact).short
+        happened = [
+            f"{domain} refused our email to {short} for policy "
+            f"({failure.status or 'no status'}, {failure.reason}): the receiving side refuses "
+            "the practice's mail, not this address.",
+            "Check the practice's SPF, DKIM and DMARC and its sending reputation, then resume.",
         ]
+        done = [f"paused sending to {domain}; their stage is unchanged"]
+        commands = [f"outreach sending resume --domain {domain}"]
         effect = f"policy bounce: sending to {domain} paused"
         if domains >= 2:
             everything = (
@@ -539,11 +583,12 @@ class InboundProcessor:
             )
             pause_sending(session, everything, now, keep_first=True)
             log.critical("sending paused: %s", everything)
-            text.append("Two or more domains did so within 24 hours: ALL sending is paused.")
+            done.append("paused ALL sending: two or more domains did so within 24 hours")
+            commands.append("outreach sending resume")
             effect += "; all sending paused (policy bounces from 2+ domains in 24 hours)"
         else:
             log.warning("sending to %s paused: %s", domain, why)
-        return _Applied(effect, self._notices(contact, found, key, "sending paused to", text))
+        return _Applied(effect, self._notices(contact, found, "policy", happened, done, commands))
 
     def decide(self, key: str, kind: str, *, by: str, now: datetime) -> str:
         """Apply the therapist's reading of a message held for review; what it did. Raises
@@ -613,6 +658,10 @@ class _Applied:
     effect: str
     notices: tuple[OutboundMessage, ...] = ()
     held: bool = False
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
 
 def _failure_for(found: Classification, contact: ContactRow) -> Failed:

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
-from outreach.domain.fields import full_name
 from outreach.domain.pipeline import Pipeline, StageChange
 from outreach.domain.rules import RuleEvent, evaluate
 from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
 from outreach.errors import MailServerUnusable, TemplateProblem
 from outreach.mail.abc import Delivery, OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage, new_message_id
-from outreach.mail.notices import notice
+from outreach.mail.notices import Answered, Source, source_notice, step_name
 from outreach.services.contacts import add_referral, find_contact, move_contact, set_stage
 from outreach.store.database import Store
 from outreach.store.ledger import new_row
@@ -55,8 +56,10 @@ def run_rules(
     text: str = "",
     sender_domain: str = "",
     refers_to: Sequence[str] = (),
+    did: Sequence[str] = (),
 ) -> RuleRun:
-    """Evaluate the rules for one event on ``contact`` and apply their actions."""
+    """Evaluate the rules for one event on ``contact`` and apply their actions; ``did`` says
+    in words what the event did before them (for a ``notify``)."""
     run = RuleRun()
     if not settings.rules:
         return run
@@ -71,26 +74,38 @@ def run_rules(
     actions = evaluate(settings.rules, event)
     if not actions.rules:
         return run
-    done = []
+    done: list[str] = []
+    said = list(did)  # the same, in words for the therapist's notice
     why = f"rule {', '.join(map(str, actions.rules))} on {on} {key}"
     if actions.set_stage and move_contact(contact, pipeline, actions.set_stage, now, why):
         done.append(f"stage {actions.set_stage}")
+        said.append(f"moved them to {actions.set_stage} (a rule)")
     tags = [t for t in (contact.tags or []) if t not in actions.remove_tags]
     tags += [t for t in actions.add_tags if t not in tags]
     if tags != list(contact.tags or []):
         contact.tags = tags
         done.append(f"tags {', '.join(tags) or '(none)'}")
+        said.append(f"set their tags to {', '.join(tags) or 'none'}")
     if actions.pause_days:
         until = now + timedelta(days=actions.pause_days)
         contact.paused_until = max(contact.paused_until or until, until)
         contact.next_check_at = contact.paused_until
         done.append(f"paused until {contact.paused_until:%Y-%m-%d}")
+        said.append(f"paused their emails until {contact.paused_until:%Y-%m-%d}")
     for template in actions.reply_with:
         queue_reply(session, settings, contact, template, now)
         done.append(f"reply {template} queued")
+        said.append(
+            f"queued the {step_name(REPLY_STEP_BASE, template).lower()} email "
+            "(it goes out in the sending hours)"
+        )
+    if actions.move_to:
+        said.append(f"filed the message in the folder {actions.move_to}")
     if actions.notify:
         try:
-            run.notices.append(_notice(settings, contact, on, key, refers_to))
+            run.notices.append(
+                rule_notice(session, settings, contact, on=on, did=said, refers_to=refers_to)
+            )
             done.append("notice queued")
         except TemplateProblem as exc:  # a header a sender crafted: the rest still applies
             done.append(f"notice not sent ({exc})")
@@ -117,17 +132,78 @@ def queue_reply(
     session.add(new_row(contact.id, step_index, template, message_id, now))
 
 
-def _notice(
-    settings: Settings, contact: ContactRow, on: str, key: str, refers_to: Sequence[str]
+def source_of(settings: Settings, contact: ContactRow) -> Source:
+    """Whom a notice is about: the contact's name, organization and segment's label."""
+    segment = settings.segments.get(contact.segment)
+    return Source.of(
+        contact.email,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        title=contact.title,
+        organization=contact.organization,
+        segment=segment.label if segment else contact.segment,
+    )
+
+
+def answered(
+    session: Session, settings: Settings, contact: ContactRow, refers_to: Sequence[str]
+) -> Answered | None:
+    """Our email to ``contact`` that a message cites (the latest cited), if any."""
+    if not refers_to:
+        return None
+    row = session.scalars(
+        select(OutboxRow)
+        .where(OutboxRow.contact_id == contact.id, OutboxRow.message_id.in_(list(refers_to)))
+        .order_by(OutboxRow.sent_at.desc(), OutboxRow.id.desc())
+    ).first()
+    if row is None:
+        return None
+    zone = ZoneInfo(settings.practice.timezone)
+    sent = row.sent_at.astimezone(zone) if row.sent_at else None
+    return Answered(step_name(row.step_index, row.template).lower(), row.subject, sent)
+
+
+# What happened, as the first line of a rule's notice; {who} the source's short name.
+_HAPPENED = {
+    "reply": "{who} replied to our email.",
+    "out_of_office": "{who} is away: an automatic out-of-office reply came.",
+    "auto_reply": "An automatic reply came from {who}.",
+    "bounce": "Our email to {who} bounced.",
+    "unsubscribe": "{who} asked to receive no more emails.",
+    "complaint": "{who} (or their provider) reported our email as spam.",
+    "receipt": "{who}'s mail program sent a read receipt.",
+    "challenge": "A verification request came for our email to {who}.",
+    "referral": "A referral from {who} was recorded.",
+    "stage_changed": "{who} is now {stage}.",
+}
+
+
+def rule_notice(
+    session: Session,
+    settings: Settings,
+    contact: ContactRow,
+    *,
+    on: str,
+    did: Sequence[str],
+    refers_to: Sequence[str] = (),
 ) -> OutboundMessage:
-    name = full_name(contact.first_name, contact.last_name) or contact.email
-    what = on.replace("_", " ")
-    lines = [f"{name} <{contact.email}> ({contact.segment}, now {contact.stage}): {what} {key}."]
-    if refers_to:
-        lines.append(f"It answers our message {', '.join(refers_to)}.")
-    lines.append("Read it in your mail program; outreach keeps no message text.")
-    return notice(
-        settings, f"outreach: {what} from {name}", lines, refers_to[-1] if refers_to else None
+    """A rule's ``notify``: the event, the source, our email it answers, what was done."""
+    source = source_of(settings, contact)
+    happened = _HAPPENED.get(on, "{who}: " + on.replace("_", " ") + ".")
+    email = shlex.quote(contact.email)
+    commands = [f"outreach contacts show {email}"]
+    if on == "reply":
+        commands += [f"outreach stage set {email} engaged", f"outreach referrals add {email}"]
+    return source_notice(
+        settings,
+        kind=on,
+        source=source,
+        happened=[happened.format(who=source.short, stage=contact.stage)],
+        answered=answered(session, settings, contact, refers_to),
+        done=did,
+        commands=commands,
+        refers_to=refers_to[-1] if refers_to else None,
+        stage=contact.stage,
     )
 
 
@@ -164,7 +240,10 @@ def record_referral(
         store, settings.the_pipeline, email, received_on=received_on, now=now, note=note
     )
     events = ["referral", *(["stage_changed"] if change else [])]
-    return change, _fire(store, settings, smtp, email, events, f"referral {received_on}", now)
+    did = [f"recorded the referral received {received_on:%a} {received_on.day} {received_on:%b %Y}"]
+    did += [_moved(change)] if change else []
+    key = f"referral {received_on}"
+    return change, _fire(store, settings, smtp, email, events, key, now, did)
 
 
 def set_stage_by_hand(
@@ -181,7 +260,12 @@ def set_stage_by_hand(
     change = set_stage(store, settings.the_pipeline, email, stage, now=now, note=note)
     if change is None:
         return None, ""
-    return change, _fire(store, settings, smtp, email, ["stage_changed"], "set by hand", now)
+    did = [f"{_moved(change)} (by hand)"]
+    return change, _fire(store, settings, smtp, email, ["stage_changed"], "set by hand", now, did)
+
+
+def _moved(change: StageChange) -> str:
+    return f"moved them from {change.from_stage or '(none)'} to {change.to_stage}"
 
 
 def _fire(
@@ -192,6 +276,7 @@ def _fire(
     events: list[str],
     key: str,
     now: datetime,
+    did: Sequence[str],
 ) -> str:
     if not settings.rules:
         return ""
@@ -201,7 +286,7 @@ def _fire(
         contact = find_contact(session, email)
         for on in events:
             run = run_rules(
-                session, settings, settings.the_pipeline, contact, on=on, key=key, now=now
+                session, settings, settings.the_pipeline, contact, on=on, key=key, now=now, did=did
             )
             summary += run.summary
             notices += run.notices
@@ -211,9 +296,12 @@ def _fire(
 
 __all__ = [
     "RuleRun",
+    "answered",
     "queue_reply",
     "record_referral",
+    "rule_notice",
     "run_rules",
     "send_notices",
     "set_stage_by_hand",
+    "source_of",
 ]
