@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from outreach.config import load_config
+from outreach.domain.sequencing import step_name
 from outreach.mail.notices import (
     Answered,
     Source,
@@ -23,7 +24,6 @@ from outreach.mail.notices import (
     plural,
     readable_effect,
     source_notice,
-    step_name,
 )
 from outreach.report.build import Attention
 from outreach.runtime.parts import build_parts

@@ -198,14 +198,6 @@ def reported() -> Iterator[None]:
         _fail([f"error: {exc}"])
 
 
-def require_segment(settings: Settings, segment: str | None) -> None:
-    """A ``--segment`` option must name a configured segment."""
-    if segment is not None and segment not in settings.segments:
-        raise ConfigError(
-            [f"--segment: unknown segment {segment!r} (configured: {', '.join(settings.segments)})"]
-        )
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

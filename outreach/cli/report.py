@@ -16,7 +16,6 @@ from outreach.cli.common import (
     out,
     print_json,
     reported,
-    require_segment,
     utc_now,
 )
 from outreach.errors import (
@@ -73,7 +72,9 @@ def report(
             raise ConfigError(
                 [f"--since: {since.date()} is in the future; nothing has happened since then yet"]
             )
-        require_segment(settings, segment)
+        from outreach.services.contacts import resolve_segment
+
+        segment = resolve_segment(settings, segment) if segment is not None else None
         built = reporting.build_report(
             state.store(),
             settings,

@@ -139,3 +139,14 @@ def step_label(number: int) -> str:
     if number > REPLY_STEP_BASE:
         return "rule reply"
     return f"step {number}"
+
+
+def step_name(step_index: int, template: str = "") -> str:
+    """A ledger step as people say it: "Intro", "Follow-up 1", "Thank-you", "Check-in 2"."""
+    if step_index >= NURTURE_STEP_BASE:
+        return f"Check-in {step_index - NURTURE_STEP_BASE + 1}"
+    if step_index >= REPLY_STEP_BASE:
+        if template in ("thank_you", "thanks"):
+            return "Thank-you"
+        return f"Reply ({template.replace('_', ' ')})" if template else "Reply"
+    return "Intro" if step_index == 0 else f"Follow-up {step_index}"

@@ -28,7 +28,7 @@ from email.utils import format_datetime
 
 from outreach.config import Settings
 from outreach.domain.fields import full_name
-from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
+from outreach.domain.sequencing import step_name
 from outreach.mail.compose import OutboundMessage, check_header, new_message_id
 
 # What a notice's subject says for each kind, ``{who}`` the source's short name.
@@ -181,17 +181,6 @@ def plural(count: int, word: str, many: str | None = None) -> str:
             f"{word[:-1]}ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else f"{word}s"
         )
     return f"{count} {many}"
-
-
-def step_name(step_index: int, template: str = "") -> str:
-    """A ledger step as people say it: "Intro", "Follow-up 1", "Thank-you", "Check-in 2"."""
-    if step_index >= NURTURE_STEP_BASE:
-        return f"Check-in {step_index - NURTURE_STEP_BASE + 1}"
-    if step_index >= REPLY_STEP_BASE:
-        if template in ("thank_you", "thanks"):
-            return "Thank-you"
-        return f"Reply ({template.replace('_', ' ')})" if template else "Reply"
-    return "Intro" if step_index == 0 else f"Follow-up {step_index}"
 
 
 def when_local(moment: datetime) -> str:

@@ -41,9 +41,9 @@ from outreach.domain.pipeline import (
     REPLIED,
     UNSUBSCRIBED,
 )
-from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
+from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE, step_name
 from outreach.domain.states import InboundKind, OutboxState
-from outreach.mail.notices import plural, step_name, when_local
+from outreach.mail.notices import plural, when_local
 from outreach.store.database import Store, in_chunks
 from outreach.store.ledger import paused_domains, sending_paused
 from outreach.store.models import (

@@ -29,8 +29,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from outreach.config import Settings, load_config
+from outreach.domain.sequencing import step_name
 from outreach.errors import ConfigError
-from outreach.mail.notices import Source, headline, plural, readable_effect, step_name
+from outreach.mail.notices import Source, headline, plural, readable_effect
 from outreach.runtime.init import STARTER, Answers, render_config, set_value
 from outreach.runtime.parts import build_parts
 from outreach.services.contacts import Contact, import_contacts, list_contacts

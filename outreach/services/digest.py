@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from outreach.domain.sequencing import step_name
 from outreach.mail.compose import OutboundMessage
-from outreach.mail.notices import Source, headline, notice, plural, readable_effect, step_name
+from outreach.mail.notices import Source, headline, notice, plural, readable_effect
 from outreach.report.build import Attention, build_report
 from outreach.services.dispatch import Dispatcher
 from outreach.services.forecast import plan

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
-from outreach.errors import ConfigError, OutreachError
+from outreach.errors import OutreachError
 from outreach.mail.abc import OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage, check_header
-from outreach.services.contacts import find_contact
+from outreach.services.contacts import find_contact, resolve_segment
 from outreach.store.database import Store
 from outreach.store.models import ContactRow, StageChangeRow
 
@@ -38,19 +38,6 @@ class Approval:
     approved: list[str] = field(default_factory=list)  # addresses, in the order found
     not_held: list[str] = field(default_factory=list)  # named, but not waiting for review
     dry_run: bool = False
-
-
-def segment_named(settings: Settings, name: str) -> str:
-    """The segment a ``--segment`` names, by its name or its ``label`` (any case)."""
-    if name in settings.segments:
-        return name
-    wanted = name.strip().casefold()
-    for key, segment in settings.segments.items():
-        if wanted in (key.casefold(), segment.label.casefold()):
-            return key
-    raise ConfigError(
-        [f"--segment: unknown segment {name!r} (configured: {', '.join(settings.segments)})"]
-    )
 
 
 def approve(
@@ -112,7 +99,7 @@ def _chosen(
     if everyone:
         chosen.update((row.id, row) for row in session.scalars(held))
     elif segment is not None:
-        key = segment_named(settings, segment)
+        key = resolve_segment(settings, segment)
         query = held.where(ContactRow.segment == key)
         chosen.update((row.id, row) for row in session.scalars(query))
     for address in emails:

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 from outreach.config import Settings
 from outreach.domain.pipeline import Pipeline, StageChange
 from outreach.domain.rules import RuleEvent, evaluate
-from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE
+from outreach.domain.sequencing import NURTURE_STEP_BASE, REPLY_STEP_BASE, step_name
 from outreach.errors import MailServerUnusable, TemplateProblem
 from outreach.mail.abc import Delivery, OpenSmtp, Outcome
 from outreach.mail.compose import OutboundMessage, new_message_id
-from outreach.mail.notices import Answered, Source, source_notice, step_name
+from outreach.mail.notices import Answered, Source, source_notice
 from outreach.services.contacts import add_referral, find_contact, move_contact, set_stage
 from outreach.store.database import Store
 from outreach.store.ledger import new_row
