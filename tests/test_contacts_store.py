@@ -12,14 +12,17 @@ from outreach.domain.fields import erased_key
 from outreach.domain.pipeline import ExtraStage, Pipeline
 from outreach.errors import ConfigError, ContactNotFound, ImportProblems, InvalidStage, StoreError
 from outreach.services import contacts
+from outreach.services.removal import remove_contact
 from outreach.store.database import Store, open_store
 from outreach.store.ledger import suppress
 from outreach.store.models import (
     ContactRow,
+    DomainPauseRow,
     InboundEventRow,
     OutboxRow,
     ReferralRow,
     StageChangeRow,
+    StateRow,
     SuppressionRow,
 )
 
@@ -436,7 +439,7 @@ class TestRemove:
     ) -> None:
         do_import(store, CSV)
         with_history(store, "alma@nb.example.com")
-        removed = contacts.remove_contact(store, "alma@nb.example.com", now=T1)
+        removed = remove_contact(store, "alma@nb.example.com", now=T1)
         assert (removed.messages, removed.suppressed, removed.forgotten) == (1, False, False)
         assert count(store, ContactRow) == 2 and count(store, OutboxRow) == 0
         assert count(store, StageChangeRow) == 2
@@ -449,7 +452,7 @@ class TestRemove:
     def test_an_unsubscribed_contact_stays_suppressed(self, store: Store) -> None:
         do_import(store, CSV)
         contacts.set_stage(store, PIPELINE, "tom@lm.example.org", "unsubscribed", now=T1)
-        assert contacts.remove_contact(store, "tom@lm.example.org", now=T1).suppressed
+        assert remove_contact(store, "tom@lm.example.org", now=T1).suppressed
         assert suppression_keys(store) == ["tom@lm.example.org"]
         summary = do_import(store, CSV)
         assert (summary.created, summary.skipped_suppressed, summary.skipped_existing) == (0, 1, 2)
@@ -458,7 +461,7 @@ class TestRemove:
 
     def test_unknown_address(self, store: Store) -> None:
         with pytest.raises(ContactNotFound):
-            contacts.remove_contact(store, "nobody@x.example.com", now=T1)
+            remove_contact(store, "nobody@x.example.com", now=T1)
 
 
 class TestForget:
@@ -470,7 +473,7 @@ class TestForget:
         )
         with store.session() as session:
             suppress(session, "grace@stm.example.org", "unsubscribed: grace@stm.example.org", T1)
-        removed = contacts.remove_contact(store, "Grace@stm.example.org", now=T1, forget=True)
+        removed = remove_contact(store, "Grace@stm.example.org", now=T1, forget=True)
         assert (removed.messages, removed.inbound_events, removed.suppressed) == (1, 1, True)
         assert count(store, InboundEventRow) == 0 and count(store, ReferralRow) == 0
         assert count(store, OutboxRow) == 0 and count(store, StageChangeRow) == 2
@@ -481,10 +484,73 @@ class TestForget:
 
     def test_a_forgotten_address_is_never_imported_or_added_again(self, store: Store) -> None:
         do_import(store, CSV)
-        contacts.remove_contact(store, "alma@nb.example.com", now=T1, forget=True)
+        remove_contact(store, "alma@nb.example.com", now=T1, forget=True)
         dry = do_import(store, CSV.replace("alma@nb", "ALMA@nb"), dry_run=True)
         assert (dry.created, dry.skipped_suppressed) == (0, 1)
         assert do_import(store, CSV).skipped_suppressed == 1
         with pytest.raises(ConfigError, match="erased at its owner's request"):
             add(store, "alma@nb.example.com", "segment=psychiatrist")
         assert count(store, ContactRow) == 2
+
+    def test_a_possible_opt_out_awaiting_review_keeps_the_address_suppressed(
+        self, store: Store
+    ) -> None:
+        """A low-confidence unsubscribe waits for `inbox decide`; removing the contact must not
+        let an old export bring the address back."""
+        do_import(store, CSV)
+        contact_id = with_history(store, "tom@lm.example.org")
+        with store.session() as session:
+            event = session.scalars(
+                select(InboundEventRow).where(InboundEventRow.contact_id == contact_id)
+            ).one()
+            event.kind, event.review = "unsubscribe", "pending"
+        assert remove_contact(store, "tom@lm.example.org", now=T1).suppressed
+        assert do_import(store, CSV).skipped_suppressed == 1
+
+    def test_forget_after_a_plain_remove_erases_what_it_left(self, store: Store) -> None:
+        do_import(store, CSV)
+        with_history(store, "tom@lm.example.org")
+        with store.session() as session:
+            event = session.scalars(select(InboundEventRow)).one()
+            event.detail = {"how": "address tom@lm.example.org"}
+        contacts.set_stage(store, PIPELINE, "tom@lm.example.org", "unsubscribed", now=T1)
+        remove_contact(store, "tom@lm.example.org", now=T1)
+        erased = remove_contact(store, "tom@lm.example.org", now=T1, forget=True)
+        assert (erased.forgotten, erased.inbound_events) == (True, 1)
+        assert count(store, InboundEventRow) == 0
+        assert suppression_keys(store) == [erased_key("tom@lm.example.org")]
+        again = remove_contact(store, "tom@lm.example.org", now=T1, forget=True)
+        assert again.inbound_events == 0  # asking twice is harmless
+        assert suppression_keys(store) == [erased_key("tom@lm.example.org")]
+
+    def test_forget_erases_the_address_wherever_else_it_was_written(self, store: Store) -> None:
+        do_import(store, CSV)
+        alma = with_history(store, "alma@nb.example.com")
+        with_history(store, "grace@stm.example.org")
+        with store.session() as session:
+            # A colleague's auto-reply named Grace's address; a domain and all sending paused
+            # with reasons quoting it.
+            event = session.scalars(
+                select(InboundEventRow).where(InboundEventRow.contact_id == alma)
+            ).one()
+            event.effect = "left the organization (new address Grace@stm.example.org)"
+            event.detail = {"new_address": "grace@stm.example.org", "kind": "auto_reply"}
+            session.add(
+                DomainPauseRow(
+                    domain="stm.example.org",
+                    reason="refused our mail to grace@stm.example.org: 5.7.1",
+                    paused_at=T1,
+                    last_policy_at=T1,
+                )
+            )
+            session.add(
+                StateRow(key="sending_paused", value="550 <grace@stm.example.org>", updated_at=T1)
+            )
+        remove_contact(store, "grace@stm.example.org", now=T1, forget=True)
+        with store.session() as session:
+            event = session.scalars(select(InboundEventRow)).one()  # Alma's stays, scrubbed
+            assert event.effect == "left the organization (new address [erased])"
+            assert event.detail == {"new_address": "[erased]", "kind": "auto_reply"}
+            pause = session.scalars(select(DomainPauseRow)).one()
+            assert pause.reason == "refused our mail to [erased]: 5.7.1"
+            assert session.get(StateRow, "sending_paused").value == "550 <[erased]>"  # type: ignore[union-attr]

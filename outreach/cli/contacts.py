@@ -497,11 +497,9 @@ def contacts_remove(
     --forget erases everything about it for a data-deletion request.
     """
     with reported():
-        from outreach.services import contacts
+        from outreach.services.removal import remove_contact
 
-        removed = contacts.remove_contact(
-            context_of(ctx).store(), email, now=utc_now(), forget=forget
-        )
+        removed = remove_contact(context_of(ctx).store(), email, now=utc_now(), forget=forget)
     messages = f"{removed.messages} message{'' if removed.messages == 1 else 's'}"
     if removed.forgotten:
         events = f"{removed.inbound_events} inbound event"

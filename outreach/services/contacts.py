@@ -1,4 +1,4 @@
-"""Contact services over the store: import, add, edit, remove, list, show, export, referrals.
+"""Contact services over the store: import, add, edit, list, show, export, referrals.
 
 The CLI calls these and holds no logic of its own; tests call them directly.
 
@@ -8,15 +8,7 @@ Decisions:
 - An address on the suppression list (unsubscribed, bounced, removed while in an exit stage)
   or erased at its owner's request is never created again: an import skips and counts it,
   ``contacts add`` refuses it.
-- ``remove`` deletes the contact with its messages, stage changes and referrals; the inbound
-  events about it stay, no longer linked to anyone; a suppression stays, and a contact that
-  had left (unsubscribed, bounced, do_not_contact) is suppressed first, so removing it never
-  makes the address reachable again.
-- ``remove --forget`` (a data-deletion request) also deletes the inbound events about it, and
-  keeps the address only as a hash (``fields.erased_key``) on the suppression list, with a
-  reason that names nothing: always, since a person who asks to be forgotten must not be
-  re-imported from an old export. An unsalted hash of an address can be confirmed by whoever
-  already knows the address; it names no one to anybody else.
+- Removing a contact, and erasing one at its owner's request: ``services/removal.py``.
 - Editing a contact clears ``needs_data``, so the next pass tries it again.
 """
 
@@ -27,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy import update as update_rows
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -43,7 +34,6 @@ from outreach.domain.contacts_csv import (
 )
 from outreach.domain.fields import email_key, erased_key, full_name, normalize_email
 from outreach.domain.pipeline import (
-    EXIT_STAGES,
     NEW,
     REFERRING,
     Pipeline,
@@ -53,7 +43,6 @@ from outreach.domain.pipeline import (
 from outreach.domain.sequencing import ACTIVE_STAGES, NURTURE_STAGES
 from outreach.errors import ConfigError, ContactNotFound, ImportProblems, StoreError
 from outreach.store.database import Store, in_chunks
-from outreach.store.ledger import suppress
 from outreach.store.models import (
     ContactRow,
     InboundEventRow,
@@ -446,51 +435,6 @@ def edit_contact(
             row.needs_data = None
             row.next_check_at = now
         return ContactEdit(Contact.from_row(row), changes)
-
-
-@dataclass(frozen=True)
-class Removal:
-    """What ``remove_contact`` did."""
-
-    email: str
-    forgotten: bool
-    #: The address stays on the suppression list (as a hash when forgotten).
-    suppressed: bool
-    messages: int
-    inbound_events: int
-
-
-def remove_contact(store: Store, email: str, *, now: datetime, forget: bool = False) -> Removal:
-    """Delete one contact with its messages, stage changes and referrals (module docstring);
-    ``forget`` erases everything about it, keeping the address only as a hash on the
-    suppression list. ContactNotFound for an unknown address."""
-    with store.session() as session:
-        row = find_contact(session, email, load_history=True)
-        key, address, contact_id = row.email_key, row.email, row.id
-        if row.stage in EXIT_STAGES:
-            suppress(session, key, f"{row.stage}; contact removed {now:%Y-%m-%d}", now)
-        session.flush()
-        messages = session.connection().execute(
-            delete(OutboxRow).where(OutboxRow.contact_id == contact_id)
-        )
-        events = InboundEventRow.contact_id == contact_id
-        if forget:
-            erased = session.connection().execute(delete(InboundEventRow).where(events)).rowcount
-            _erase_suppression(session, key, now)
-        else:
-            erased = 0
-            session.execute(update_rows(InboundEventRow).where(events).values(contact_id=None))
-        session.delete(row)
-        suppressed = bool(_suppressed(session, [key]))
-        return Removal(address, forget, suppressed, messages.rowcount, erased)
-
-
-def _erase_suppression(session: Session, key: str, now: datetime) -> None:
-    """Keep the address on the suppression list only as its hash, with a reason naming nothing."""
-    hashed = erased_key(key)
-    session.execute(delete(SuppressionRow).where(SuppressionRow.email_key == key))
-    reason = f"erased at the owner's request {now:%Y-%m-%d}"
-    suppress(session, hashed, reason, now)
 
 
 def _existing(session: Session, emails: Sequence[str]) -> dict[str, ContactRow]:
