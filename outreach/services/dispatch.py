@@ -56,6 +56,7 @@ from outreach.store.instance import DispatchLock
 from outreach.store.ledger import (
     START,
     WAITING,
+    lift_ended_pause,
     mark_sent,
     new_row,
     pause_sending,
@@ -207,6 +208,9 @@ class Dispatcher:
         report.paused = self.paused_reason(now)
         if report.paused:
             return report
+        if not dry_run:
+            with self.store.session() as session:
+                lift_ended_pause(session, now)
         if dry_run:  # reads only: no lock needed
             await self._pass(now, report, stopping)
             return report

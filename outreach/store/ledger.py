@@ -59,6 +59,9 @@ START = (
                 ),
             )
         ),
+        # All sending paused meanwhile (`sending pause` during a pass): the rest wait. A pause
+        # whose end has come is lifted at the start of the pass (``lift_ended_pause``).
+        ~exists(select(StateRow.key).where(StateRow.key == SENDING_PAUSED)),
     )
     .values(state=OutboxState.SENDING, attempts=OutboxRow.attempts + 1, updated_at=NOW)
 )
@@ -205,6 +208,14 @@ def pause_sending(
         session.add(StateRow(key=SENDING_PAUSED_UNTIL, value=value, updated_at=now))
     else:
         ends.value, ends.updated_at = value, now
+
+
+def lift_ended_pause(session: Session, now: datetime) -> bool:
+    """Remove a pause whose end has come (so ``START`` sends again); True if there was one."""
+    if session.get(StateRow, SENDING_PAUSED) is None or sending_paused(session, now) is not None:
+        return False
+    resume_sending(session)
+    return True
 
 
 def resume_sending(session: Session) -> str | None:
