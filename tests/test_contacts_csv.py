@@ -308,6 +308,99 @@ class TestEncodings:
         assert (parsed.encoding, parsed.records[0].first_name) == ("Windows-1250", "\u0141ukasz")
 
 
+# Names in Cyrillic, escaped (they look like Latin letters): "Ivan Petrov"; and three whose
+# Windows-1251 bytes hold a well-formed UTF-8 sequence by chance (a capital letter, then a
+# Ukrainian i or a yo): "Viktor", "Pyotr", "Nina".
+IVAN_PETROV = "\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432"
+VIKTOR = "\u0412\u0456\u043a\u0442\u043e\u0440"
+PYOTR = "\u041f\u0451\u0442\u0440"
+NINA = "\u041d\u0456\u043d\u0430"
+IVAN, MARIA, ANNA = (
+    "\u0418\u0432\u0430\u043d",
+    "\u041c\u0430\u0440\u0438\u044f",
+    "\u0410\u043d\u043d\u0430",
+)
+PETROV, SMIRNOV = (
+    "\u041f\u0435\u0442\u0440\u043e\u0432",
+    "\u0421\u043c\u0438\u0440\u043d\u043e\u0432",
+)
+
+
+class TestEncodingGuesses:
+    """A file that isn't valid UTF-8 is read in a guessed code page only when nothing says it
+    is UTF-8 and the guess is no coin toss: else a problem says so, never mojibake."""
+
+    NAMES = ("Bj\u00f6rn M\u00fcller", "Zo\u00eb \u00c5ngstr\u00f6m", "Jos\u00e9 N\u00fa\u00f1ez")
+
+    @pytest.mark.parametrize("rows", [1, 4, 30])
+    def test_a_utf8_file_with_one_stray_windows_byte_stays_utf8(self, rows: int) -> None:
+        """One cell edited in Excel: that cell is a problem by its line and column; every
+        other name reads as written (not "Bj\u0102\u00b6rn M\u0102\u013dller", in Windows-1250)."""
+        text = "email,first_name,segment\n" + "".join(
+            f"p{i}@x.example.com,{self.NAMES[i % 3]},clergy\n" for i in range(rows)
+        )
+        data = text.encode() + "r@x.example.com,Ren\u00e9e,clergy\n".encode("cp1252")
+        parsed = parse(data)
+        assert parsed.encoding == "UTF-8"
+        assert len(parsed.problems) == 1
+        assert parsed.problems[0].startswith(
+            f"line {rows + 2}, column 2 (first_name): holds a byte that is not UTF-8 (0xE9)"
+        )
+        assert [r.first_name for r in parsed.records] == [self.NAMES[i % 3] for i in range(rows)]
+
+    def test_one_utf8_line_is_enough_whatever_the_stray_bytes(self) -> None:
+        """More stray bytes than UTF-8 letters, but a line of valid UTF-8: still UTF-8."""
+        data = "email,first_name,segment\nz@x.example.com,Zo\u00eb,clergy\n".encode() + (
+            "r@x.example.com,Ren\u00e9e Br\u00fbl\u00e9,clergy\n".encode("cp1252")
+        )
+        parsed = parse(data)
+        assert parsed.encoding == "UTF-8"
+        assert [r.first_name for r in parsed.records] == ["Zo\u00eb"]
+        assert len(parsed.problems) == 1
+        assert parsed.problems[0].startswith("line 3, column 2 (first_name): holds bytes")
+
+    def test_utf8_sequences_by_chance_leave_a_code_page_file_to_detection(self) -> None:
+        """Windows-1251 names pair into UTF-8 sequences by chance, never a whole line."""
+        people = [
+            (VIKTOR, PETROV),
+            (PYOTR, SMIRNOV),
+            (NINA, PETROV),
+            (IVAN, SMIRNOV),
+            (MARIA, PETROV),
+            (ANNA, SMIRNOV),
+        ]
+        text = "email,first_name,last_name,segment\n" + "".join(
+            f"p{i}@x.example.com,{first},{last},clergy\n" for i, (first, last) in enumerate(people)
+        )
+        parsed = parse(text.encode("cp1251"))
+        assert (parsed.encoding, parsed.problems) == ("Windows-1251", [])
+        assert [(r.first_name, r.last_name) for r in parsed.records] == people
+
+    def test_code_pages_that_tie_with_different_readings_are_refused(self) -> None:
+        """A one-row Windows-1251 file reads as well in five code pages, none of them
+        Windows-1252 (the first was taken: Windows-1250, garbling every name): each reading
+        is shown, and the encoding is asked for."""
+        data = f"email,name,segment\ni@x.example.com,{IVAN_PETROV},clergy\n".encode("cp1251")
+        problem = only_problem(data)
+        assert problem.startswith("line 2: can't tell the file's encoding; it reads as ")
+        assert f"{IVAN_PETROV!r} in Windows-1251, " in problem
+        for name in ("Windows-1250", "Windows-1253", "Windows-1255", "Windows-1257"):
+            assert f" in {name}" in problem
+        assert "Windows-1252" not in problem
+        assert problem.endswith(
+            "; give the one that reads right with --encoding NAME (e.g. --encoding windows-1250)"
+        )
+        parsed = parse(data, encoding="windows-1251")
+        assert (parsed.encoding, parsed.problems) == ("Windows-1251", [])
+        assert parsed.records[0].custom["name"] == IVAN_PETROV
+
+    def test_a_tie_with_windows_1252_is_still_windows_1252(self) -> None:
+        """N\u00fa\u00f1ez reads as well in Windows-1250 (N\u00fa\u0144ez): Windows-1252 wins."""
+        data = "email,last_name,segment\nj@x.example.com,N\u00fa\u00f1ez,clergy\n".encode("cp1252")
+        parsed = parse(data)
+        assert (parsed.encoding, parsed.records[0].last_name) == ("Windows-1252", "N\u00fa\u00f1ez")
+
+
 class TestFiller:
     def test_default_values_are_filler_others_are_kept(self) -> None:
         assert is_filler("gender", "Unspecified") and not is_filler("gender", "Female")

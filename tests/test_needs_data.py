@@ -214,6 +214,100 @@ class TestTemplatesCheck:
         finally:
             practice.store.close()
 
+    def test_a_standard_field_no_contact_of_the_segment_has_is_the_templates_error(
+        self, outbound_config: Path, templates: Path, cli: Callable[..., Run]
+    ) -> None:
+        """The psychiatrist intro says "({{ contact.organization }})", and the psychiatrists
+        came without an organization column: not two contacts needing data (the daemon would
+        start and send them nothing, silently), but the template's error, said once."""
+        practice = Practice(
+            outbound_config,
+            "email,first_name,last_name,segment\n"
+            "alma@nb.example.com,Alma,Reyes,psychiatrist\n"
+            "jonah@nb.example.com,Jonah,Whitfield,psychiatrist\n"
+            "ari@bethel.example.org,Ari,Feldman,clergy\n",
+        )
+        try:
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert check.needs_data == []
+            assert [str(f) for f in check.failures] == [
+                "psychiatrist/intro.txt.j2, line 11: undefined variable 'organization' "
+                "(segment psychiatrist, step 1, contact alma@nb.example.com)"
+            ]
+            checked = cli("templates", "check")
+            assert checked.exit_code == 2
+            assert "line 11: undefined variable 'organization'" in checked.stderr
+            report = practice.run(T0)  # a pass started anyway: not sent, and said so
+            assert [line.email for line in report.sent] == ["ari@bethel.example.org"]
+            assert report.lacking == {}
+            assert len(report.problems) == 2
+            assert practice.contact("alma@nb.example.com").needs_data is None
+            # Once one psychiatrist has an organization, it is contact data again.
+            practice.set_organization("alma@nb.example.com", "North Bay")
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert check.failures == []
+            assert [(w.contact, w.field) for w in check.needs_data] == [
+                ("jonah@nb.example.com", "organization")
+            ]
+        finally:
+            practice.store.close()
+
+    def test_a_segment_with_no_contacts_is_checked_with_every_standard_field(
+        self, outbound_config: Path, templates: Path
+    ) -> None:
+        """No contact yet (the sample stands in): a standard field is fine, tags and time
+        zone too, and nobody "needs data"; a custom field nobody has is still an error."""
+        intro = templates / "clergy" / "intro.txt.j2"
+        intro.write_text(
+            intro.read_text().replace(
+                "{{ greeting }}",
+                "{{ greeting }} {{ contact.organization }} {{ contact.timezone }} "
+                "{{ contact.tags | join(', ') }}",
+            )
+        )
+        practice = Practice(outbound_config, "email,first_name,segment\n")
+        try:
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert (check.failures, check.needs_data) == ([], [])
+            intro.write_text(
+                intro.read_text().replace("{{ greeting }}", "{{ contact.denomination }}")
+            )
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert [f.problem for f in check.failures] == [
+                "clergy/intro.txt.j2, line 3: undefined variable 'denomination'"
+            ]
+        finally:
+            practice.store.close()
+
+    def test_a_nurture_template_using_a_field_nobody_has_fails(
+        self, outbound_config: Path, templates: Path
+    ) -> None:
+        """The nurture check-in is rendered for a sample contact with only the standard
+        fields its segment's contacts have: a field none has fails there too."""
+        nurture = templates / "psychiatrist" / "nurture.txt.j2"
+        nurture.write_text(
+            nurture.read_text().replace("{{ greeting }}", "{{ greeting }} {{ contact.title }}")
+        )
+        practice = Practice(outbound_config)  # no psychiatrist has a title
+        try:
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert [str(f) for f in check.failures] == [
+                "psychiatrist/nurture.txt.j2, line 3: undefined variable 'title' (nurture) "
+                "(segment psychiatrist, step 0, contact sample.contact@example.com (sample))"
+            ]
+        finally:
+            practice.store.close()
+
     def test_a_todo_in_the_config_stops_everything(
         self, outbound_config: Path, cli: Callable[..., Run]
     ) -> None:
@@ -223,3 +317,61 @@ class TestTemplatesCheck:
         assert "segments.clergy.offer: still 'TODO: an offer'" in checked.stderr
         send = cli("send-due", "--once")
         assert send.exit_code == 2 and "nothing is sent" in send.stderr
+
+
+class TestTodoInContactData:
+    """A TODO in one contact's data (a Google "Notes" cell saying "TODO: call back"), printed
+    by a template, is that contact's data: it stops nothing."""
+
+    @pytest.fixture
+    def notes_template(self, templates: Path) -> Path:
+        intro = templates / "teacher" / "intro.txt.j2"
+        intro.write_text(
+            intro.read_text().replace("{{ greeting }}", "{{ greeting }} {{ contact.notes }}")
+        )
+        return intro
+
+    def test_it_stops_nothing(
+        self, outbound_config: Path, notes_template: Path, smtp_sink: SmtpServer
+    ) -> None:
+        practice = Practice(
+            outbound_config,
+            "email,first_name,segment,notes\n"
+            "tom@lm.example.org,Tom,teacher,TODO: call back\n"
+            "ann@lm.example.org,Ann,teacher,Met at the fair\n",
+        )
+        try:
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert (check.failures, check.needs_data) == ([], [])
+            report = practice.run(T0)
+            assert {line.email for line in report.sent} == {
+                "tom@lm.example.org",
+                "ann@lm.example.org",
+            }
+            assert "TODO: call back" in received(smtp_sink)["tom@lm.example.org"]
+        finally:
+            practice.store.close()
+
+    def test_a_todo_in_the_templates_own_text_still_stops_everything(
+        self, outbound_config: Path, notes_template: Path
+    ) -> None:
+        notes_template.write_text(
+            notes_template.read_text().replace(
+                "{{ contact.notes }}", "{{ contact.notes }} TODO: a line"
+            )
+        )
+        practice = Practice(
+            outbound_config,
+            "email,first_name,segment,notes\ntom@lm.example.org,Tom,teacher,TODO: call back\n",
+        )
+        try:
+            check = check_templates(
+                practice.store, practice.settings, practice.dispatcher.templates
+            )
+            assert [f.problem for f in check.failures] == [
+                "teacher/intro.txt.j2: the message still says TODO"
+            ]
+        finally:
+            practice.store.close()

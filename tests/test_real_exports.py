@@ -232,6 +232,20 @@ class TestOutlook:
         assert run.exit_code == 0 and "(read as Windows-1250)" in run.stdout
         assert by_email(cli)["jnunez@stmarys.example.org"]["last_name"] == "Núńez"
 
+    def test_a_utf8_copy_with_one_cell_edited_in_windows_1252_names_that_cell(
+        self, cli: Callable[..., Run], tmp_path: Path
+    ) -> None:
+        """The file saved as UTF-8, then one cell typed in Excel (Windows-1252): never a code
+        page guessed for the whole file (Renée as "RenĂ©e"); that cell is named."""
+        text = OUTLOOK.read_bytes().decode("cp1252")
+        edited = tmp_path / "outlook-utf8-one-cell-edited.csv"
+        edited.write_bytes(text.encode().replace("Núñez".encode(), "Núñez".encode("cp1252"), 1))
+        run = cli("contacts", "import", str(edited), "--segment-from", "Categories")
+        assert run.exit_code == 2
+        assert "line 5, column 3 (Last Name): holds a byte that is not UTF-8 (0xFA)" in run.stderr
+        assert "1 problem(s); nothing was imported" in run.stderr
+        assert by_email(cli) == {}
+
     def test_an_unknown_encoding_is_refused(self, cli: Callable[..., Run]) -> None:
         run = cli("contacts", "import", str(OUTLOOK), "--encoding", "klingon")
         assert run.exit_code == 2 and "line 1: unknown encoding 'klingon'" in run.stderr

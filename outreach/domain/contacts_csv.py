@@ -372,8 +372,8 @@ def _not_utf8(value: str) -> str:
     raw = _SURROGATE.search(value)
     byte = ord(raw.group()) - 0xDC00 if raw else 0
     return (
-        f"holds bytes that are not UTF-8 (0x{byte:02X}), and no other encoding reads the "
-        "file; save it as UTF-8 CSV, or give its encoding with --encoding"
+        f"holds a byte that is not UTF-8 (0x{byte:02X}) in a file read as UTF-8; retype the "
+        "cell or save the file as UTF-8 CSV, or give its encoding with --encoding"
     )
 
 
