@@ -357,7 +357,7 @@ class TestEncodingGuesses:
         assert parsed.encoding == "UTF-8"
         assert [r.first_name for r in parsed.records] == ["Zo\u00eb"]
         assert len(parsed.problems) == 1
-        assert parsed.problems[0].startswith("line 3, column 2 (first_name): holds bytes")
+        assert parsed.problems[0].startswith("line 3, column 2 (first_name): holds a byte")
 
     def test_utf8_sequences_by_chance_leave_a_code_page_file_to_detection(self) -> None:
         """Windows-1251 names pair into UTF-8 sequences by chance, never a whole line."""
