@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,20 @@ class TestOneContactWaits:
         assert bodies["ari@bethel.example.org"].startswith("Dear Rabbi Feldman,")
         assert bodies["office@lm.example.org"].startswith("Hello,")
         assert bodies["alma@nb.example.com"].startswith("Dear Dr. Reyes,")
+
+    def test_status_counts_it_and_a_stage_change_clears_the_mark(
+        self, practice: Practice, smtp_sink: SmtpServer, cli: Callable[..., Run]
+    ) -> None:
+        practice.run(T0)
+        status = cli("status", "--json", "--now", T0.isoformat())
+        assert json.loads(status.stdout)["needs_data"] == 1
+        assert (
+            "needs data:    1 contact lacks a field its templates use"
+            in cli("status", "--now", T0.isoformat()).stdout
+        )
+        moved = cli("stage", "set", "jonah@nb.example.com", "do_not_contact")
+        assert moved.exit_code == 0, moved.output
+        assert practice.contact("jonah@nb.example.com").needs_data is None  # nothing to send
 
     def test_it_waits_quietly_and_goes_out_once_the_data_is_added(
         self, practice: Practice, smtp_sink: SmtpServer

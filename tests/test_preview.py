@@ -11,9 +11,11 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from outreach.config import load_config
 from outreach.store.database import open_store
+from outreach.store.models import ContactRow
 from tests.configs import edit_config
 from tests.conftest import Run
 from tests.mailstack import SmtpServer
@@ -151,3 +153,23 @@ class TestSendToMe:
         assert run.exit_code == 2
         assert "the test message to maya@calmharbor.example.com was not sent" in run.stderr
         nothing_recorded(practice)
+
+
+class TestHeldContacts:
+    def test_a_rule_reply_is_not_queued_for_a_held_contact(
+        self, practice: Callable[..., Run], outbound_config: Path
+    ) -> None:
+        """A held contact's automatic thank-you would go out unreviewed, or weeks late at
+        approval: nothing is queued, and outreach says so."""
+        settings = load_config(outbound_config)
+        store = open_store(settings.database_url)
+        try:
+            with store.session() as session:
+                session.execute(update(ContactRow).values(held_since=T0))
+        finally:
+            store.close()
+        cli = practice
+        added = cli("referrals", "add", ALMA, "--date", "2026-03-03")
+        assert added.exit_code == 0, added.output
+        assert "reply thank_you not queued (held for review)" in added.output
+        assert json.loads(cli("outbox", "list", "--json").stdout) == []

@@ -93,6 +93,17 @@ def _print_status(found: Status, zone: ZoneInfo) -> None:
             "outreach approve --segment SEGMENT (or EMAIL..., or --all)",
             markup=False,
         )
+    if found.needs_data:
+        what = (
+            "contact lacks a field its templates use and waits"
+            if found.needs_data == 1
+            else "contacts lack a field their templates use and wait"
+        )
+        out.print(
+            f"needs data:    {found.needs_data} {what}: outreach contacts list, then "
+            "outreach contacts edit EMAIL --set FIELD=VALUE",
+            markup=False,
+        )
     if found.sign_in_needed:
         out.print(f"SIGN-IN: {found.sign_in} (sending and watching wait)", markup=False)
     elif found.sign_in:

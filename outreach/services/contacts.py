@@ -542,6 +542,7 @@ def move_contact(
     if change is not None:
         row.stage = change.to_stage
         row.updated_at = now
+        row.needs_data = None  # another stage, other messages: the next render tells again
         if change.to_stage in ACTIVE_STAGES | NURTURE_STAGES:
             # Back in a sequence, or kept in touch by check-ins: let the dispatcher look again.
             row.next_check_at = now

@@ -69,6 +69,7 @@ class Status:
     next_send: datetime | None = None
     sending_paused_until: datetime | None = None  # the pause lifts itself then
     held_contacts: int = 0  # imported contacts waiting for `outreach approve`
+    needs_data: int = 0  # contacts whose templates need a field they lack: they wait
     pipeline: dict[str, dict[str, int]] = field(default_factory=dict)  # segment -> stage -> n
     unprocessable: int = 0  # inbound messages recorded as unprocessable in the last week
     held_for_review: int = 0  # low-confidence readings waiting for `inbox decide`
@@ -94,6 +95,7 @@ class Status:
             "sending_paused": self.sending_paused,
             "sending_paused_until": when(self.sending_paused_until),
             "held_contacts": self.held_contacts,
+            "needs_data": self.needs_data,
             "outbox_problems": self.outbox_problems,
             "pipeline": self.pipeline,
             "unprocessable_messages": self.unprocessable,
@@ -133,6 +135,9 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         held_contacts = session.scalar(
             select(func.count()).select_from(ContactRow).where(ContactRow.held_since.is_not(None))
         )
+        lacking = session.scalar(
+            select(func.count()).select_from(ContactRow).where(ContactRow.needs_data.is_not(None))
+        )
         problems = dict(
             session.execute(
                 select(OutboxRow.state, func.count())
@@ -161,6 +166,7 @@ def gather_status(store: Store, settings: Settings, now: datetime) -> Status:
         sending_paused=paused,
         sending_paused_until=paused_until,
         held_contacts=int(held_contacts or 0),
+        needs_data=int(lacking or 0),
         outbox_problems={str(k): int(v) for k, v in problems.items()},
         pipeline=pipeline,
         unprocessable=int(unprocessable or 0),

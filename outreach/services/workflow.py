@@ -93,12 +93,16 @@ def run_rules(
         done.append(f"paused until {contact.paused_until:%Y-%m-%d}")
         said.append(f"paused their emails until {contact.paused_until:%Y-%m-%d}")
     for template in actions.reply_with:
+        email = step_name(REPLY_STEP_BASE, template).lower()
+        if contact.held_since is not None:
+            # Held for the therapist's review: an automatic reply would go out unreviewed, or
+            # weeks late at approval. The reversible thing: queue nothing, and say so.
+            done.append(f"reply {template} not queued (held for review)")
+            said.append(f"did not queue the {email} email: they are held for your review")
+            continue
         queue_reply(session, settings, contact, template, now)
         done.append(f"reply {template} queued")
-        said.append(
-            f"queued the {step_name(REPLY_STEP_BASE, template).lower()} email "
-            "(it goes out in the sending hours)"
-        )
+        said.append(f"queued the {email} email (it goes out in the sending hours)")
     if actions.move_to:
         said.append(f"filed the message in the folder {actions.move_to}")
     if actions.notify:
