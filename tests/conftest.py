@@ -32,6 +32,19 @@ EXAMPLE_CONFIG = ROOT / "config" / "outreach.example.toml"
 EXAMPLE_CONTACTS = ROOT / "config" / "contacts.example.csv"
 T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# A sending policy that is always open and never paces (OUTREACH_<key> values).
+RELAXED_SENDING = {
+    "SENDING__DAYS": '["mon","tue","wed","thu","fri","sat","sun"]',
+    "SENDING__START_TIME": "00:00",
+    "SENDING__END_TIME": "23:59:59",
+    "SENDING__MIN_GAP_SECONDS": "0",
+    "SENDING__JITTER_SECONDS": "0",
+    "SENDING__MAX_PER_HOUR": "0",
+    "SENDING__MAX_PER_DAY": "0",
+    "SENDING__PER_ORGANIZATION_PER_DAY": "0",
+    "SENDING__HOLIDAYS_COUNTRY": "",
+    "SENDING__BLACKOUTS": "[]",
+}
 
 
 def _require(start: Callable[[], T]) -> T:
@@ -220,16 +233,7 @@ def outbound_config(
     for key, value in {
         "SMTP__PASSWORD": password,
         "IMAP__PASSWORD": password,
-        "SENDING__DAYS": '["mon","tue","wed","thu","fri","sat","sun"]',
-        "SENDING__START_TIME": "00:00",
-        "SENDING__END_TIME": "23:59:59",
-        "SENDING__MIN_GAP_SECONDS": "0",
-        "SENDING__JITTER_SECONDS": "0",
-        "SENDING__MAX_PER_HOUR": "0",
-        "SENDING__MAX_PER_DAY": "0",
-        "SENDING__PER_ORGANIZATION_PER_DAY": "0",
-        "SENDING__HOLIDAYS_COUNTRY": "",
-        "SENDING__BLACKOUTS": "[]",
+        **RELAXED_SENDING,
         "SEGMENTS__TEACHER__BLACKOUTS": "[]",
     }.items():
         monkeypatch.setenv(f"OUTREACH_{key}", value)

@@ -27,7 +27,7 @@ from outreach.mail.refusals import login_problem
 from outreach.signin.login import log_in
 from outreach.signin.token_file import TokenFile
 from tests.configs import edit_config
-from tests.conftest import ROOT, Run
+from tests.conftest import RELAXED_SENDING, ROOT, Run
 from tests.daemon_harness import DaemonProcess, ledger_states, start_daemon, write_contacts
 from tests.mailstack import Dovecot, SmtpServer, start_smtp
 from tests.oauth2_server import OAuth2Server
@@ -38,18 +38,6 @@ FAST = {
     "OUTREACH_DAEMON__DISPATCH_EVERY_SECONDS": "1",
     "OUTREACH_DAEMON__DIGEST": "false",
     "OUTREACH_INBOUND__POLL_SECONDS": "2",
-}
-RELAXED = {
-    "SENDING__DAYS": '["mon","tue","wed","thu","fri","sat","sun"]',
-    "SENDING__START_TIME": "00:00",
-    "SENDING__END_TIME": "23:59:59",
-    "SENDING__MIN_GAP_SECONDS": "0",
-    "SENDING__JITTER_SECONDS": "0",
-    "SENDING__MAX_PER_HOUR": "0",
-    "SENDING__MAX_PER_DAY": "0",
-    "SENDING__PER_ORGANIZATION_PER_DAY": "0",
-    "SENDING__HOLIDAYS_COUNTRY": "",
-    "SENDING__BLACKOUTS": "[]",
 }
 
 
@@ -80,7 +68,7 @@ class Mailbox:
 
     def start(self) -> DaemonProcess:
         log = self.tmp_path / f"daemon{len(self.daemons)}.log"
-        env = {**FAST, **{f"OUTREACH_{k}": v for k, v in RELAXED.items()}}
+        env = {**FAST, **{f"OUTREACH_{k}": v for k, v in RELAXED_SENDING.items()}}
         daemon = start_daemon(self.config, log, env)
         self.daemons.append(daemon)
         return daemon
@@ -148,7 +136,7 @@ def mailbox(
         oauth2_dovecot.cert, oauth2_dovecot.directory / "key.pem", oauth2=oauth2_server.username_for
     )
     _oauth2_config(config_file, oauth2_server, oauth2_dovecot, sink, user)
-    for key, value in RELAXED.items():
+    for key, value in RELAXED_SENDING.items():
         monkeypatch.setenv(f"OUTREACH_{key}", value)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     box = Mailbox(config_file, user, oauth2_server, oauth2_dovecot, sink, cli, tmp_path)

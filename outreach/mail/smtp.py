@@ -93,20 +93,9 @@ class SmtpSession:
             raise MailServerUnusable(
                 name, connect_problem(exc, "smtp"), transient=is_transient(exc)
             ) from None
-        if token is not None:
-            await self._oauth2_login(client, token)
-        elif smtp.username:
+        if token is not None or smtp.username:
             try:
-                await client.login(smtp.username, smtp_password(smtp))
-            except aiosmtplib.SMTPAuthenticationError as exc:
-                client.close()
-                reply = f"{exc.code} {exc.message}"
-                raise MailServerUnusable(
-                    name, login_problem(smtp.username, "password", reply)
-                ) from None
-            except aiosmtplib.SMTPException as exc:
-                client.close()
-                raise MailServerUnusable(name, f"login failed for {smtp.username}: {exc}") from None
+                await self._log_in(client, token)
             except MailServerUnusable:
                 client.close()
                 raise
@@ -117,30 +106,28 @@ class SmtpSession:
             raise MailServerUnusable(f"smtp {self.settings.host}", 'auth = "oauth2" but no sign-in')
         return await asyncio.to_thread(self.tokens.token)
 
-    async def _oauth2_login(self, client: aiosmtplib.SMTP, token: str) -> None:
-        """SASL XOAUTH2; a refused token is refreshed and tried once more."""
-        smtp, tokens = self.settings, self.tokens
-        assert tokens is not None
+    async def _log_in(self, client: aiosmtplib.SMTP, token: str | None) -> None:
+        """Log in with the password, or with ``token`` by SASL XOAUTH2 (a refused token is
+        refreshed and tried once more); MailServerUnusable saying why not."""
+        smtp = self.settings
         name = f"smtp {smtp.host}:{smtp.effective_port}"
         for attempt in (1, 2):
             try:
-                await client.auth_xoauth2(smtp.username, token)
+                if token is None:
+                    await client.login(smtp.username, smtp_password(smtp))
+                else:
+                    await client.auth_xoauth2(smtp.username, token)
                 return
             except aiosmtplib.SMTPAuthenticationError as exc:
-                if attempt == 2:
-                    client.close()
+                if token is None or attempt == 2:
                     reply = f"{exc.code} {exc.message}"
-                    raise MailServerUnusable(
-                        name, login_problem(smtp.username, "oauth2", reply)
-                    ) from None
+                    problem = login_problem(smtp.username, smtp.auth, reply)
+                    raise MailServerUnusable(name, problem) from None
             except aiosmtplib.SMTPException as exc:
-                client.close()
                 raise MailServerUnusable(name, f"login failed for {smtp.username}: {exc}") from None
-            try:
-                token = await asyncio.to_thread(tokens.refused, token)
-            except MailServerUnusable:
-                client.close()
-                raise
+            assert self.tokens is not None  # a token came from them
+            token = await asyncio.to_thread(self.tokens.refused, token)
+        raise AssertionError("unreachable")
 
     async def send(self, message: OutboundMessage) -> Delivery:
         """One SMTP transaction; reconnects once if the connection was lost before DATA."""

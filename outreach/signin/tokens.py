@@ -55,9 +55,7 @@ class AccessTokens:
     def status(self) -> SignInStatus:
         """What ``auth status`` shows, read from the file alone (no network)."""
         sign_in = self.file.read(self.oauth2.provider, self.oauth2.client_id)
-        if sign_in is not None and sign_in.client_id != self.oauth2.client_id:
-            sign_in = None
-        return SignInStatus(self.account, self.file.location, sign_in, self.clock())
+        return SignInStatus(self.file.location, sign_in if self._ours(sign_in) else None)
 
     def token(self) -> str:
         """A fresh access token, or SignInNeeded, or MailServerUnusable (transient) when the
@@ -71,20 +69,25 @@ class AccessTokens:
     def refused(self, token: str) -> str:
         """A mail server refused ``token``: refresh once (unless another caller already did)."""
         with self._lock:
-            sign_in = self._read()
-            if sign_in.access_token and sign_in.access_token != token and self._fresh(sign_in):
-                return self._handed_out(sign_in)
             return self._refresh(stale=token)
 
     def _read(self) -> SignIn:
         sign_in = self.file.read(self.oauth2.provider, self.oauth2.client_id)
         if sign_in is None:
             raise SignInNeeded(self.account, "not signed in")
-        if sign_in.client_id != self.oauth2.client_id or sign_in.provider != self.oauth2.provider:
+        if not self._ours(sign_in):
             raise SignInNeeded(
                 self.account, "signed in with another provider or app registration than [oauth2]"
             )
         return sign_in
+
+    def _ours(self, sign_in: SignIn | None) -> bool:
+        """Whether the kept sign-in is for the configured provider and app registration."""
+        return (
+            sign_in is not None
+            and sign_in.client_id == self.oauth2.client_id
+            and sign_in.provider == self.oauth2.provider
+        )
 
     def _fresh(self, sign_in: SignIn) -> bool:
         now = self.clock()
@@ -134,10 +137,8 @@ class AccessTokens:
 class SignInStatus:
     """One mailbox's sign-in as the token file tells it."""
 
-    account: str
     location: str
     sign_in: SignIn | None
-    now: float
 
     @property
     def needed(self) -> bool:
