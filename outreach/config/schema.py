@@ -127,6 +127,10 @@ class Smtp(Server):
     """Outgoing mail."""
 
     security: Security = "starttls"
+    # SMTP sessions a dispatch pass opens side by side. A practice's mailbox provider limits
+    # parallel sessions per account (Microsoft 365 allows 3 per mailbox), so 1 is the default;
+    # a relay of the practice's own (Postfix, a transactional service) takes more.
+    connections: int = Field(default=1, ge=1, le=16)
 
     @property
     def effective_port(self) -> int:
