@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP, default
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,77 @@ class TestHeaders:
         args: dict[str, object] = {"thread": Thread(evil)} if field == "subject" else {field: evil}
         with pytest.raises(ValueError, match=r"linefeed|line break|CR or LF"):
             build(config_file, **args)
+
+
+def reference_message(settings: Any, body: str, to_name: str, to: str, thread: Thread) -> bytes:
+    """The message as the email package builds it field by field: what build_message's
+    direct bytes must read as."""
+    message = EmailMessage(policy=SMTP)
+    sender = settings.sender
+    message["From"] = Address(sender.from_name, addr_spec=sender.from_address)
+    message["To"] = Address(to_name, addr_spec=to) if to_name else to
+    message["Subject"] = thread.subject
+    message["Date"] = "Mon, 02 Mar 2026 15:00:00 +0000"
+    message["Message-ID"] = "<1@calmharbor.example.com>"
+    if thread.in_reply_to:
+        message["In-Reply-To"] = thread.in_reply_to
+        message["References"] = " ".join(thread.references)
+    message["List-Unsubscribe"] = f"<mailto:{sender.from_address}?subject=unsubscribe>"
+    message.set_content(body, charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
+LONG_IDS = tuple(f"<{i:032x}@calmharbor.example.com>" for i in range(4))
+
+
+class TestDirectBytes:
+    """build_message writes bytes directly; they must read as the email package's message."""
+
+    @pytest.mark.parametrize(
+        ("to_name", "to", "subject", "body", "thread"),
+        [
+            ("Ann Lee", "ann@x.example.com", "Hello", "Dear Ann,\n\nHi.\n", None),
+            ("Dr. Ann O'Lee, MD", "ann@x.example.com", "Hi", "x", None),
+            ('Ann "Jo" Lee', "a@x.example.com", "Hi", "no newline at the end", None),
+            ("José Núñez-Ibáñez", "j@x.example.com", "Café — a note", "Olá, ça va?\n", None),
+            ("", "bare@x.example.com", "Hi", "line\r\nwith CRLF\rand CR\n", None),
+            ("A" * 90, "long@x.example.com", "S" * 120, "word " * 60 + "\n", None),
+            ("Ann", "a@x.example.com", "Hi", "a = b\n.\n..\nFrom here\ntrailing  \n", None),
+            ("Ann", "a@x.example.com", "Re: Hi", "x" * 300 + "\n", LONG_IDS),
+            ("Ann", "a@x.example.com", "Re: Hi", "one id", LONG_IDS[:1]),
+        ],
+    )
+    def test_reads_as_the_email_package_builds_it(
+        self,
+        config_file: Path,
+        to_name: str,
+        to: str,
+        subject: str,
+        body: str,
+        thread: tuple[str, ...] | None,
+    ) -> None:
+        settings = load_config(config_file)
+        threaded = Thread(subject, thread[-1], thread) if thread else Thread(subject)
+        ours = build_message(
+            settings,
+            RenderedMessage(template="t", subject=subject, body=body),
+            to_name=to_name,
+            to_address=to,
+            message_id="<1@calmharbor.example.com>",
+            thread=threaded,
+            date=NOW,
+        ).data
+        theirs = reference_message(settings, body, to_name, to, threaded)
+        mine, reference = (message_from_bytes(b, policy=default) for b in (ours, theirs))
+        assert sorted(mine.keys()) == sorted(reference.keys())
+        for name in reference:
+            assert " ".join(str(mine[name]).split()) == " ".join(str(reference[name]).split())
+        assert mine.get_content() == reference.get_content()
+        assert all(len(line) <= 998 for line in ours.split(b"\r\n"))
+        assert b"\n" not in ours.replace(b"\r\n", b"")  # CRLF only
+        # Folded no worse than the email package folds (an unbreakable word stays long).
+        longest = [max(map(len, b.split(b"\r\n\r\n", 1)[0].split(b"\r\n"))) for b in (ours, theirs)]
+        assert longest[0] <= max(78, longest[1])
 
 
 class TestThreading:

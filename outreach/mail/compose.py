@@ -1,20 +1,19 @@
 """Composing outbound messages: the template context, headers, threading and the bytes to send.
 
-Headers are built through the email package's SMTP policy, which refuses CR and LF in any
-header value; ``check_header`` refuses more, before it: the other line breaks, NUL, and an
-encoded word that decodes to one, which that policy lets through (CVE-2024-6923).
+Every header value is checked first (``check_header``): CR, LF, the other line breaks, NUL,
+and an encoded word that decodes to one, which the email package's SMTP policy lets through
+(CVE-2024-6923). Non-ASCII values and long lines are encoded and folded by that policy.
 """
 
 from __future__ import annotations
 
+import binascii
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from typing import Any
 
@@ -154,47 +153,92 @@ def build_message(
     thread: Thread,
     date: datetime,
 ) -> OutboundMessage:
-    """The full message (headers and body) for one send."""
+    """The full message (headers and body) for one send.
+
+    Written straight to bytes: the headers a pass's messages share (From, Subject, Date,
+    List-Unsubscribe) are folded once by the email package's SMTP policy and reused; the
+    per-message ones (To, Message-ID, In-Reply-To, References) are written directly when
+    they are plain ASCII that fits a line, else folded by that policy too; the body is
+    quoted-printable (``binascii``, in C). ``tests/test_compose.py`` holds the message to the
+    one the email package builds field by field."""
     check_header("To", to_name)
     check_header("To", to_address)
     check_header("Message-ID", message_id)
     check_header("In-Reply-To", thread.in_reply_to or "")
     check_header("References", " ".join(thread.references))
-    message = EmailMessage(policy=SMTP)
     sender = settings.sender
-    message["From"] = _shared_header(
-        "From", str(Address(sender.from_name, addr_spec=sender.from_address))
-    )
-    message["To"] = Address(to_name, addr_spec=to_address) if to_name else to_address
-    message["Subject"] = _shared_header("Subject", thread.subject)
-    message["Date"] = _shared_header("Date", format_datetime(date))
-    message["Message-ID"] = message_id
+    to = formataddr((to_name, to_address)) if to_name else to_address
+    lines = [
+        _shared_line("From", formataddr((sender.from_name, sender.from_address))),
+        _own_line("To", to),
+        _shared_line("Subject", thread.subject),
+        _shared_line("Date", format_datetime(date)),
+        _own_line("Message-ID", message_id),
+    ]
     if thread.in_reply_to:
-        message["In-Reply-To"] = thread.in_reply_to
-        message["References"] = " ".join(thread.references)
-    message["List-Unsubscribe"] = _shared_header("List-Unsubscribe", _list_unsubscribe(settings))
+        lines.append(_own_line("In-Reply-To", thread.in_reply_to))
+        lines.append(_references_line(thread.references))
+    lines.append(_shared_line("List-Unsubscribe", _list_unsubscribe(settings)))
     if settings.sending.unsubscribe_url:
         # RFC 8058 one-click: the https URL answers a POST with this body.
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(rendered.body, charset="utf-8", cte="quoted-printable")
+        lines.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    lines.append(_TEXT_BODY_HEADERS)
     return OutboundMessage(
         message_id=message_id,
         sender=sender.from_address,
         recipient=to_address,
         subject=thread.subject,
-        data=message.as_bytes(),
+        data=b"".join(lines) + body_bytes(rendered.body),
     )
 
 
-@lru_cache(maxsize=512)
-def _shared_header(name: str, value: str) -> Any:
-    """A parsed header shared by many messages of a pass (same sender, subject, date).
+_TEXT_BODY_HEADERS = (
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: text/plain; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_LINE = 78  # RFC 5322 section 2.1.1: lines SHOULD be no longer
 
-    The SMTP policy takes an already-parsed header as it is, so a batch parses each
-    repeated value once; header objects are immutable. The policy's CR/LF guard sits in
-    assignment, which a parsed header skips, so the check is made here (header injection).
-    """
-    return SMTP.header_factory(name, check_header(name, value))
+
+def body_bytes(text: str) -> bytes:
+    """A text body as quoted-printable UTF-8 with CRLF line ends, ending in one."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    return binascii.b2a_qp(text.replace("\n", "\r\n").encode(), istext=True)
+
+
+@lru_cache(maxsize=512)
+def _shared_line(name: str, value: str) -> bytes:
+    """A header line many messages of a pass share (same sender, subject, date), folded once.
+
+    The SMTP policy encodes non-ASCII text (RFC 2047) and folds long lines; its own CR/LF
+    guard sits in assignment, which this skips, so the check is made here (header
+    injection)."""
+    return SMTP.fold_binary(*SMTP.header_store_parse(name, check_header(name, value)))
+
+
+def _own_line(name: str, value: str) -> bytes:
+    """A header line of one message: written as it is when it is ASCII and fits a line, else
+    through the SMTP policy like the shared ones (values are checked by the caller)."""
+    line = f"{name}: {value}\r\n"
+    if len(line) <= _LINE + 2 and line.isascii():
+        return line.encode()
+    return SMTP.fold_binary(*SMTP.header_store_parse(name, value))
+
+
+def _references_line(references: Sequence[str]) -> bytes:
+    """References: our Message-IDs (ASCII, no spaces), folded between IDs."""
+    out, width = "References:", len("References:")
+    for reference in references:
+        if width + 1 + len(reference) > _LINE and width > len("References:"):
+            out += "\r\n"
+            width = 0
+        out += " " + reference
+        width += 1 + len(reference)
+    if not out.isascii():
+        return SMTP.fold_binary(*SMTP.header_store_parse("References", " ".join(references)))
+    return (out + "\r\n").encode()
 
 
 def _list_unsubscribe(settings: Settings) -> str:
