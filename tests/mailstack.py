@@ -333,8 +333,29 @@ class RecordingHandler:
     #: or "DISCONNECT" (take the message, then drop the connection before answering).
     data_replies: list[str] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
+    mail_replies: list[str] = field(default_factory=list)
     #: Seconds to wait after taking a message before answering (a slow server).
     delay: float = 0.0
+    #: Offer PIPELINING (RFC 2920) after EHLO, as Postfix, Exchange and Gmail do; aiosmtpd
+    #: reads commands in order either way, but doesn't say so by itself.
+    pipelining: bool = False
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: Any
+    ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any

@@ -220,6 +220,102 @@ class TestFaults:
         assert list_outbox(world.store) == []
 
 
+class TestPipelining:
+    """A server offering PIPELINING (RFC 2920) gets MAIL, RCPT and DATA in one write; every
+    refusal still means what it means without it."""
+
+    @pytest.fixture(autouse=True)
+    def pipelined(self, smtp_sink: SmtpServer) -> None:
+        smtp_sink.handler.pipelining = True
+
+    def test_both_steps_go_out(self, world: World, smtp_sink: SmtpServer) -> None:
+        assert len(world.run(T0).sent) == 2
+        assert sorted(e.rcpt_tos[0] for e in smtp_sink.received) == [
+            "alma@nb.example.com",
+            "tom@lm.example.org",
+        ]
+        assert all(e.mail_from == "maya@calmharbor.example.com" for e in smtp_sink.received)
+
+    def test_a_refused_recipient_bounces_and_the_next_one_goes(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        smtp_sink.handler.rcpt_replies += ["550 5.1.1 no such user"]
+        report = world.run(T0)
+        assert len(report.failed) == 1 and len(report.sent) == 1
+        assert len(smtp_sink.received) == 1  # DATA after the refused RCPT carried nothing
+
+    def test_a_refused_sender_is_retried(self, world: World, smtp_sink: SmtpServer) -> None:
+        smtp_sink.handler.mail_replies += ["451 4.3.2 try later"]
+        report = world.run(T0)
+        assert len(report.retrying) == 1 and len(report.sent) == 1
+        assert len(world.run(T0 + timedelta(minutes=11)).sent) == 1
+
+    def test_a_policy_refusal_pauses(self, world: World, smtp_sink: SmtpServer) -> None:
+        smtp_sink.handler.data_replies += ["554 5.7.1 message rejected as spam"]
+        assert world.run(T0).paused is not None
+
+    def test_connection_lost_during_data_is_unknown(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        smtp_sink.handler.data_replies += ["DISCONNECT"]
+        report = world.run(T0)
+        assert len(report.unknown) == 1 and len(report.sent) == 1
+        world.run(T0 + timedelta(minutes=60))
+        assert len(smtp_sink.received) == 2
+
+
+def test_pipelined_commands_leave_in_one_write() -> None:
+    """On the wire: MAIL, RCPT and DATA arrive together; the content after the 354."""
+    from outreach.config.schema import Smtp
+    from outreach.mail.compose import OutboundMessage
+    from outreach.mail.smtp import SmtpSession
+
+    chunks: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 wire.test ESMTP\r\n")
+        in_data = False
+        while chunk := await reader.read(65536):
+            chunks.append(chunk)
+            if in_data:
+                in_data = not chunk.endswith(b"\r\n.\r\n")
+                writer.write(b"" if in_data else b"250 2.0.0 queued\r\n")
+                continue
+            for line in chunk.decode().split("\r\n")[:-1]:
+                verb = line[:4].upper()
+                if verb == "EHLO":
+                    writer.write(b"250-wire.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                elif verb == "DATA":
+                    writer.write(b"354 go on\r\n")
+                    in_data = True
+                elif verb == "QUIT":
+                    writer.write(b"221 bye\r\n")
+                else:
+                    writer.write(b"250 ok\r\n")
+        writer.close()
+        await writer.wait_closed()
+        served.set()
+
+    served = asyncio.Event()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        message = OutboundMessage(
+            "<1@x>", "me@x.example.com", "you@y.example.com", "Hi", b"a\r\n.b\r\n"
+        )
+        async with SmtpSession(Smtp(host="127.0.0.1", port=port, security="none")) as session:
+            for _ in range(2):
+                assert (await session.send(message)).outcome.name == "SENT"
+        await asyncio.wait_for(served.wait(), 10)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())
+    envelope = b"MAIL FROM:<me@x.example.com>\r\nRCPT TO:<you@y.example.com>\r\nDATA\r\n"
+    assert chunks[1:] == [envelope, b"a\r\n..b\r\n.\r\n"] * 2 + [b"QUIT\r\n"]
+
+
 class TestSentFolder:
     def test_sent_copies_are_filed_and_reconcile_an_interrupted_send(
         self,
