@@ -1,4 +1,4 @@
-"""The templates check: every template a segment can send renders for every contact of it.
+"""The templates check: every template a segment can send renders for its contacts.
 
 Nothing is sent, and the daemon does not start, while it fails (``require_templates``): a
 template error (syntax, a variable that exists for nobody, a missing template or footer),
@@ -13,11 +13,24 @@ segment imported without an organization column, a template saying "at {{
 contact.organization }}"), and that is a failure naming the template, line and field. A
 segment with no contacts yet is rendered for a sample contact, which has every standard
 field: its contacts to come are judged when they are there.
+
+Each step is rendered once per set of non-empty fields among the segment's contacts (the
+keys ``template_context`` gives a template), for the first contact with that set, not once
+per contact: it runs before every ``send-due`` and at daemon start, and 2,000 contacts
+usually share two or three sets. A missing field follows from the set, so every contact of a
+set that lacks it is listed with its own address. A template that branches on a value (``{%
+if contact.organization == "X" %}{{ contact.title }}{% endif %}``) can need a field, or fail,
+only for some contacts of a set, and the first one may not take that branch: the check is
+then an early warning, not the last word. That is enough for missing data, because the
+dispatch pass renders each message again and marks a contact ``needs_data`` at send time
+(``services/dispatch.py``). An error or a ``TODO:`` written only inside such a branch is
+found only if a set's first contact takes it (rendering every contact found it only if some
+contact took it), and the pass looks for no ``TODO:``: keep placeholders out of branches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
@@ -28,7 +41,7 @@ from outreach.errors import ConfigError, TemplateProblem
 from outreach.mail.compose import CONTACT_FIELDS, template_context
 from outreach.mail.templates import MissingContactField, TemplateSet
 from outreach.services.contacts import template_fields
-from outreach.store.database import Store
+from outreach.store.database import Store, in_chunks
 from outreach.store.models import ContactRow
 
 SYNTHETIC_CONTACT: dict[str, object] = {
@@ -44,6 +57,7 @@ SYNTHETIC_CONTACT: dict[str, object] = {
 PLACEHOLDER = "TODO"
 # Fields every contact may have; each is contact data if some contact of the segment has it.
 STANDARD_FIELDS = frozenset({*CONTACT_FIELDS, "tags", "custom"})
+_EMAIL = CONTACT_FIELDS.index("email")
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,33 @@ class TemplateCheck:
     needs_data: list[NeedsData] = field(default_factory=list)
 
 
+# What a template sees of a contact, as ``template_context`` builds it: the standard fields
+# with a value, whether it has tags, and the custom keys with a value (kept apart from the
+# standard ones: a custom "organization" is also ``contact.custom.organization``).
+_FieldSet = tuple[frozenset[str], bool, frozenset[str]]
+
+
+def _field_set(
+    standard: Iterable[object], tags: object, custom: Mapping[str, object] | None
+) -> _FieldSet:
+    """The non-empty fields of a contact a template can use; ``standard`` holds its
+    ``CONTACT_FIELDS`` values in order (an empty value is none, as templates see it)."""
+    return (
+        frozenset(name for name, value in zip(CONTACT_FIELDS, standard, strict=True) if value),
+        bool(tags),
+        frozenset(key for key, value in (custom or {}).items() if value),
+    )
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One contact of a segment, as the check groups it: by its non-empty fields."""
+
+    id: int
+    email: str
+    fields: _FieldSet
+
+
 class ContactData:
     """Whether a field a template uses is contact data that some contacts have (so one
     without it needs data) or exists for nobody in the segment (so the template is wrong):
@@ -107,26 +148,38 @@ class ContactData:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._members: dict[str, list[_Member]] = {}
         self._fields: dict[str, frozenset[str] | None] = {}
+
+    def members(self, segment: str) -> list[_Member]:
+        """The contacts of ``segment`` with their non-empty fields, oldest first (read once,
+        columns only: no contact is built)."""
+        if segment not in self._members:
+            rows = self.session.execute(
+                select(
+                    ContactRow.id,
+                    *(getattr(ContactRow, name) for name in CONTACT_FIELDS),
+                    ContactRow.tags,
+                    ContactRow.custom,
+                )
+                .where(ContactRow.segment == segment)
+                .order_by(ContactRow.id)
+            )
+            self._members[segment] = [
+                _Member(id_, standard[_EMAIL], _field_set(standard, tags, custom))
+                for id_, *standard, tags, custom in rows
+            ]
+        return self._members[segment]
 
     def fields(self, segment: str) -> frozenset[str] | None:
         """The fields some contact of ``segment`` has a value for, standard and custom (an
         empty value is none, as templates see it); None if the segment has no contacts."""
         if segment not in self._fields:
-            rows = self.session.execute(
-                select(
-                    *(getattr(ContactRow, name) for name in CONTACT_FIELDS),
-                    ContactRow.tags,
-                    ContactRow.custom,
-                ).where(ContactRow.segment == segment)
-            )
-            found: set[str] | None = None
-            for *standard, tags, custom in rows:
-                found = found if found is not None else {"custom"}
-                found.update(n for n, v in zip(CONTACT_FIELDS, standard, strict=True) if v)
-                found.update(["tags"] if tags else [])
-                found.update(key for key, v in (custom or {}).items() if v)
-            self._fields[segment] = None if found is None else frozenset(found)
+            members = self.members(segment)
+            found: set[str] = {"custom"}
+            for standard, tags, custom in {member.fields for member in members}:
+                found |= standard | custom | ({"tags"} if tags else set())
+            self._fields[segment] = frozenset(found) if members else None
         return self._fields[segment]
 
     def is_known(self, segment: str, name: str) -> bool:
@@ -146,9 +199,18 @@ class ContactData:
         }
 
 
+@dataclass(frozen=True)
+class _Lacks:
+    """A step's render for a field set lacked a field some contact of the segment has."""
+
+    field: str
+    template: str
+
+
 def check_templates(store: Store, settings: Settings, templates: TemplateSet) -> TemplateCheck:
-    """Render every template each segment's sequence uses, for every contact of that segment
-    (or a sample contact when it has none); every finding is returned, none raised."""
+    """Render every template each segment's sequence uses, once for each set of non-empty
+    fields among its contacts (or for a sample contact when it has none); every finding is
+    returned, none raised."""
     result = TemplateCheck(failures=list(_placeholders(settings)))
     # A TODO in the config shows in every message: said once, by its key, not per message.
     look_for_placeholders = not result.failures
@@ -156,54 +218,24 @@ def check_templates(store: Store, settings: Settings, templates: TemplateSet) ->
     with store.session() as session:
         data = ContactData(session)
         for name, segment in settings.segments.items():
-            contacts = [
-                (row.email, template_fields(row))
-                for row in session.scalars(select(ContactRow).where(ContactRow.segment == name))
-            ] or [(f"{SYNTHETIC_CONTACT['email']} (sample)", SYNTHETIC_CONTACT)]
-            for index, step in enumerate(segment.sequence):
-                for email, fields in contacts:
-                    context = template_context(
-                        settings, name, fields, step_number=index + 1, template=step.template
+            keyed, representatives = _representatives(session, data, name)
+            for index in range(len(segment.sequence)):
+                lacking: dict[_FieldSet, _Lacks] = {}
+                for key, (first, its_fields) in representatives.items():
+                    outcome = _check_step(
+                        data, settings, templates, name, index, its_fields, look_for_placeholders
                     )
-                    needs_subject = index == 0 or not step.thread
-                    try:
-                        rendered = templates.render(
-                            name, step.template, context, needs_subject=needs_subject
-                        )
-                    except MissingContactField as exc:
-                        if data.is_known(name, exc.field):
-                            result.needs_data.append(
-                                NeedsData(email, name, index + 1, exc.field, exc.template)
-                            )
-                            continue
-                        key = (name, index, str(exc))
-                        # A field nobody has is the template's error: once per step, too.
-                        if key not in seen:
-                            seen.add(key)
-                            result.failures.append(
-                                TemplateFailure(name, index + 1, email, str(exc))
-                            )
-                        continue
-                    except TemplateProblem as exc:
-                        key = (name, index, str(exc))
-                        # A broken file fails for everyone: once per step, not per contact.
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        result.failures.append(TemplateFailure(name, index + 1, email, str(exc)))
-                        continue
-                    if (
-                        look_for_placeholders
-                        and _has_placeholder(rendered.subject, rendered.body)
-                        and _placeholder_is_not_the_contacts(
-                            templates, settings, name, index, needs_subject, fields
-                        )
-                    ):
-                        key = (name, index, PLACEHOLDER)
-                        if key not in seen:
-                            seen.add(key)
-                            problem = f"{rendered.template}: the message still says {PLACEHOLDER}"
-                            result.failures.append(TemplateFailure(name, index + 1, email, problem))
+                    if isinstance(outcome, _Lacks):
+                        lacking[key] = outcome
+                    elif outcome is not None and (name, index, outcome) not in seen:
+                        # A broken file fails for everyone: once per step, not per set.
+                        seen.add((name, index, outcome))
+                        result.failures.append(TemplateFailure(name, index + 1, first, outcome))
+                result.needs_data += [
+                    NeedsData(email, name, index + 1, lacks.field, lacks.template)
+                    for email, key in keyed
+                    if (lacks := lacking.get(key)) is not None
+                ]
         later = [
             *_check_rule_replies(data, settings, templates),
             *_check_nurture(data, settings, templates),
@@ -212,6 +244,76 @@ def check_templates(store: Store, settings: Settings, templates: TemplateSet) ->
             f for f in later if look_for_placeholders or PLACEHOLDER not in f.problem
         ]
     return result
+
+
+def _representatives(
+    session: Session, data: ContactData, segment: str
+) -> tuple[list[tuple[str, _FieldSet]], dict[_FieldSet, tuple[str, Mapping[str, object]]]]:
+    """Each contact of ``segment`` with its field set, and each set's first contact with
+    its data (the sample contact for a segment with none). Sets come in the order of their
+    first contact, so a failure names the contact a render of every contact would name."""
+    members = data.members(segment)
+    if not members:
+        sample = f"{SYNTHETIC_CONTACT['email']} (sample)"
+        standard = [SYNTHETIC_CONTACT.get(name) for name in CONTACT_FIELDS]
+        key = _field_set(standard, SYNTHETIC_CONTACT["tags"], {})
+        return [(sample, key)], {key: (sample, SYNTHETIC_CONTACT)}
+    first: dict[_FieldSet, _Member] = {}
+    for member in members:
+        first.setdefault(member.fields, member)
+    ids = [m.id for m in first.values()]
+    by_id: dict[int, dict[str, object]] = {}
+    for chunk in in_chunks(ids):
+        rows = session.scalars(select(ContactRow).where(ContactRow.id.in_(chunk)))
+        by_id.update((row.id, template_fields(row)) for row in rows)
+    return (
+        [(m.email, m.fields) for m in members],
+        {key: (m.email, by_id[m.id]) for key, m in first.items()},
+    )
+
+
+def _check_step(
+    data: ContactData,
+    settings: Settings,
+    templates: TemplateSet,
+    segment: str,
+    index: int,
+    fields: Mapping[str, object],
+    look_for_placeholders: bool,
+) -> _Lacks | str | None:
+    """Render step ``index`` of ``segment`` for one contact, the first of its field set:
+    the field it lacks, the template's problem, or None.
+
+    The placeholder rule asks whether the template's text or the config says ``TODO:``, not
+    whether a message does: a contact's own "TODO: call back" shows in its message and is no
+    placeholder. So the message is searched for ``TODO:`` and, only if it is found and this
+    contact's data says "TODO" (rare), rendered again with those lowercased
+    (``_placeholder_is_not_the_contacts``); what is left is the template's or the config's.
+    That answer doesn't depend on whose values fill the fields (but through a value branch,
+    see the module docstring), so the set's first contact gives it for all: the others,
+    with or without a TODO in their notes, would get the same one, and none is rendered."""
+    step = settings.segments[segment].sequence[index]
+    context = template_context(
+        settings, segment, fields, step_number=index + 1, template=step.template
+    )
+    needs_subject = index == 0 or not step.thread
+    try:
+        rendered = templates.render(segment, step.template, context, needs_subject=needs_subject)
+    except MissingContactField as exc:
+        if data.is_known(segment, exc.field):
+            return _Lacks(exc.field, exc.template)
+        return str(exc)  # a field nobody has is the template's error
+    except TemplateProblem as exc:
+        return str(exc)
+    if (
+        look_for_placeholders
+        and _has_placeholder(rendered.subject, rendered.body)
+        and _placeholder_is_not_the_contacts(
+            templates, settings, segment, index, needs_subject, fields
+        )
+    ):
+        return f"{rendered.template}: the message still says {PLACEHOLDER}"
+    return None
 
 
 def _has_placeholder(subject: str | None, body: str) -> bool:
