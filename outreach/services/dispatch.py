@@ -16,20 +16,22 @@ and is a problem of the pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from logging import ERROR, INFO, WARNING
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
 from outreach.domain.fields import full_name
 from outreach.domain.pacing import schedule
-from outreach.domain.pipeline import BOUNCED, EXIT_STAGES
+from outreach.domain.pipeline import BOUNCED, EXIT_STAGES, NEW
 from outreach.domain.sequencing import (
     ACTIVE_STAGES,
     NURTURE_STEP_BASE,
@@ -79,6 +81,7 @@ class Claim:
     outbox_id: int
     candidate: Candidate
     message: OutboundMessage
+    maybe_new: bool = True  # the contact was still ``new`` when claimed
 
 
 @dataclass(frozen=True)
@@ -272,13 +275,44 @@ class Dispatcher:
             for c in ready:
                 report.sent.append(SendLine(c.email, c.step_index + 1, "", "", now, "dry run"))
             return
-        async with self.smtp() as transport:
-            try:
-                await transport.connect()
-            except MailServerUnusable as exc:
-                report.problems.append(str(exc))
+        wanted = min(self.settings.smtp.connections, len(ready))
+        async with contextlib.AsyncExitStack() as stack:
+            sessions = [await stack.enter_async_context(self.smtp()) for _ in range(wanted)]
+            transports = await self._connect(sessions, report)
+            if not transports:
                 return
-            await self._send_all(transport, self._claim(ready, now, report), now, report, stopping)
+            claims = iter(self._claim(ready, now, report))
+            stop = asyncio.Event()  # a policy refusal: every connection stops
+            await asyncio.gather(
+                *(self._send_all(t, claims, now, report, stopping, stop) for t in transports)
+            )
+
+    @staticmethod
+    async def _connect(
+        sessions: Sequence[SmtpTransport], report: DispatchReport
+    ) -> list[SmtpTransport]:
+        """The sessions that connected, side by side. One refused while another connected
+        (a provider allowing fewer parallel sessions than ``[smtp] connections``) is logged and
+        the pass goes on with the rest; none connected is the pass's problem."""
+        results = await asyncio.gather(
+            *(session.connect() for session in sessions), return_exceptions=True
+        )
+        opened = [s for s, result in zip(sessions, results, strict=True) if result is None]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        for result in refused:
+            if not isinstance(result, MailServerUnusable):
+                raise result
+        if refused and not opened:
+            report.problems.append(str(refused[0]))
+        elif refused:
+            log.warning(
+                "%d of %d SMTP connections refused (%s); sending on %d",
+                len(refused),
+                len(sessions),
+                refused[0],
+                len(opened),
+            )
+        return opened
 
     @staticmethod
     def _not_held(
@@ -334,29 +368,34 @@ class Dispatcher:
     async def _send_all(
         self,
         transport: SmtpTransport,
-        claims: Sequence[Claim],
+        claims: Iterator[Claim],
         now: datetime,
         report: DispatchReport,
         stopping: Callable[[], bool],
+        stop: asyncio.Event,
     ) -> None:
+        """One connection's share of the pass: it takes the next claim from ``claims`` (shared
+        by every connection) until they are gone, ``stopping`` says so, or ``stop`` is set."""
         unrecorded: Claim | None = None  # sent, recorded with the next start
-        try:
-            for claim in claims:
-                if stopping():
-                    break
-                started = self._advance(unrecorded, claim, now)
-                unrecorded = None
-                if not started:
-                    continue  # replied, opted out or paused since the claim: not sent
-                delivery = await transport.send(claim.message)
-                if delivery.outcome is Outcome.SENT:
-                    unrecorded = claim
-                if not await self._after_send(claim, delivery, now, report):
-                    break
-                if delivery.outcome is Outcome.RETRY and not transport.connected:
-                    break  # the server is gone: the rest stay queued for the next pass
-        finally:
-            self._advance(unrecorded, None, now)
+        with self.store.engine.connect() as connection:  # held: no pool checkout per message
+            try:
+                for claim in claims:
+                    if stopping() or stop.is_set():
+                        break
+                    started = self._advance(connection, unrecorded, claim, now)
+                    unrecorded = None
+                    if not started:
+                        continue  # replied, opted out or paused since the claim: not sent
+                    delivery = await transport.send(claim.message)
+                    if delivery.outcome is Outcome.SENT:
+                        unrecorded = claim
+                    if not await self._after_send(claim, delivery, now, report):
+                        stop.set()
+                        break
+                    if delivery.outcome is Outcome.RETRY and not transport.connected:
+                        break  # the server is gone: what is left waits for the next pass
+            finally:
+                self._advance(connection, unrecorded, None, now)
 
     async def _after_send(
         self, claim: Claim, delivery: Delivery, now: datetime, report: DispatchReport
@@ -391,7 +430,7 @@ class Dispatcher:
         New rows are ``queued``: nothing has been handed to SMTP yet, so a crash before
         ``_advance`` starts one leaves it for the next pass, with the same Message-ID.
         """
-        claimed: list[tuple[OutboxRow, Candidate, OutboundMessage]] = []
+        claimed: list[tuple[OutboxRow, Candidate, OutboundMessage, bool]] = []
         try:
             with self.store.session() as session:
                 contacts = self._contacts(session, [c.contact_id for c in ready])
@@ -417,9 +456,9 @@ class Dispatcher:
                         continue
                     if pair is not None:
                         contact.needs_data = None
-                        claimed.append((pair[0], candidate, pair[1]))
+                        claimed.append((pair[0], candidate, pair[1], contact.stage == NEW))
                 session.flush()
-                return [Claim(row.id, candidate, message) for row, candidate, message in claimed]
+                return [Claim(row.id, c, message, new) for row, c, message, new in claimed]
         except IntegrityError:
             report.problems.append("another dispatch pass claimed these steps first")
             return []
@@ -462,11 +501,14 @@ class Dispatcher:
             contact, candidate.step_index, earlier, message_id, now, template=template
         )
 
-    def _advance(self, sent: Claim | None, start: Claim | None, now: datetime) -> bool:
+    @staticmethod
+    def _advance(
+        connection: Connection, sent: Claim | None, start: Claim | None, now: datetime
+    ) -> bool:
         """One transaction per message: record the previous message as sent, and mark the next
         ``sending`` right before its SMTP transaction if its contact may still be written to
         (stage, pause and suppression checked in the same statement). True if it may go."""
-        with self.store.engine.begin() as connection:
+        with connection.begin():
             if sent is not None:
                 candidate = sent.candidate
                 mark_sent(
@@ -476,6 +518,7 @@ class Dispatcher:
                     candidate.step_index,
                     sent.message.message_id,
                     now,
+                    maybe_new=sent.maybe_new,
                 )
             if start is None:
                 return False

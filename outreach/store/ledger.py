@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -73,17 +73,22 @@ MARK_SENT = (
 CHECK_AGAIN = (  # the next step is computed on the next pass
     update(ContactRow).where(ContactRow.id == bindparam("cid")).values(next_check_at=NOW)
 )
+# A first message moves the contact from new to contacted: the history row first (while the
+# stage still says new), then the stage with the next check in one statement.
+CONTACTED_HISTORY = insert(StageChangeRow).from_select(
+    ["contact_id", "at", "from_stage", "to_stage", "reason"],
+    select(
+        ContactRow.id, NOW, literal(str(NEW)), literal(str(CONTACTED)), bindparam("reason")
+    ).where(ContactRow.id == bindparam("cid"), ContactRow.stage == NEW),
+)
 FIRST_CONTACT = (
     update(ContactRow)
-    .where(ContactRow.id == bindparam("cid"), ContactRow.stage == NEW)
-    .values(stage=CONTACTED, updated_at=NOW)
-)
-CONTACTED_HISTORY = insert(StageChangeRow).values(
-    contact_id=bindparam("cid"),
-    at=NOW,
-    from_stage=NEW,
-    to_stage=CONTACTED,
-    reason=bindparam("reason"),
+    .where(ContactRow.id == bindparam("cid"))
+    .values(
+        next_check_at=NOW,
+        stage=case((ContactRow.stage == NEW, CONTACTED), else_=ContactRow.stage),
+        updated_at=case((ContactRow.stage == NEW, NOW), else_=ContactRow.updated_at),
+    )
 )
 
 
@@ -124,18 +129,24 @@ def mark_sent(
     step_index: int,
     message_id: str,
     now: datetime,
+    *,
+    maybe_new: bool = True,
 ) -> None:
     """Record a row as sent at ``now``: the contact is checked again on the next pass, and a
     first message moves it from ``new`` to ``contacted`` with the reason in its history.
+    ``maybe_new=False`` (the contact was past ``new`` when the pass read it) spares the
+    statements of that move: two statements instead of three.
 
     Core statements on a connection (in a session: ``session.connection()``, its transaction):
     objects the session already holds for these rows are not refreshed."""
     values = {"oid": outbox_id, "cid": contact_id, "now": now}
     connection.execute(MARK_SENT, values)
-    connection.execute(CHECK_AGAIN, values)
-    if connection.execute(FIRST_CONTACT, values).rowcount == 1:
-        reason = f"step {step_index + 1} sent {message_id}"
-        connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
+    if not maybe_new:
+        connection.execute(CHECK_AGAIN, values)
+        return
+    reason = f"step {step_index + 1} sent {message_id}"
+    connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
+    connection.execute(FIRST_CONTACT, values)
 
 
 def thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
