@@ -93,6 +93,27 @@ def schedule(
     return planned
 
 
+def next_slot(
+    dues: Sequence[DueSend], policy: Policy, log: SendLog, *, start: datetime, until: datetime
+) -> datetime | None:
+    """The earliest time, from ``start`` to ``until``, that any of ``dues`` could go out
+    (None: none can by ``until``). ``log`` is not extended.
+
+    One message stands for all that share its zone, calendar and organization (the earliest
+    due): the window, the gap and the caps treat them alike."""
+    first: dict[tuple[object, ...], DueSend] = {}
+    for due in dues:
+        group = (due.zone.key, due.calendar, organization_key(due.organization))
+        if group not in first or due.due_at < first[group].due_at:
+            first[group] = due
+    slots = [
+        slot
+        for due in first.values()
+        if (slot := _first_fit(due, policy, log, max(due.due_at, start), until)) is not None
+    ]
+    return min(slots, default=None)
+
+
 def _first_fit(
     due: DueSend, policy: Policy, log: SendLog, at: datetime, until: datetime
 ) -> datetime | None:

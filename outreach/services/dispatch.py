@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from outreach.config import Settings
 from outreach.domain.fields import full_name
-from outreach.domain.pacing import schedule
+from outreach.domain.pacing import next_slot, schedule
 from outreach.domain.pipeline import BOUNCED, EXIT_STAGES, NEW
 from outreach.domain.sequencing import (
     ACTIVE_STAGES,
@@ -71,6 +71,9 @@ from outreach.store.models import ContactRow, OutboxRow
 
 log = logging.getLogger("outreach.dispatch")  # pinned: journal lines show it
 LOCK_RETRY_SECONDS = 0.2
+# While due steps wait for their window (a weekend, a cap) and nothing changes, passes don't
+# read them all again; once this long passes, one does anyway.
+QUIET_RECHECK = timedelta(minutes=30)
 SEND_DUE_WAIT_SECONDS = 120.0  # a send-due by hand waits this long for the daemon's pass
 
 
@@ -82,6 +85,16 @@ class Claim:
     candidate: Candidate
     message: OutboundMessage
     maybe_new: bool = True  # the contact was still ``new`` when claimed
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """Due steps are waiting for a slot (the window, a cap) that opens at ``until`` at the
+    earliest; ``mark`` is what the store looked like then (``DueSteps.backlog_mark``)."""
+
+    until: datetime
+    mark: tuple[object, ...]
+    since: datetime
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,7 @@ class Dispatcher:
         self.smtp = smtp
         self.sent_folder = sent_folder
         self.lock = DispatchLock(settings.database_url)
+        self._quiet: Quiet | None = None
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -255,6 +269,8 @@ class Dispatcher:
     ) -> None:
         dry_run = report.dry_run
         with self.store.session() as session:
+            if not dry_run and self._still_quiet(session, now):
+                return
             found = self.due.scan(session, now)
             if not dry_run:
                 report.finished = self.due.settle(found, now)
@@ -268,6 +284,8 @@ class Dispatcher:
                 start=now,
                 until=now,
             )
+            if not plan and found.candidates and not dry_run:
+                self._quiet = self._wait_for_slot(session, found.candidates, now)
         ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
         if not ready:
             return
@@ -313,6 +331,33 @@ class Dispatcher:
                 len(opened),
             )
         return opened
+
+    def _still_quiet(self, session: Session, now: datetime) -> bool:
+        """True while the due steps of an earlier pass wait for a slot that can't have opened
+        and nothing in the store changed: this pass need not read them all again."""
+        quiet = self._quiet
+        if quiet is None:
+            return False
+        waiting = quiet.since <= now < quiet.until and now - quiet.since < QUIET_RECHECK
+        if waiting and self.due.backlog_mark(session, now) == quiet.mark:
+            return True
+        self._quiet = None
+        return False
+
+    def _wait_for_slot(
+        self, session: Session, candidates: Sequence[Candidate], now: datetime
+    ) -> Quiet | None:
+        """When no due step fits now: the earliest slot any can take, with the store's mark."""
+        until = next_slot(
+            self.due.due_sends(candidates),
+            self.due.policy,
+            self.due.send_log(session, now),
+            start=now,
+            until=now + QUIET_RECHECK,
+        )
+        if until is not None and until <= now:
+            return None
+        return Quiet(until or now + QUIET_RECHECK, self.due.backlog_mark(session, now), now)
 
     @staticmethod
     def _not_held(

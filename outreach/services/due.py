@@ -35,13 +35,16 @@ from outreach.domain.states import OutboxState
 from outreach.services.contacts import move_contact
 from outreach.store.database import Store, in_chunks
 from outreach.store.ledger import (
+    SENDING_PAUSED,
     STAGE_ALLOWS_ROW,
     WAITING,
 )
 from outreach.store.models import (
     ContactRow,
+    DomainPauseRow,
     OutboxRow,
     StageChangeRow,
+    StateRow,
     SuppressionRow,
 )
 
@@ -284,6 +287,28 @@ class DueSteps:
             (sent_at or updated, org) for sent_at, updated, _state, org in session.execute(query)
         ]
         return SendLog.of(sends, self.practice_zone)
+
+    @staticmethod
+    def backlog_mark(session: Session, now: datetime) -> tuple[object, ...]:
+        """What a scan at ``now`` would start from, in a few index reads: the contacts due by
+        then (how many, their latest change), the ledger rows waiting, the paused domains and
+        the pause of all sending. While it stays the same, a scan finds the same steps."""
+        due = session.execute(
+            select(func.count(), func.max(ContactRow.updated_at)).where(
+                ContactRow.next_check_at <= now
+            )
+        ).one()
+        waiting = session.execute(
+            select(func.count(), func.max(OutboxRow.id)).where(
+                OutboxRow.state.in_(WAITING),
+                or_(OutboxRow.next_attempt_at.is_(None), OutboxRow.next_attempt_at <= now),
+            )
+        ).one()
+        pauses = session.execute(
+            select(func.count(), func.max(DomainPauseRow.last_policy_at))
+        ).one()
+        paused = session.get(StateRow, SENDING_PAUSED) is not None
+        return (*due, *waiting, *pauses, paused)
 
     @staticmethod
     def due_sends(candidates: Sequence[Candidate]) -> list[DueSend]:
