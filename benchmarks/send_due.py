@@ -2,8 +2,9 @@
 
 Ours: ``Dispatcher.run_pass`` with every limit off (window always open, no gap, no caps),
 so it renders, claims a ledger row, sends over one reused SMTP connection and records each.
-Baseline: the same Jinja2 template rendered and sent with aiosmtplib over one connection,
-no ledger, no database. Both send to an aiosmtpd sink running in another process.
+Baseline: the same Jinja2 template (the segment's intro with its partials, and the context
+outreach gives it, read from the same config) rendered and sent with aiosmtplib over one
+connection, no ledger, no database. Both send to an aiosmtpd sink running in another process.
 
 Usage: python benchmarks/send_due.py [CONTACTS]
 """
@@ -18,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
-from jinja2 import StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +37,7 @@ from outreach.runtime.parts import build_parts  # noqa: E402
 from outreach.services.contacts import import_contacts  # noqa: E402
 from outreach.store.database import open_store  # noqa: E402
 
+SEGMENT = "psychiatrist"
 RELAXED = {
     "SMTP__SECURITY": "none",
     "SMTP__USERNAME": "",
@@ -81,32 +85,40 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the SMTP sink did not start")
 
 
-async def baseline(contacts: int, port: int) -> float:
-    env = SandboxedEnvironment(undefined=StrictUndefined)
-    template = env.from_string(
-        (ROOT / "templates" / "_default" / "intro.txt.j2")
-        .read_text()
-        .replace('{% include "_partials/greeting.txt.j2" %}', "Dear {{ contact.first_name }},")
-        .replace('{% include "_partials/footer.txt.j2" %}', "--")
-    )
-    context = {
-        "practice": {
-            "therapist": "T",
-            "name": "P",
-            "ideal_client": "adults",
-            "method": "CBT",
-            "result": "calm",
-        },
-        "segment": {"needs": "help", "gains": "calm"},
+def baseline_context(config: Path) -> dict[str, Any]:
+    """What outreach hands the template, taken from the same configuration file."""
+    settings = tomllib.loads(config.read_text())
+    segment = settings["segments"][SEGMENT]
+    return {
+        "practice": settings["practice"],
+        "sender": settings["sender"],
+        "segment": {"name": SEGMENT, "label": segment["label"], **segment},
+        "step": {"number": 1, "template": "intro", "total": len(segment["sequence"])},
     }
+
+
+async def baseline(contacts: int, port: int) -> float:
+    # The template outreach renders for this segment, its includes and all, in the same kind of
+    # environment (sandboxed, strict); the greeting outreach composes is given as text.
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(ROOT / "templates")),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    template = env.get_template(f"{SEGMENT}/intro.txt.j2")
+    context = baseline_context(ROOT / "config" / "outreach.example.toml")
     start = time.perf_counter()
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as smtp:
         for i in range(contacts):
-            body = template.render(contact={"first_name": f"P{i}"}, **context)
+            contact = {"first_name": f"P{i}", "last_name": f"Q{i}"}
+            text = template.render(contact=contact, greeting=f"Dear Dr. Q{i},", **context)
+            header, _, body = text.partition("\n\n")  # "Subject: ...", a blank line, the body
             message = EmailMessage()
             message["From"] = "t@example.com"
             message["To"] = f"p{i}@x.example.com"
-            message["Subject"] = "Hello"
+            message["Subject"] = header.removeprefix("Subject: ")
             message.set_content(body)
             await smtp.sendmail("t@example.com", [f"p{i}@x.example.com"], message.as_bytes())
     return time.perf_counter() - start
@@ -123,7 +135,7 @@ def ours(contacts: int, port: int, work: Path) -> float:
     settings = load_config(config)
     store = open_store(settings.database_url)
     now = datetime.now(UTC)
-    rows = "".join(f"p{i}@org{i}.example.com,P{i},Q{i},psychiatrist\n" for i in range(contacts))
+    rows = "".join(f"p{i}@org{i}.example.com,P{i},Q{i},{SEGMENT}\n" for i in range(contacts))
     import_contacts(
         store,
         settings.the_pipeline,
