@@ -120,8 +120,18 @@ class Contact:
 
 
 def template_fields(row: ContactRow) -> dict[str, object]:
-    """A stored contact as the template context builder takes it."""
-    return asdict(Contact.from_row(row))
+    """A stored contact as the template context builder takes it (``template_context``):
+    what a template may show of it, and nothing else."""
+    return {
+        "email": row.email,
+        "first_name": row.first_name,
+        "last_name": row.last_name,
+        "title": row.title,
+        "organization": row.organization,
+        "timezone": row.timezone,
+        "tags": list(row.tags or []),
+        "custom": dict(row.custom or {}),
+    }
 
 
 @dataclass(frozen=True)
