@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from logging import ERROR, INFO, WARNING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -75,6 +75,7 @@ LOCK_RETRY_SECONDS = 0.2
 # read them all again; once this long passes, one does anyway.
 QUIET_RECHECK = timedelta(minutes=30)
 SEND_DUE_WAIT_SECONDS = 120.0  # a send-due by hand waits this long for the daemon's pass
+CLAIM_CHUNK = 25  # steps claimed per transaction, built while the senders send the previous
 
 
 @dataclass(frozen=True)
@@ -299,11 +300,18 @@ class Dispatcher:
             transports = await self._connect(sessions, report)
             if not transports:
                 return
-            claims = iter(self._claim(ready, now, report))
+            claims: asyncio.Queue[Claim | None] = asyncio.Queue()
             stop = asyncio.Event()  # a policy refusal: every connection stops
-            await asyncio.gather(
-                *(self._send_all(t, claims, now, report, stopping, stop) for t in transports)
+            # Each ends on its own (the claiming hands every sender its None even when it
+            # fails), so the sessions close after all of them; then the first failure is told.
+            ended = await asyncio.gather(
+                self._claim_ahead(ready, now, report, claims, len(transports), stop),
+                *(self._send_all(t, claims, now, report, stopping, stop) for t in transports),
+                return_exceptions=True,
             )
+            for failure in ended:
+                if isinstance(failure, BaseException):
+                    raise failure
 
     @staticmethod
     async def _connect(
@@ -413,19 +421,20 @@ class Dispatcher:
     async def _send_all(
         self,
         transport: SmtpTransport,
-        claims: Iterator[Claim],
+        claims: asyncio.Queue[Claim | None],
         now: datetime,
         report: DispatchReport,
         stopping: Callable[[], bool],
         stop: asyncio.Event,
     ) -> None:
         """One connection's share of the pass: it takes the next claim from ``claims`` (shared
-        by every connection) until they are gone, ``stopping`` says so, or ``stop`` is set."""
+        by every connection) until a None, ``stopping`` says so, or ``stop`` is set."""
         unrecorded: Claim | None = None  # sent, recorded with the next start
         with self.store.engine.connect() as connection:  # held: no pool checkout per message
             try:
-                for claim in claims:
+                while (claim := await claims.get()) is not None:
                     if stopping() or stop.is_set():
+                        stop.set()  # the claiming stops too
                         break
                     started = self._advance(connection, unrecorded, claim, now)
                     unrecorded = None
@@ -467,64 +476,130 @@ class Dispatcher:
                 report.problems.append(f"{candidate.email}: sent, but not filed in Sent ({exc})")
         return True
 
-    def _claim(
-        self, ready: Sequence[Candidate], now: datetime, report: DispatchReport
-    ) -> list[Claim]:
-        """Ledger rows for this pass's sends, each with its Message-ID, in one transaction.
+    async def _claim_ahead(
+        self,
+        ready: Sequence[Candidate],
+        now: datetime,
+        report: DispatchReport,
+        claims: asyncio.Queue[Claim | None],
+        senders: int,
+        stop: asyncio.Event,
+    ) -> None:
+        """Claim ``ready`` a chunk at a time into ``claims`` for the senders, then one None
+        each: the next messages are built while the server takes the previous ones."""
+        try:
+            for first in range(0, len(ready), CLAIM_CHUNK):
+                if stop.is_set():
+                    break
+                for claim in await self._claim(ready[first : first + CLAIM_CHUNK], now, report):
+                    claims.put_nowait(claim)
+        finally:
+            for _ in range(senders):
+                claims.put_nowait(None)
 
-        New rows are ``queued``: nothing has been handed to SMTP yet, so a crash before
-        ``_advance`` starts one leaves it for the next pass, with the same Message-ID.
+    async def _claim(
+        self, chunk: Sequence[Candidate], now: datetime, report: DispatchReport
+    ) -> list[Claim]:
+        """Ledger rows for some of this pass's sends, each with its Message-ID and message.
+
+        Read in one transaction, rendered outside any (the senders run between two
+        messages), written in one. New rows are ``queued``: nothing has been handed to SMTP
+        yet, so a crash before ``_advance`` starts one leaves it for the next pass, with the
+        same Message-ID.
         """
-        claimed: list[tuple[OutboxRow, Candidate, OutboundMessage, bool]] = []
+        drafts = []
+        with self.store.session() as session:
+            contacts = self._contacts(session, [c.contact_id for c in chunk])
+            suppressed = suppressed_keys(session, [c.email_key for c in contacts.values()])
+            for candidate in chunk:
+                contact = contacts.get(candidate.contact_id)
+                rule_reply = candidate.step_index >= REPLY_STEP_BASE
+                if contact is None or not _may_send(contact, suppressed, now, rule_reply):
+                    continue
+                if candidate.outbox_id is None:
+                    message_id = new_message_id(self.settings.sender.message_id_domain)
+                else:
+                    row = session.get(OutboxRow, candidate.outbox_id)
+                    if row is None or row.state not in WAITING:
+                        continue
+                    message_id = row.message_id
+                earlier = self._earlier(session, contact, candidate)
+                drafts.append((candidate, contact, message_id, earlier))
+        built: list[tuple[Candidate, ContactRow, OutboundMessage | MissingContactField]] = []
+        for candidate, contact, message_id, earlier in drafts:
+            template = candidate.template if candidate.outbox_id is not None else None
+            try:
+                message: OutboundMessage | MissingContactField = self.compose(
+                    contact, candidate.step_index, earlier, message_id, now, template=template
+                )
+            except MissingContactField as exc:
+                message = exc
+            except TemplateProblem as exc:
+                report.problems.append(f"{candidate.email}: not sent: {exc}")
+                continue
+            built.append((candidate, contact, message))
+            await asyncio.sleep(0)  # a sender whose reply came goes on
         try:
             with self.store.session() as session:
-                contacts = self._contacts(session, [c.contact_id for c in ready])
-                suppressed = suppressed_keys(session, [c.email_key for c in contacts.values()])
-                data = ContactData(session)
-                for candidate in ready:
-                    contact = contacts.get(candidate.contact_id)
-                    rule_reply = candidate.step_index >= REPLY_STEP_BASE
-                    if contact is None or not _may_send(contact, suppressed, now, rule_reply):
-                        continue
-                    try:
-                        pair = self._row_for(session, contact, candidate, now)
-                    except MissingContactField as exc:
-                        if data.is_known(contact.segment, exc.field):
-                            if contact.needs_data != exc.field:
-                                report.lacking[candidate.email] = exc.field
-                            contact.needs_data = exc.field
-                        else:  # a field no contact of the segment has: the template's error
-                            report.problems.append(f"{candidate.email}: not sent: {exc}")
-                        continue
-                    except TemplateProblem as exc:
-                        report.problems.append(f"{candidate.email}: not sent: {exc}")
-                        continue
-                    if pair is not None:
-                        contact.needs_data = None
-                        claimed.append((pair[0], candidate, pair[1], contact.stage == NEW))
-                session.flush()
-                return [Claim(row.id, c, message, new) for row, c, message, new in claimed]
+                return self._record_claims(session, built, now, report)
         except IntegrityError:
             report.problems.append("another dispatch pass claimed these steps first")
             return []
 
-    def _row_for(
-        self, session: Session, contact: ContactRow, candidate: Candidate, now: datetime
-    ) -> tuple[OutboxRow, OutboundMessage] | None:
-        if candidate.outbox_id is not None:
-            row = session.get(OutboxRow, candidate.outbox_id)
-            if row is None or row.state not in WAITING:
-                return None
-            message = self._message_for(session, contact, candidate, row.message_id, now)
-            return row, message
-        message_id = new_message_id(self.settings.sender.message_id_domain)
-        message = self._message_for(session, contact, candidate, message_id, now)
-        template = self.due.template_of(candidate)
-        row = new_row(
-            contact.id, candidate.step_index, template, message_id, now, subject=message.subject
-        )
-        session.add(row)
-        return row, message
+    def _record_claims(
+        self,
+        session: Session,
+        built: Sequence[tuple[Candidate, ContactRow, OutboundMessage | MissingContactField]],
+        now: datetime,
+        report: DispatchReport,
+    ) -> list[Claim]:
+        """The rows of the messages built (``queued``), and the contacts that need data."""
+        data = ContactData(session)
+        claimed: list[tuple[OutboxRow | int, Candidate, OutboundMessage, bool]] = []
+        for candidate, contact, message in built:
+            lacks: str | None = None
+            if isinstance(message, MissingContactField):
+                if not data.is_known(contact.segment, message.field):
+                    # A field no contact of the segment has: the template's error.
+                    report.problems.append(f"{candidate.email}: not sent: {message}")
+                    continue
+                lacks = message.field
+                if contact.needs_data != lacks:
+                    report.lacking[candidate.email] = lacks
+            if contact.needs_data != lacks:
+                session.execute(
+                    update(ContactRow).where(ContactRow.id == contact.id).values(needs_data=lacks)
+                )
+            if isinstance(message, MissingContactField):
+                continue
+            if candidate.outbox_id is not None:
+                row: OutboxRow | int = candidate.outbox_id
+            else:
+                template = self.due.template_of(candidate)
+                row = new_row(
+                    contact.id,
+                    candidate.step_index,
+                    template,
+                    message.message_id,
+                    now,
+                    subject=message.subject,
+                )
+                session.add(row)
+            claimed.append((row, candidate, message, contact.stage == NEW))
+        session.flush()
+        return [
+            Claim(row if isinstance(row, int) else row.id, candidate, message, new)
+            for row, candidate, message, new in claimed
+        ]
+
+    def _earlier(
+        self, session: Session, contact: ContactRow, candidate: Candidate
+    ) -> list[tuple[str, str]]:
+        """The (Message-ID, subject) of the steps a candidate's message follows up on."""
+        nurture = candidate.step_index >= NURTURE_STEP_BASE
+        if not candidate.step_index or nurture:
+            return []
+        return thread_rows(session, contact.id, candidate.step_index)
 
     def _message_for(
         self,
@@ -535,12 +610,7 @@ class Dispatcher:
         now: datetime,
     ) -> OutboundMessage:
         """The message a candidate step sends, in the thread of the steps sent before it."""
-        nurture = candidate.step_index >= NURTURE_STEP_BASE
-        earlier = (
-            thread_rows(session, contact.id, candidate.step_index)
-            if candidate.step_index and not nurture
-            else []
-        )
+        earlier = self._earlier(session, contact, candidate)
         template = candidate.template if candidate.outbox_id is not None else None
         return self.compose(
             contact, candidate.step_index, earlier, message_id, now, template=template
