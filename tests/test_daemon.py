@@ -240,13 +240,19 @@ class TestFaults:
         assert "can't start: smtp 127.0.0.1" in daemon.output()
         assert "login refused for user03@example.test" in daemon.output()
 
+    @pytest.mark.parametrize("connections", [1, 3])
     def test_smtp_server_vanishing_mid_batch_loses_and_doubles_nothing(
-        self, practice: Practice
+        self, practice: Practice, connections: int
     ) -> None:
         smtp_sink, dovecot = practice.sink, practice.dovecot
         emails = practice.import_contacts(20)
         smtp_sink.handler.delay = 0.2
-        daemon = practice.start({"OUTREACH_SENDING__RETRY_FIRST_MINUTES": "0.02"})
+        daemon = practice.start(
+            {
+                "OUTREACH_SENDING__RETRY_FIRST_MINUTES": "0.02",
+                "OUTREACH_SMTP__CONNECTIONS": str(connections),
+            }
+        )
         daemon.wait_ready()
         daemon.wait_until("5 sends", lambda: len(smtp_sink.received) >= 5)
         smtp_sink.stop()
@@ -309,18 +315,20 @@ class TestFaults:
         assert "inbox: reply from p0@org0.example.com" in daemon.output()
         assert "let's talk" not in daemon.output()  # bodies are never logged
 
+    @pytest.mark.parametrize("connections", [1, 3])
     def test_sigkill_during_a_batch_then_restart_sends_each_step_at_most_once(
-        self, practice: Practice
+        self, practice: Practice, connections: int
     ) -> None:
         emails = practice.import_contacts(30)
         practice.sink.handler.delay = 0.05
-        first = practice.start()
+        several = {"OUTREACH_SMTP__CONNECTIONS": str(connections)}
+        first = practice.start(several)
         first.wait_ready()
         first.wait_until("3 sends", lambda: len(practice.received) >= 3)
         first.stop(signal.SIGKILL)
         at_kill = len(practice.received)
         assert 0 < at_kill < 30, "the kill did not land mid-batch"
-        second = practice.start()
+        second = practice.start(several)
         second.wait_ready()
         second.wait_until("every step settled", lambda: practice.all_settled(30))
         assert second.stop()[0] == 0

@@ -1,4 +1,5 @@
-"""SIGKILL during send-due, over and over: every due step arrives once or is marked unknown."""
+"""SIGKILL during send-due, over and over: every due step arrives once or is marked unknown,
+on SQLite and PostgreSQL, on one SMTP connection and on several."""
 
 from __future__ import annotations
 
@@ -59,9 +60,27 @@ def wait_for_sink(
         time.sleep(0.001)  # a tight loop, but the server's thread gets the GIL
 
 
+@pytest.mark.parametrize(
+    ("database", "connections"),
+    [
+        ("sqlite", 1),
+        ("sqlite", 4),
+        pytest.param("postgres", 4, marks=pytest.mark.postgres),
+    ],
+)
 def test_sigkill_never_sends_twice(
-    outbound_config: Path, smtp_sink: SmtpServer, tmp_path: Path
+    outbound_config: Path,
+    smtp_sink: SmtpServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    database: str,
+    connections: int,
 ) -> None:
+    if database == "postgres":
+        postgres = request.getfixturevalue("postgres")
+        monkeypatch.setenv("OUTREACH_STORAGE__URL", postgres.create_database())
+    monkeypatch.setenv("OUTREACH_SMTP__CONNECTIONS", str(connections))
     rows = "".join(f"p{i}@org{i}.example.com,P{i},Q{i},psychiatrist\n" for i in range(CONTACTS))
     contacts = tmp_path / "many.csv"
     contacts.write_text("email,first_name,last_name,segment\n" + rows)
@@ -79,12 +98,14 @@ def test_sigkill_never_sends_twice(
     kills: list[tuple[int, int, int]] = []  # (steps pending, k, messages the run got out)
     for run in range(RUNS):
         pending = pending_steps(outbound_config)
-        if pending < 3:  # a kill after k sends, plus one more in flight, must leave one unsent
+        # A kill after k sends, plus one more in flight on each connection, must leave one
+        # unsent.
+        if pending < connections + 2:
             break
-        # Kill once the sink has k more messages than before this run, k in 1..pending-2;
-        # then up to 1.5 server delays more, so the kill lands at any point of a message's
-        # exchange, never after the run's last message.
-        k = rng.randint(1, min(pending - 2, MOST_PER_RUN))
+        # Kill once the sink has k more messages than before this run, k in
+        # 1..pending-connections-1; then up to 1.5 server delays more, so the kill lands at
+        # any point of a message's exchange, never after the run's last message.
+        k = rng.randint(1, min(pending - connections - 1, MOST_PER_RUN))
         before = len(smtp_sink.received)
         log = tmp_path / f"send-due{run}.log"
         with log.open("wb") as out:
@@ -104,12 +125,18 @@ def test_sigkill_never_sends_twice(
     final = subprocess.run(send, env=env, capture_output=True, text=True, check=False)
     assert final.returncode == 0, final.stdout + final.stderr
     # After message k arrives the server holds it DELAY before answering, and the kill comes
-    # within 1.5 DELAY: at most one more message arrives, so every run ends mid-batch.
+    # within 1.5 DELAY: at most one more message arrives on each connection, so every run
+    # ends mid-batch.
     assert kills, "no run was killed; the test proved nothing"
     assert mid_batch == len(kills), f"a kill missed the batch (pending, k, got out): {kills}"
 
-    settings = load_config(outbound_config)
-    store = open_store(settings.database_url)
+    assert_sent_once_or_unknown(outbound_config, smtp_sink)
+
+
+def assert_sent_once_or_unknown(config: Path, smtp_sink: SmtpServer) -> None:
+    """Every step reached the server at most once; the ledger says sent (received once) or
+    unknown."""
+    store = open_store(load_config(config).database_url)
     try:
         ledger = {e.email: e for e in list_outbox(store)}
     finally:
