@@ -58,11 +58,12 @@ from outreach.store.instance import DispatchLock
 from outreach.store.ledger import (
     START,
     WAITING,
+    add_queued,
     lift_ended_pause,
     mark_sent,
-    new_row,
     pause_sending,
     paused_domains,
+    queued_row,
     sending_paused,
     suppress,
     thread_rows,
@@ -555,7 +556,8 @@ class Dispatcher:
     ) -> list[Claim]:
         """The rows of the messages built (``queued``), and the contacts that need data."""
         data = ContactData(session)
-        claimed: list[tuple[OutboxRow | int, Candidate, OutboundMessage, bool]] = []
+        claimed: list[tuple[Candidate, OutboundMessage, bool]] = []
+        new_rows: list[dict[str, object]] = []
         for candidate, contact, message in built:
             lacks: str | None = None
             if isinstance(message, MissingContactField):
@@ -572,24 +574,28 @@ class Dispatcher:
                 )
             if isinstance(message, MissingContactField):
                 continue
-            if candidate.outbox_id is not None:
-                row: OutboxRow | int = candidate.outbox_id
-            else:
+            if candidate.outbox_id is None:
                 template = self.due.template_of(candidate)
-                row = new_row(
-                    contact.id,
-                    candidate.step_index,
-                    template,
-                    message.message_id,
-                    now,
-                    subject=message.subject,
+                new_rows.append(
+                    queued_row(
+                        contact.id,
+                        candidate.step_index,
+                        template,
+                        message.message_id,
+                        now,
+                        message.subject,
+                    )
                 )
-                session.add(row)
-            claimed.append((row, candidate, message, contact.stage == NEW))
-        session.flush()
+            claimed.append((candidate, message, contact.stage == NEW))
+        ids = iter(add_queued(session, new_rows))
         return [
-            Claim(row if isinstance(row, int) else row.id, candidate, message, new)
-            for row, candidate, message, new in claimed
+            Claim(
+                next(ids) if candidate.outbox_id is None else candidate.outbox_id,
+                candidate,
+                message,
+                new,
+            )
+            for candidate, message, new in claimed
         ]
 
     def _earlier(

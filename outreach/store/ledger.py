@@ -7,6 +7,7 @@ form instead of rebuilding and re-keying them for every send.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, exists, insert, literal, or_, select, update
@@ -108,18 +109,33 @@ def new_row(
     subject: str = "",
 ) -> OutboxRow:
     """A ``queued`` ledger row: nothing handed to SMTP yet, its Message-ID fixed for good."""
-    return OutboxRow(
-        contact_id=contact_id,
-        step_index=step_index,
-        template=template,
-        message_id=message_id,
-        subject=subject,
-        state=OutboxState.QUEUED,
-        attempts=0,
-        last_error="",
-        created_at=now,
-        updated_at=now,
-    )
+    return OutboxRow(**queued_row(contact_id, step_index, template, message_id, now, subject))
+
+
+def queued_row(
+    contact_id: int, step_index: int, template: str, message_id: str, now: datetime, subject: str
+) -> dict[str, object]:
+    """A ``queued`` ledger row's values (``add_queued`` writes many at once)."""
+    return {
+        "contact_id": contact_id,
+        "step_index": step_index,
+        "template": template,
+        "message_id": message_id,
+        "subject": subject,
+        "state": OutboxState.QUEUED,
+        "attempts": 0,
+        "last_error": "",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def add_queued(session: Session, rows: Sequence[dict[str, object]]) -> list[int]:
+    """Insert ``queued_row`` values in one statement; their ids, in the same order."""
+    if not rows:
+        return []
+    statement = insert(OutboxRow).returning(OutboxRow.id, sort_by_parameter_order=True)
+    return list(session.scalars(statement, list(rows)))
 
 
 def mark_sent(
