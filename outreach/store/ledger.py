@@ -7,12 +7,14 @@ form instead of rebuilding and re-keying them for every send.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from outreach.domain.pipeline import CONTACTED, EXIT_STAGES, NEW
 from outreach.domain.sequencing import ACTIVE_STAGES, REPLY_STEP_BASE
@@ -32,11 +34,23 @@ SENDING_PAUSED = "sending_paused"
 SENDING_PAUSED_UNTIL = "sending_paused_until"
 WAITING = (OutboxState.RETRY, OutboxState.QUEUED)
 
+
+def _one_of(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN (values)`` written out as ``=`` tests: an IN list is an "expanding"
+    parameter that SQLAlchemy rewrites into the SQL at every execution; these are compiled
+    once (the statements below run for every message)."""
+    return or_(*(column == value for value in values))
+
+
+def _none_of(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+    return and_(*(column != value for value in values))
+
+
 # A sequence step goes to contacts in new/contacted; a rule's reply (reply_with) to any
 # contact that has not left (unsubscribed, bounced, do_not_contact).
 STAGE_ALLOWS_ROW = or_(
-    ContactRow.stage.in_(ACTIVE_STAGES),
-    and_(OutboxRow.step_index >= REPLY_STEP_BASE, ContactRow.stage.not_in(EXIT_STAGES)),
+    _one_of(ContactRow.stage, ACTIVE_STAGES),
+    and_(OutboxRow.step_index >= REPLY_STEP_BASE, _none_of(ContactRow.stage, EXIT_STAGES)),
 )
 
 # The statements that run once per message, built once: SQLAlchemy then reuses their
@@ -46,7 +60,7 @@ START = (
     update(OutboxRow)
     .where(
         OutboxRow.id == bindparam("oid"),
-        OutboxRow.state.in_(WAITING),
+        _one_of(OutboxRow.state, WAITING),
         exists(
             select(ContactRow.id).where(
                 ContactRow.id == OutboxRow.contact_id,
