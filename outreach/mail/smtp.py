@@ -195,6 +195,9 @@ class SmtpSession:
                 await self._log_in(client, token)
             else:
                 await _greet(client)
+        except MailServerUnusable:  # a refused login (an OSError too): said by _log_in
+            client.close()
+            raise
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             client.close()
             if raw is not None:
@@ -202,9 +205,6 @@ class SmtpSession:
             raise MailServerUnusable(
                 name, connect_problem(exc, "smtp"), transient=is_transient(exc)
             ) from None
-        except MailServerUnusable:
-            client.close()
-            raise
         transport = client.transport
         assert isinstance(transport, asyncio.Transport)
         self._pipelining = client.supports_extension("pipelining")
