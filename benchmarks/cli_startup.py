@@ -1,6 +1,7 @@
 """Start-up time of the command line: ``outreach --help``, next to raw baselines from the same
-run: the bare interpreter, and the interpreter importing Typer and Rich (the CLI framework's
-own floor). Median and best of N runs, each a fresh process, as a person would type it.
+run: the bare interpreter, the interpreter importing Typer (the CLI framework's own floor), and
+Typer with Rich (which the command line loads only to print a table or a progress bar).
+Median and best of N runs, each a fresh process, as a person would type it.
 
 Usage: python benchmarks/cli_startup.py [RUNS]
 """
@@ -27,6 +28,7 @@ def main() -> None:
     python = sys.executable
     cases = [
         ("baseline  python -c pass", [python, "-c", "pass"]),
+        ("baseline  python -c 'import typer'", [python, "-c", "import typer"]),
         ("baseline  python -c 'import typer, rich'", [python, "-c", "import typer, rich.console"]),
         ("outreach --help", [python, "-m", "outreach", "--help"]),
         ("outreach contacts --help", [python, "-m", "outreach", "contacts", "--help"]),

@@ -1,5 +1,10 @@
 """What every command shares: the Typer apps, the consoles, the config and store context, and
-turning outreach's errors into plain lines and exit codes."""
+turning outreach's errors into plain lines and exit codes.
+
+Imports stay light here and in every command module: ``outreach --help`` builds every command,
+and ``outreach run`` starts from here too. Rich, the services and the store are imported by the
+command that uses them, when it runs.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from outreach import __version__
 from outreach.errors import (
@@ -22,9 +26,10 @@ from outreach.errors import (
     ImportProblems,
     OutreachError,
 )
-from outreach.runtime.logs import LEVELS, configure_logging
 
 if TYPE_CHECKING:
+    from rich.console import Capture, Console
+
     from outreach.config import Settings
     from outreach.mail.abc import OpenSmtp
     from outreach.runtime.parts import Parts
@@ -34,36 +39,61 @@ if TYPE_CHECKING:
 MAX_PROBLEMS_SHOWN = 200
 PROGRESS_MIN_BYTES = 200_000
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-app = typer.Typer(
+class LazyConsole:
+    """A Rich console made at its first use: importing Rich costs more start-up time than the
+    rest of ``outreach --help``, and ``outreach run`` prints nothing with it."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
+    def capture(self) -> Capture:
+        return self.console.capture()
+
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
+
+
+def command_group(help_text: str, **options: Any) -> typer.Typer:
+    """A Typer app with plain-text help. Rich markup would swallow the TOML table names the
+    help quotes ("[sending] hold_new"), and Rich's help formatter alone takes longer to
+    import than the rest of ``outreach --help`` takes to run."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, **options)
+
+
+app = command_group(
+    "Referral-source outreach for a psychotherapy practice: contacts, sequences, replies.",
     name="outreach",
-    help="Referral-source outreach for a psychotherapy practice: contacts, sequences, replies.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-config_app = typer.Typer(help="Check the configuration file.", no_args_is_help=True)
-db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
-contacts_app = typer.Typer(
-    help="Import, list, show and export referral sources.", no_args_is_help=True
-)
-stage_app = typer.Typer(help="Move contacts between pipeline stages by hand.", no_args_is_help=True)
-templates_app = typer.Typer(help="Check message templates.", no_args_is_help=True)
-outbox_app = typer.Typer(
-    help="The delivery ledger: list sends, resolve interrupted ones.", no_args_is_help=True
-)
-inbox_app = typer.Typer(
-    help="Read the practice's inbox for replies, bounces and opt-outs.", no_args_is_help=True
-)
-sending_app = typer.Typer(
-    help="Control sending (resume after a policy pause).", no_args_is_help=True
-)
-referrals_app = typer.Typer(help="Record referrals received from sources.", no_args_is_help=True)
-auth_app = typer.Typer(
-    help="Sign in to the mailbox with OAuth2 (Microsoft 365, Google).", no_args_is_help=True
-)
+config_app = command_group("Check the configuration file.")
+db_app = command_group("Manage the database schema.")
+contacts_app = command_group("Import, list, show and export referral sources.")
+stage_app = command_group("Move contacts between pipeline stages by hand.")
+templates_app = command_group("Check message templates.")
+outbox_app = command_group("The delivery ledger: list sends, resolve interrupted ones.")
+inbox_app = command_group("Read the practice's inbox for replies, bounces and opt-outs.")
+sending_app = command_group("Control sending (resume after a policy pause).")
+referrals_app = command_group("Record referrals received from sources.")
+auth_app = command_group("Sign in to the mailbox with OAuth2 (Microsoft 365, Google).")
 app.add_typer(config_app, name="config")
 app.add_typer(auth_app, name="auth")
 app.add_typer(db_app, name="db")
@@ -135,7 +165,7 @@ def context_of(ctx: typer.Context) -> Context:
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"outreach {__version__}")
+        typer.echo(f"outreach {__version__}")  # plain: one line needs no Rich
         raise typer.Exit
 
 
@@ -165,6 +195,8 @@ def root(
     ] = False,
 ) -> None:
     """Referral-source outreach for a psychotherapy practice."""
+    from outreach.runtime.logs import LEVELS, configure_logging
+
     if log_level is None:
         log_level = "info" if ctx.invoked_subcommand == "run" else "warning"
     if log_level.lower() not in LEVELS:

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from outreach.cli.common import (
     PROGRESS_MIN_BYTES,
@@ -260,13 +258,21 @@ def _progress(size: int) -> Iterator[Callable[[int, int], None] | None]:
     if size < PROGRESS_MIN_BYTES or not err.is_terminal:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("checking rows"),
         BarColumn(),
         TaskProgressColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=err.console, transient=True) as bar:
         task = bar.add_task("import", total=None)
 
         def report(done: int, total: int) -> None:
@@ -300,6 +306,8 @@ def contacts_list(
         print_json([c.to_json() for c in found])
         return
     noun = "contact" if len(found) == 1 else "contacts"
+    from rich.table import Table
+
     table = Table(title=f"{len(found)} {noun}", title_justify="left")
     table.add_column("email", overflow="fold")  # an address is never cut short
     # "waiting" only when some contact waits: a narrow terminal has no room for an empty column.

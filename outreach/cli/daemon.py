@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from outreach.cli.common import app, context_of, out, print_json, reported
 from outreach.cli.outbound import NowOption, parse_now
@@ -129,6 +128,8 @@ def _print_status(found: Status, zone: ZoneInfo) -> None:
     if not stages:
         out.print("pipeline:      no contacts yet (outreach contacts import FILE)")
         return
+    from rich.table import Table
+
     table = Table(title="pipeline", title_justify="left")
     table.add_column("segment")
     for stage in stages:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from outreach.cli.common import app, out, reported
 
@@ -27,6 +26,8 @@ def demo(
 
     with reported():
         result = run_demo(directory, lambda line: out.print(line, markup=False))
+    from rich.table import Table
+
     table = Table(title="the pipeline after the demo", title_justify="left")
     for column in ("source", "segment", "stage", "paused until"):
         table.add_column(column)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from outreach.cli.common import (
     app,
@@ -23,7 +21,6 @@ from outreach.cli.common import (
     templates_app,
     utc_now,
 )
-from outreach.domain.sequencing import step_label
 from outreach.errors import (
     ConfigError,
 )
@@ -112,6 +109,8 @@ def preview(
             state.dispatcher(), email, step=step, now=parse_now(now, state.settings())
         )
         if send_to_me:
+            import asyncio
+
             from outreach.services.review import send_to_me as send
 
             to = asyncio.run(send(state.settings(), state.smtp(), message))
@@ -143,6 +142,8 @@ def plan(
     if as_json:
         print_json([p.to_json() for p in planned])
         return
+    from rich.table import Table
+
     table = Table(
         title=f"{len(planned)} sends in the next {days} days (times in {zone.key})",
         title_justify="left",
@@ -188,6 +189,8 @@ def send_due(
             consequence="templates check failed: nothing is sent until every template renders",
         )
         when = None if now is None else parse_now(now, parts.settings)
+        import asyncio
+
         report = asyncio.run(
             send(
                 parts.dispatcher,
@@ -259,6 +262,10 @@ def outbox_list(
     if as_json:
         print_json([e.to_json() for e in entries])
         return
+    from rich.table import Table
+
+    from outreach.domain.sequencing import step_label
+
     table = Table(title=f"{len(entries)} outbox rows", title_justify="left")
     for column in ("id", "state", "email", "step", "subject", "updated (UTC)", "note"):
         table.add_column(column, overflow="fold")

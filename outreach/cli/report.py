@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from outreach.cli.common import (
     app,
@@ -114,6 +113,8 @@ def _print_report_text(built: reporting.Report) -> None:
             markup=False,
         )
         return
+    from rich.table import Table
+
     funnel = Table(
         title="Funnel by segment (each rate is of the previous stage)", title_justify="left"
     )

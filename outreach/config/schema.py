@@ -130,7 +130,7 @@ class Smtp(Server):
     # SMTP sessions a dispatch pass opens side by side. A practice's mailbox provider limits
     # parallel sessions per account (Microsoft 365 allows 3 per mailbox), so 1 is the default;
     # a relay of the practice's own (Postfix, a transactional service) takes more.
-    connections: int = Field(default=1, ge=1, le=16)
+    connections: int = Field(default=1, ge=1, le=8)
 
     @property
     def effective_port(self) -> int:
@@ -285,15 +285,25 @@ class Sending(Section):
         if self.end_time <= self.start_time:
             raise keyed_problems([f"end_time: {self.end_time} must be after start_time"])
         if self.holidays_country:
-            import holidays  # noqa: PLC0415  (its country tables load slowly)
-
-            try:
-                holidays.country_holidays(
-                    self.holidays_country, subdiv=self.holidays_subdivision or None
-                )
-            except NotImplementedError as exc:
-                raise keyed_problems([f"holidays_country: {exc}"]) from None
+            _check_holidays(self.holidays_country, self.holidays_subdivision)
         return self
+
+
+def _check_holidays(country: str, subdivision: str) -> None:
+    """A country (and subdivision) the holidays library knows. The country is looked up in
+    its registry of codes; the first country table imports every country's module (8 MiB),
+    so that waits for the first calendar, unless a subdivision must be checked against it."""
+    from holidays.registry import EntityLoader  # noqa: PLC0415  (4 MiB; only when configured)
+
+    if country not in EntityLoader.get_country_codes():
+        raise keyed_problems([f"holidays_country: Country {country} not available"])
+    if subdivision:
+        import holidays  # noqa: PLC0415
+
+        try:
+            holidays.country_holidays(country, subdiv=subdivision)
+        except NotImplementedError as exc:
+            raise keyed_problems([f"holidays_subdivision: {exc}"]) from None
 
 
 class ImportSettings(Section):

@@ -35,8 +35,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from charset_normalizer import from_bytes
-
 # The ANSI code pages Windows software saves in; the first is the tie-breaker.
 WINDOWS_CODE_PAGES = (
     "cp1252",
@@ -105,6 +103,9 @@ def decode_export(data: bytes, encoding: str = "") -> DecodedText:
     except UnicodeDecodeError:
         pass
     if not _evidently_utf8(data):
+        # 4 MiB of detector tables, for the rare file that is neither UTF-8 nor has a BOM.
+        from charset_normalizer import from_bytes  # noqa: PLC0415
+
         matches = list(from_bytes(data, cp_isolation=list(WINDOWS_CODE_PAGES)))
         if matches:
             least = min(m.chaos for m in matches)

@@ -108,6 +108,7 @@ class Daemon:
         self._passing: asyncio.Task[object] | None = None
         self._inbox: asyncio.Task[object] | None = None
         self._reloading = False
+        self._due_today: tuple[date, int] | None = None  # the status line's count, and its day
 
     # --- the whole life ---------------------------------------------------------------------
 
@@ -334,7 +335,7 @@ class Daemon:
             else ""
         )
         record_facts(self.store, self.now(), {LAST_DISPATCH: summary})
-        self.notifier.status(self.status_line())
+        self.notifier.status(self.status_line(quiet=report.quiet))
 
     async def _watch_inbox(self) -> None:
         """The inbox watcher for the daemon's whole life (restarted on reload)."""
@@ -423,9 +424,13 @@ class Daemon:
 
     # --- health -----------------------------------------------------------------------------
 
-    def status_line(self) -> str:
+    def status_line(self, *, quiet: bool = False) -> str:
         """One line for systemd's STATUS=: what is watched, what is due, the last reply, and
-        whether sending is paused ("watching INBOX; 3 due today; last reply 10:42")."""
+        whether sending is paused ("watching INBOX; 3 due today; last reply 10:42").
+
+        ``quiet``: the pass found the due steps still waiting for a slot and nothing changed,
+        so the last count of what is due today stands (forecasting it reads every due
+        contact: with a backlog of thousands, most of an idle daemon's CPU)."""
         parts, store = self.parts, self.store
         if parts is None or store is None:
             return "starting"
@@ -435,8 +440,10 @@ class Daemon:
                 return signed_in.summary  # "sign-in expired: run outreach auth login"
         zone = ZoneInfo(parts.settings.practice.timezone)
         now = self.now()
-        due = due_today(parts.dispatcher.due, now)
-        line = f"watching {parts.inbox.description}; {due} due today"
+        today = now.astimezone(zone).date()
+        if not quiet or self._due_today is None or self._due_today[0] != today:
+            self._due_today = (today, due_today(parts.dispatcher.due, now))
+        line = f"watching {parts.inbox.description}; {self._due_today[1]} due today"
         replied = last_reply(store)
         if replied is not None:
             local = replied.astimezone(zone)

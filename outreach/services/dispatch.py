@@ -136,6 +136,9 @@ class DispatchReport:
     lacking: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     busy: bool = False  # another pass held the ledger: this one did nothing
+    # Due steps still wait for a slot that can't have opened, and nothing changed: the pass
+    # didn't read them again (nor would a forecast find anything new).
+    quiet: bool = False
 
     def sentences(self, *, subjects: bool) -> list[tuple[int, str]]:
         """What the pass did, one (logging level, sentence) per send or finished sequence;
@@ -272,6 +275,7 @@ class Dispatcher:
         dry_run = report.dry_run
         with self.store.session() as session:
             if not dry_run and self._still_quiet(session, now):
+                report.quiet = True
                 return
             found = self.due.scan(session, now)
             if not dry_run:

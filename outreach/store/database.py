@@ -1,27 +1,36 @@
-"""Opening the database: engine settings per backend, and migrations to the newest schema."""
+"""Opening the database: engine settings per backend, and migrations to the newest schema.
+
+Alembic (with Mako and Pygments behind it, some 12 MiB) is imported only when a migration is
+due: a database already at head is recognised by reading ``alembic_version`` with SQLAlchemy
+and comparing it with the head read from the migration files' ``revision`` lines.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.errors import StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 T = TypeVar("T")
+# The module-level assignments Alembic itself reads from each migration file.
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 
 class Store:
@@ -41,6 +50,21 @@ class Store:
 
     def upgrade(self) -> tuple[str | None, str]:
         """Migrate to the newest schema; returns (revision before, revision after)."""
+        try:
+            with self.engine.connect() as connection:
+                stored = _stored_revisions(connection)
+        except SQLAlchemyError as exc:
+            raise self._unopened(exc) from exc
+        head = _known_head()
+        if head is not None and stored == (head,):
+            return head, head  # the usual start: nothing to migrate, Alembic stays unloaded
+        return self._migrate()
+
+    def _migrate(self) -> tuple[str | None, str]:
+        from alembic import command  # noqa: PLC0415  (only when a migration is due)
+        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+        from alembic.util import CommandError  # noqa: PLC0415
+
         before: str | None = None
         try:
             with self.engine.begin() as connection:
@@ -49,8 +73,7 @@ class Store:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            raise StoreError(f"can't open the database {self.label}: {cause}") from exc
+            raise self._unopened(exc) from exc
         except CommandError as exc:
             # Typically a database written by a newer outreach: never guess at its schema.
             raise StoreError(
@@ -60,17 +83,32 @@ class Store:
             ) from exc
         return before, self.head_revision()
 
+    def _unopened(self, exc: SQLAlchemyError) -> StoreError:
+        cause = getattr(exc, "orig", None) or exc
+        return StoreError(f"can't open the database {self.label}: {cause}")
+
     def current_revision(self) -> str | None:
         """The schema revision the database is at (None for an empty database)."""
         with self.engine.connect() as connection:
+            stored = _stored_revisions(connection)
+            if len(stored) <= 1:
+                return stored[0] if stored else None
+            from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
+            # Several rows are branches, which outreach never makes: Alembic's error says so.
             return MigrationContext.configure(connection).get_current_revision()
 
     @staticmethod
     def head_revision() -> str:
         """The newest schema revision this version of outreach knows."""
-        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-        assert head is not None
-        return head
+        head = _known_head()
+        if head is not None:
+            return head
+        from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+        found = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        assert found is not None
+        return found
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -97,7 +135,38 @@ def open_store(url: str) -> Store:
     return store
 
 
+def _stored_revisions(connection: Connection) -> tuple[str, ...]:
+    """The revisions in ``alembic_version``, read where Alembic reads them (the connection's
+    default schema); none for an empty database."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return ()
+    query = text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608  (a constant name)
+    return tuple(connection.scalars(query))
+
+
+@cache
+def _known_head() -> str | None:
+    """The head revision of the migration files, read from their ``revision`` and
+    ``down_revision`` lines without importing Alembic; None when they don't make one plain
+    line of history (then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        lines = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in lines:
+            continue  # __init__.py
+        revision = _QUOTED.fullmatch(lines["revision"])
+        if revision is None or "down_revision" not in lines:
+            return None
+        revisions.add(revision.group(1))
+        parents.update(_QUOTED.findall(lines["down_revision"]))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
