@@ -10,15 +10,17 @@ from pathlib import Path
 from outreach.store.database import Store, _alembic_config, _known_head, open_store
 
 NOT_AT_START = ("alembic", "mako", "pygments", "rich", "holidays.countries", "charset_normalizer")
+# What reads inbound mail: a send-due never needs it.
+CLASSIFIERS = ("outreach.domain.classify", "outreach.services.inbound", "flufl.bounce")
 
 
-def imported_by(code: str) -> set[str]:
-    """The top modules of ``NOT_AT_START`` a fresh interpreter has loaded after ``code``."""
+def imported_by(code: str, watched: tuple[str, ...] = NOT_AT_START) -> set[str]:
+    """The modules of ``watched`` a fresh interpreter has loaded after ``code``."""
     probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
-    return set(result.stdout.split()) & set(NOT_AT_START)
+    return set(result.stdout.split()) & set(watched)
 
 
 class TestStartUp:
@@ -32,6 +34,13 @@ class TestStartUp:
             "    app(['--help'])"
         )
         assert imported_by(code) == set()
+
+    def test_the_parts_a_send_due_builds_leave_the_classifiers(self) -> None:
+        code = (
+            "import outreach.cli.outbound\n"
+            "from outreach.runtime.parts import build_parts, build_checked_parts"
+        )
+        assert imported_by(code, CLASSIFIERS) == set()
 
     def test_a_database_at_head_opens_without_alembic(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path}/outreach.db"

@@ -5,16 +5,20 @@ here)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from outreach.config import Settings
 from outreach.mail.abc import InboxSource, OpenSmtp
 from outreach.mail.connections import inbox_source, open_smtp, sent_folder, sign_in
 from outreach.mail.templates import TemplateSet
 from outreach.services.dispatch import Dispatcher
-from outreach.services.inbound import InboundProcessor
 from outreach.services.template_check import require_templates
 from outreach.signin.tokens import AccessTokens
 from outreach.store.database import Store
+
+if TYPE_CHECKING:
+    from outreach.services.inbound import InboundProcessor
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,15 @@ class Parts:
     smtp: OpenSmtp
     inbox: InboxSource
     dispatcher: Dispatcher
-    processor: InboundProcessor
     tokens: AccessTokens | None = None  # OAuth2 sign-in, when the mailbox uses it
+
+    @cached_property
+    def processor(self) -> InboundProcessor:
+        """What reads inbound messages, built on first use: ``send-due`` never loads the
+        classifiers."""
+        from outreach.services.inbound import InboundProcessor  # noqa: PLC0415
+
+        return InboundProcessor(self.store, self.settings, smtp=self.smtp)
 
     @property
     def templates(self) -> TemplateSet:
@@ -49,7 +60,6 @@ def build_parts(settings: Settings, store: Store, *, smtp: OpenSmtp | None = Non
         smtp=smtp,
         inbox=inbox_source(settings, tokens),
         dispatcher=dispatcher,
-        processor=InboundProcessor(store, settings, smtp=smtp),
         tokens=tokens,
     )
 
