@@ -279,7 +279,7 @@ class Dispatcher:
                 return
             found = self.due.scan(session, now)
             if not dry_run:
-                report.finished = self.due.settle(found, now)
+                report.finished = self.due.settle(session, found, now)
             found.candidates = self._not_held(session, found.candidates, report)
             found.candidates = self._not_lacking(session, found.candidates, now, dry_run)
             by_key = {c.key: c for c in found.candidates}

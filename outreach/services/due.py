@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -77,7 +77,7 @@ class DueScan:
     to look again (None: not until a send or a stage change) or that their sequence is over."""
 
     candidates: list[Candidate] = field(default_factory=list)
-    next_checks: list[tuple[ContactRow, datetime | None]] = field(default_factory=list)
+    next_checks: list[tuple[int, datetime | None]] = field(default_factory=list)  # contact ids
     finished: list[ContactRow] = field(default_factory=list)
 
 
@@ -115,39 +115,45 @@ class DueSteps:
 
     def scan(self, session: Session, now: datetime) -> DueScan:
         """Steps due by ``now``, and what ``settle`` should write for the contacts looked at.
-        Reads only."""
+        Reads only. The due contacts are read a chunk at a time and only what the pass needs
+        of them is kept: a backlog of thousands never sits in memory as rows all at once."""
         found = DueScan()
-        rows = session.scalars(
+        due = session.scalars(
             # Only the next_check_at index: a stage condition here lets SQLite's planner
             # scan every "new" contact instead. Rows that left the active stages are read
             # once more and get no next check (see _examine).
-            select(ContactRow).where(ContactRow.next_check_at <= now)
+            select(ContactRow.id).where(ContactRow.next_check_at <= now).order_by(ContactRow.id)
         ).all()
-        ledger = ledger_records(session, [r.id for r in rows])
-        suppressed = suppressed_keys(session, [r.email_key for r in rows])
-        touches = last_touches(session, [r.id for r in rows if r.stage in NURTURE_STAGES])
-        for row in rows:
-            candidate, check_at = self._examine(
-                row, ledger.get(row.id, []), suppressed, now, touches.get(row.id)
-            )
-            if candidate is not None:
-                found.candidates.append(candidate)
-            elif check_at is not None and check_at <= now and row.stage == CONTACTED:
-                found.finished.append(row)
-            else:
-                found.next_checks.append((row, check_at))
+        for chunk in in_chunks(due):
+            rows = session.scalars(select(ContactRow).where(ContactRow.id.in_(chunk))).all()
+            ledger = ledger_records(session, chunk)
+            suppressed = suppressed_keys(session, [r.email_key for r in rows])
+            touches = last_touches(session, [r.id for r in rows if r.stage in NURTURE_STAGES])
+            for row in rows:
+                candidate, check_at = self._examine(
+                    row, ledger.get(row.id, []), suppressed, now, touches.get(row.id)
+                )
+                if candidate is not None:
+                    found.candidates.append(candidate)
+                elif check_at is not None and check_at <= now and row.stage == CONTACTED:
+                    found.finished.append(row)
+                else:
+                    found.next_checks.append((row.id, check_at))
         found.candidates += self.waiting(session, now)
         return found
 
-    def settle(self, found: DueScan, now: datetime) -> list[str]:
+    def settle(self, session: Session, found: DueScan, now: datetime) -> list[str]:
         """Write what a scan found (in the scan's session): finished sequences move to
         no_response, every other contact looked at gets its next check time. Returns the
         addresses whose sequence finished."""
         for row in found.finished:
             move_contact(row, self.pipeline, NO_RESPONSE, now, "sequence finished without a reply")
             row.next_check_at = None
-        for row, check_at in found.next_checks:
-            row.next_check_at = check_at
+        if found.next_checks:
+            session.execute(
+                update(ContactRow),
+                [{"id": cid, "next_check_at": at} for cid, at in found.next_checks],
+            )
         return [row.email for row in found.finished]
 
     def next_candidate(

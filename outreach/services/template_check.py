@@ -165,10 +165,13 @@ class ContactData:
                 .where(ContactRow.segment == segment)
                 .order_by(ContactRow.id)
             )
-            self._members[segment] = [
-                _Member(id_, standard[_EMAIL], _field_set(standard, tags, custom))
-                for id_, *standard, tags, custom in rows
-            ]
+            # One object per distinct set, shared by its contacts (thousands share a few).
+            sets: dict[_FieldSet, _FieldSet] = {}
+            members = []
+            for id_, *standard, tags, custom in rows:
+                key = _field_set(standard, tags, custom)
+                members.append(_Member(id_, standard[_EMAIL], sets.setdefault(key, key)))
+            self._members[segment] = members
         return self._members[segment]
 
     def fields(self, segment: str) -> frozenset[str] | None:
