@@ -508,3 +508,50 @@ class TestFieldEdit:
 
     def test_an_existing_custom_field_close_to_a_standard_one(self) -> None:
         assert field_edit("titles=x", NAMES, custom=["titles"]).custom
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Ann.Lee@Clinic.Example.COM",
+        "o'brien+referrals@x.example.org",
+        "a@b.example",
+        "first.last@sub.domain.example.co.uk",
+        "x@localhost",
+        "x@invalid",
+        "x@example",
+        "a..b@x.example.com",
+        ".a@x.example.com",
+        "a.@x.example.com",
+        '"quoted"@x.example.com',
+        "ünïcode@x.example.com",
+        "a@bü.example.com",
+        "a@-bad.example.com",
+        "a@x.123",
+        "a@" + "d" * 64 + ".example.com",
+        "l" * 65 + "@x.example.com",
+        "l" * 64 + "@" + ".".join(["d" * 60] * 4) + ".com",
+        "a@x.example.com.",
+        "a@[127.0.0.1]",
+        "a@x..example.com",
+        "user@mail.test",
+    ],
+)
+def test_the_quick_address_check_agrees_with_email_validator(address: str) -> None:
+    """normalize_email checks a plain address's local part itself and its domain once: the
+    result, or the refusal and its words, are email-validator's own."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from outreach.domain.fields import normalize_email
+
+    refusal = ""
+    try:
+        expected = validate_email(address, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        refusal = str(exc)
+    if not refusal:
+        assert normalize_email(address) == expected.normalized
+        return
+    with pytest.raises(ValueError, match="is not a valid email address") as caught:
+        normalize_email(address)
+    assert refusal in str(caught.value)

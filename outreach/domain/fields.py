@@ -40,10 +40,35 @@ def normalize_email(value: str) -> str:
         raise ValueError("email address is empty")
     if has_control_characters(value):
         raise ValueError("email address contains a line break or NUL")
+    # Nearly every address is a plain ASCII local part at a domain many others share: the
+    # domain is checked by email-validator once (cached), the local part by its dot-atom
+    # grammar. Anything else, and any address that fails, takes the whole check, whose error
+    # is the one told.
+    local, _, domain = value.rpartition("@")
+    if local and len(local) <= MAX_LOCAL and _DOT_ATOM.fullmatch(local):
+        checked = _checked_domain(domain)
+        if checked is not None and len(local) + 1 + len(checked) <= MAX_ADDRESS:
+            return f"{local}@{checked}"
     try:
         return validate_email(value, check_deliverability=False, test_environment=True).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"{value!r} is not a valid email address: {exc}") from None
+
+
+# RFC 5322 section 3.2.3 dot-atom, ASCII: atext runs joined by single dots.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+MAX_LOCAL, MAX_ADDRESS = 64, 254  # RFC 5321 section 4.5.3.1
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    """The domain as email-validator normalizes it, or None if it refuses it."""
+    try:
+        return validate_email(
+            f"x@{domain}", check_deliverability=False, test_environment=True
+        ).domain
+    except EmailNotValidError:
+        return None
 
 
 def email_key(normalized: str) -> str:
