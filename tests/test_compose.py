@@ -105,6 +105,7 @@ class TestDirectBytes:
             ("Ann", "a@x.example.com", "Hi", "a = b\n.\n..\nFrom here\ntrailing  \n", None),
             ("Ann", "a@x.example.com", "Re: Hi", "x" * 300 + "\n", LONG_IDS),
             ("Ann", "a@x.example.com", "Re: Hi", "one id", LONG_IDS[:1]),
+            ("Anna Bücher", "anna@bücher.example", "Hi", "an internationalized domain", None),
         ],
     )
     def test_reads_as_the_email_package_builds_it(

@@ -535,6 +535,11 @@ class TestFieldEdit:
         "a@[127.0.0.1]",
         "a@x..example.com",
         "user@mail.test",
+        "Info@Clinic.COM",
+        "POSTMASTER@x.example.com",
+        "anna@bücher.example",
+        "anna@xn--bcher-kva.example",
+        "b" * 60 + "@" + ".".join(["ü" * 20] * 8) + ".com",
     ],
 )
 def test_the_quick_address_check_agrees_with_email_validator(address: str) -> None:

@@ -195,6 +195,20 @@ class TestFaults:
         assert resume_sending(world.store) is not None
         assert len(world.run(T0 + timedelta(minutes=6)).sent) == 2
 
+    def test_a_refused_sender_pauses_and_bounces_nobody(
+        self, world: World, smtp_sink: SmtpServer
+    ) -> None:
+        """553 at MAIL FROM is about our address, not the recipient's: all sending pauses for
+        the therapist; no contact is bounced or suppressed."""
+        from outreach.services.contacts import show_contact
+
+        smtp_sink.handler.mail_replies += ["553 5.1.7 sender address rejected"]
+        report = world.run(T0)
+        assert report.paused is not None and "553" in report.paused
+        assert report.failed == []
+        for address in ("alma@nb.example.com", "tom@lm.example.org"):
+            assert show_contact(world.store, address).contact.stage == "new"
+
     def test_connection_lost_during_data_is_unknown_never_resent(
         self, world: World, smtp_sink: SmtpServer
     ) -> None:

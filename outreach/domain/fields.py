@@ -13,6 +13,7 @@ from email.policy import default as default_policy
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from outreach.errors import ConfigError
 
@@ -45,9 +46,18 @@ def normalize_email(value: str) -> str:
     # grammar. Anything else, and any address that fails, takes the whole check, whose error
     # is the one told.
     local, _, domain = value.rpartition("@")
-    if local and len(local) <= MAX_LOCAL and _DOT_ATOM.fullmatch(local):
+    quick = (
+        local
+        and len(local) <= MAX_LOCAL
+        and len(value) <= MAX_ADDRESS
+        and _DOT_ATOM.fullmatch(local)
+        # email-validator lower-cases these role names (RFC 2142): left to it
+        and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
+    )
+    if quick:
         checked = _checked_domain(domain)
-        if checked is not None and len(local) + 1 + len(checked) <= MAX_ADDRESS:
+        # An internationalized domain is longer in its ASCII form: lengths left to it too.
+        if checked is not None and checked.isascii():
             return f"{local}@{checked}"
     try:
         return validate_email(value, check_deliverability=False, test_environment=True).normalized

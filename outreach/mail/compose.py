@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.headerregistry import Address
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -167,10 +168,9 @@ def build_message(
     check_header("In-Reply-To", thread.in_reply_to or "")
     check_header("References", " ".join(thread.references))
     sender = settings.sender
-    to = formataddr((to_name, to_address)) if to_name else to_address
     lines = [
-        _shared_line("From", formataddr((sender.from_name, sender.from_address))),
-        _own_line("To", to),
+        _shared_line("From", _mailbox(sender.from_name, sender.from_address)),
+        _own_line("To", _mailbox(to_name, to_address)),
         _shared_line("Subject", thread.subject),
         _shared_line("Date", format_datetime(date)),
         _own_line("Message-ID", message_id),
@@ -190,6 +190,17 @@ def build_message(
         subject=thread.subject,
         data=b"".join(lines) + body_bytes(rendered.body),
     )
+
+
+def _mailbox(name: str, address: str) -> str:
+    """``Name <address>`` with the name quoted or encoded as needed; an address that isn't
+    ASCII (an internationalized domain) through the email package, which ``formataddr``
+    refuses."""
+    if not name:
+        return address
+    if address.isascii():
+        return formataddr((name, address))
+    return str(Address(name, addr_spec=address))
 
 
 _TEXT_BODY_HEADERS = (

@@ -90,6 +90,8 @@ class _Replies(asyncio.Protocol):
         self._lines: list[str] = []  # the lines of a multi-line reply so far
         self._waiter: asyncio.Future[None] | None = None
         self._lost: str | None = None
+        # Set when the transport is closed for good (with TLS, after its shutdown).
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -99,12 +101,10 @@ class _Replies(asyncio.Protocol):
             text = line[4:].decode("utf-8", "surrogateescape").strip()
             self._lines.append(text)
             if line[3:4] != b"-":  # the last line of a reply
-                try:
-                    code = int(line[:3])
-                except ValueError:
+                if not (line[:3].isdigit() and line[:1] in b"2345"):
                     self._end(f"a malformed reply {line[:60]!r}")
                     return
-                self._replies.append((code, "\n".join(self._lines)))
+                self._replies.append((int(line[:3]), "\n".join(self._lines)))
                 self._lines = []
                 self._wake()
 
@@ -114,6 +114,8 @@ class _Replies(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = self._lost or (str(exc) if exc else "the server closed the connection")
         self._wake()
+        if not self.gone.done():
+            self.gone.set_result(None)
 
     def _end(self, why: str) -> None:
         self._lost = why
@@ -148,6 +150,9 @@ class _Replies(asyncio.Protocol):
         self.transport.close()
 
 
+CLOSE_WAIT_SECONDS = 2.0  # for a closed session's TLS shutdown, before the socket is cut
+
+
 class SmtpSession:
     """The ``SmtpTransport``: one connection reused across a pass, reconnected when the
     server drops it. The only place an SMTP client is constructed."""
@@ -156,6 +161,7 @@ class SmtpSession:
         self.settings = smtp
         self.tokens = tokens  # with auth = "oauth2": the access tokens for XOAUTH2
         self._line: _Replies | None = None
+        self._dropped: list[_Replies] = []  # closed; ``close`` waits for them to be gone
         self._pipelining = False
         self._smtputf8 = False
 
@@ -172,8 +178,10 @@ class SmtpSession:
 
     async def connect(self) -> None:
         """Connect, secure and log in, or raise MailServerUnusable saying why."""
-        if self._line is not None and not self._line.transport.is_closing():
-            return
+        if self._line is not None:
+            if not self._line.transport.is_closing():
+                return
+            self._drop()  # the server closed it: ``connected`` says so until a new one opens
         smtp = self.settings
         name = f"smtp {smtp.host}:{smtp.effective_port}"
         token = await self._token() if smtp.auth == "oauth2" else None
@@ -306,7 +314,7 @@ class SmtpSession:
                 if replies[-1][0] not in (250, 251, 354):
                     break
         expected = ((250,), (250, 251), (354,))
-        for (code, text), wanted in zip(replies, expected, strict=False):
+        for phase, ((code, text), wanted) in enumerate(zip(replies, expected, strict=False)):
             if code not in wanted:
                 if replies[-1][0] == 354:
                     # DATA accepted after a refusal (a broken server): the content would be
@@ -314,38 +322,55 @@ class SmtpSession:
                     self._drop()
                 else:
                     await self._reset()
-                return Delivery(classify_reply(code, text), f"{code} {text}")
+                outcome = classify_reply(code, text)
+                if phase == 0 and outcome is Outcome.FAILED:
+                    # MAIL FROM refused for good: our sender, not this recipient, so a pause
+                    # for the therapist, never a bounce of every contact in turn.
+                    outcome = Outcome.POLICY
+                return Delivery(outcome, f"{code} {text}")
         return None
 
     @property
     def connected(self) -> bool:
         """Whether a session is open (after a lost connection, the server may be gone)."""
-        return self._line is not None
+        return self._line is not None and not self._line.transport.is_closing()
 
     async def _reset(self) -> None:
+        """RSET after a refusal; a session that won't reset is ended (its next MAIL would be
+        refused as out of sequence, and read as the recipient's refusal)."""
         if self._line is not None:
             try:
                 self._line.write(b"RSET\r\n")
-                await self._line.reply()
+                code, _text = await self._line.reply()
             except SmtpLost:
+                code = 0
+            if code != 250:
                 self._drop()
 
     def _drop(self) -> None:
         if self._line is not None:
             self._line.close()
+            self._dropped.append(self._line)
             self._line = None
 
     async def close(self) -> None:
-        """QUIT politely, or just close when the server is gone."""
-        if self._line is None:
-            return
-        try:
-            self._line.write(b"QUIT\r\n")
-            await self._line.reply()
-        except SmtpLost:
-            pass
-        self._drop()
-        await asyncio.sleep(0)  # let the loop finish closing the socket before it ends
+        """QUIT politely, or just close when the server is gone; either way, return once
+        every connection of this session is closed (TLS shut down, socket released), or
+        cut after a moment."""
+        if self._line is not None:
+            try:
+                self._line.write(b"QUIT\r\n")
+                await self._line.reply()
+            except SmtpLost:
+                pass
+            self._drop()
+        dropped, self._dropped = self._dropped, []
+        for line in dropped:
+            try:
+                await asyncio.wait_for(asyncio.shield(line.gone), CLOSE_WAIT_SECONDS)
+            except TimeoutError:
+                line.transport.abort()
+        await asyncio.sleep(0)  # let the loop run the last close callbacks
 
 
 def smtp_sessions(smtp: Smtp, tokens: AccessTokens | None = None) -> OpenSmtp:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from logging import ERROR, INFO, WARNING
 
@@ -274,7 +274,10 @@ class Dispatcher:
     ) -> None:
         dry_run = report.dry_run
         with self.store.session() as session:
-            if not dry_run and self._still_quiet(session, now):
+            # Read before the scan: a change committed while this pass runs makes the next
+            # pass's mark differ, so it looks again.
+            mark = None if dry_run else self.due.backlog_mark(session, now)
+            if mark is not None and self._still_quiet(mark, now):
                 report.quiet = True
                 return
             found = self.due.scan(session, now)
@@ -290,8 +293,8 @@ class Dispatcher:
                 start=now,
                 until=now,
             )
-            if not plan and found.candidates and not dry_run:
-                self._quiet = self._wait_for_slot(session, found.candidates, now)
+            if not plan and found.candidates and mark is not None:
+                self._quiet = self._wait_for_slot(session, found.candidates, now, mark)
         ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
         if not ready:
             return
@@ -310,7 +313,7 @@ class Dispatcher:
             # Each ends on its own (the claiming hands every sender its None even when it
             # fails), so the sessions close after all of them; then the first failure is told.
             ended = await asyncio.gather(
-                self._claim_ahead(ready, now, report, claims, len(transports), stop),
+                self._claim_ahead(ready, now, report, claims, len(transports), stop, stopping),
                 *(self._send_all(t, claims, now, report, stopping, stop) for t in transports),
                 return_exceptions=True,
             )
@@ -345,32 +348,37 @@ class Dispatcher:
             )
         return opened
 
-    def _still_quiet(self, session: Session, now: datetime) -> bool:
+    def _still_quiet(self, mark: tuple[object, ...], now: datetime) -> bool:
         """True while the due steps of an earlier pass wait for a slot that can't have opened
-        and nothing in the store changed: this pass need not read them all again."""
+        and nothing in the store changed (``mark``): this pass need not read them again."""
         quiet = self._quiet
         if quiet is None:
             return False
         waiting = quiet.since <= now < quiet.until and now - quiet.since < QUIET_RECHECK
-        if waiting and self.due.backlog_mark(session, now) == quiet.mark:
+        if waiting and mark == quiet.mark:
             return True
         self._quiet = None
         return False
 
     def _wait_for_slot(
-        self, session: Session, candidates: Sequence[Candidate], now: datetime
+        self,
+        session: Session,
+        candidates: Sequence[Candidate],
+        now: datetime,
+        mark: tuple[object, ...],
     ) -> Quiet | None:
-        """When no due step fits now: the earliest slot any can take, with the store's mark."""
+        """When no due step fits now: the earliest slot any can take (jitter left out, so
+        never later than the schedule's), with the store's mark from before the scan."""
         until = next_slot(
             self.due.due_sends(candidates),
-            self.due.policy,
+            replace(self.due.policy, jitter=timedelta(0)),
             self.due.send_log(session, now),
             start=now,
             until=now + QUIET_RECHECK,
         )
         if until is not None and until <= now:
             return None
-        return Quiet(until or now + QUIET_RECHECK, self.due.backlog_mark(session, now), now)
+        return Quiet(until or now + QUIET_RECHECK, mark, now)
 
     @staticmethod
     def _not_held(
@@ -437,7 +445,15 @@ class Dispatcher:
         unrecorded: Claim | None = None  # sent, recorded with the next start
         with self.store.engine.connect() as connection:  # held: no pool checkout per message
             try:
-                while (claim := await claims.get()) is not None:
+                while True:
+                    if unrecorded is not None and claims.empty():
+                        # Nothing to start yet: record the sent one now rather than leave it
+                        # `sending` while the next claims are built.
+                        self._advance(connection, unrecorded, None, now)
+                        unrecorded = None
+                    claim = await claims.get()
+                    if claim is None:
+                        break
                     if stopping() or stop.is_set():
                         stop.set()  # the claiming stops too
                         break
@@ -489,12 +505,13 @@ class Dispatcher:
         claims: asyncio.Queue[Claim | None],
         senders: int,
         stop: asyncio.Event,
+        stopping: Callable[[], bool],
     ) -> None:
         """Claim ``ready`` a chunk at a time into ``claims`` for the senders, then one None
         each: the next messages are built while the server takes the previous ones."""
         try:
             for first in range(0, len(ready), CLAIM_CHUNK):
-                if stop.is_set():
+                if stop.is_set() or stopping():
                     break
                 for claim in await self._claim(ready[first : first + CLAIM_CHUNK], now, report):
                     claims.put_nowait(claim)
@@ -539,7 +556,7 @@ class Dispatcher:
                 )
             except MissingContactField as exc:
                 message = exc
-            except TemplateProblem as exc:
+            except (TemplateProblem, ValueError) as exc:  # a header that can't be written
                 report.problems.append(f"{candidate.email}: not sent: {exc}")
                 continue
             built.append((candidate, contact, message))

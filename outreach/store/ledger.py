@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -88,22 +88,19 @@ MARK_SENT = (
 CHECK_AGAIN = (  # the next step is computed on the next pass
     update(ContactRow).where(ContactRow.id == bindparam("cid")).values(next_check_at=NOW)
 )
-# A first message moves the contact from new to contacted: the history row first (while the
-# stage still says new), then the stage with the next check in one statement.
-CONTACTED_HISTORY = insert(StageChangeRow).from_select(
-    ["contact_id", "at", "from_stage", "to_stage", "reason"],
-    select(
-        ContactRow.id, NOW, literal(str(NEW)), literal(str(CONTACTED)), bindparam("reason")
-    ).where(ContactRow.id == bindparam("cid"), ContactRow.stage == NEW),
-)
+# A first message moves the contact from new to contacted, with the next check, in one
+# statement that locks the row; its rowcount says whether the history row follows.
 FIRST_CONTACT = (
     update(ContactRow)
-    .where(ContactRow.id == bindparam("cid"))
-    .values(
-        next_check_at=NOW,
-        stage=case((ContactRow.stage == NEW, CONTACTED), else_=ContactRow.stage),
-        updated_at=case((ContactRow.stage == NEW, NOW), else_=ContactRow.updated_at),
-    )
+    .where(ContactRow.id == bindparam("cid"), ContactRow.stage == NEW)
+    .values(stage=CONTACTED, updated_at=NOW, next_check_at=NOW)
+)
+CONTACTED_HISTORY = insert(StageChangeRow).values(
+    contact_id=bindparam("cid"),
+    at=NOW,
+    from_stage=NEW,
+    to_stage=CONTACTED,
+    reason=bindparam("reason"),
 )
 
 
@@ -164,19 +161,18 @@ def mark_sent(
 ) -> None:
     """Record a row as sent at ``now``: the contact is checked again on the next pass, and a
     first message moves it from ``new`` to ``contacted`` with the reason in its history.
-    ``maybe_new=False`` (the contact was past ``new`` when the pass read it) spares the
-    statements of that move: two statements instead of three.
+    Two statements, three for a first message; ``maybe_new=False`` (the contact was past
+    ``new`` when the pass read it) skips trying the move.
 
     Core statements on a connection (in a session: ``session.connection()``, its transaction):
     objects the session already holds for these rows are not refreshed."""
     values = {"oid": outbox_id, "cid": contact_id, "now": now}
     connection.execute(MARK_SENT, values)
-    if not maybe_new:
+    if maybe_new and connection.execute(FIRST_CONTACT, values).rowcount == 1:
+        reason = f"step {step_index + 1} sent {message_id}"
+        connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
+    else:
         connection.execute(CHECK_AGAIN, values)
-        return
-    reason = f"step {step_index + 1} sent {message_id}"
-    connection.execute(CONTACTED_HISTORY, {**values, "reason": reason})
-    connection.execute(FIRST_CONTACT, values)
 
 
 def thread_rows(session: Session, contact_id: int, before: int) -> list[tuple[str, str]]:
