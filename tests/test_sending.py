@@ -330,6 +330,44 @@ def test_pipelined_commands_leave_in_one_write() -> None:
     assert chunks[1:] == [envelope, b"a\r\n..b\r\n.\r\n"] * 2 + [b"QUIT\r\n"]
 
 
+def test_a_server_that_floods_without_line_ends_is_left() -> None:
+    """A peer pouring bytes with no line end is not an SMTP server: the session ends with a
+    retry (nothing was handed over) instead of buffering without limit."""
+    from outreach.config.schema import Smtp
+    from outreach.mail.compose import OutboundMessage
+    from outreach.mail.smtp import MAX_REPLY_BYTES, SmtpSession
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 flood.test ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250 flood.test\r\n")
+        await reader.readline()  # MAIL
+        writer.write(b"2" * (MAX_REPLY_BYTES + 10))
+        await reader.read()  # until we hang up
+        writer.close()
+        await writer.wait_closed()
+        served.append(True)
+
+    served: list[bool] = []
+
+    async def scenario() -> str:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        message = OutboundMessage("<1@x>", "me@x.example.com", "you@y.example.com", "Hi", b"a")
+        async with SmtpSession(Smtp(host="127.0.0.1", port=port, security="none")) as session:
+            delivery = await session.send(message)
+        for _ in range(200):  # both attempts' handlers done before the loop ends
+            if len(served) == 2:
+                break
+            await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+        return f"{delivery.outcome.name}: {delivery.detail}"
+
+    outcome = asyncio.run(scenario())
+    assert outcome.startswith("RETRY") and "longer than" in outcome
+
+
 class TestSentFolder:
     def test_sent_copies_are_filed_and_reconcile_an_interrupted_send(
         self,

@@ -78,6 +78,9 @@ def data_block(message: bytes) -> bytes:
     return _DOT_AT_LINE_START.sub(b"..", message) + b".\r\n"
 
 
+MAX_REPLY_BYTES = 65536  # RFC 5321 allows 512 per reply line; room for long multi-line ones
+
+
 class _Replies(asyncio.Protocol):
     """A logged-in session's transport after aiosmtplib: commands written as they come, replies
     read in order, several outstanding at once (PIPELINING)."""
@@ -95,6 +98,9 @@ class _Replies(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        if len(self._buffer) > MAX_REPLY_BYTES:  # no line end in sight: not an SMTP server
+            self._end(f"a reply line longer than {MAX_REPLY_BYTES} bytes")
+            return
         while (end := self._buffer.find(b"\n")) >= 0:
             line = bytes(self._buffer[: end + 1]).rstrip(b"\r\n")
             del self._buffer[: end + 1]
