@@ -226,7 +226,7 @@ def _shared_line(name: str, value: str) -> bytes:
     The SMTP policy encodes non-ASCII text (RFC 2047) and folds long lines; its own CR/LF
     guard sits in assignment, which this skips, so the check is made here (header
     injection)."""
-    return SMTP.fold_binary(*SMTP.header_store_parse(name, check_header(name, value)))
+    return _folded(name, check_header(name, value))
 
 
 def _own_line(name: str, value: str) -> bytes:
@@ -235,6 +235,12 @@ def _own_line(name: str, value: str) -> bytes:
     line = f"{name}: {value}\r\n"
     if len(line) <= _LINE + 2 and line.isascii():
         return line.encode()
+    return _folded(name, value)
+
+
+def _folded(name: str, value: str) -> bytes:
+    """A header line as the SMTP policy writes it: non-ASCII encoded (RFC 2047), long lines
+    folded; ``value`` already checked."""
     return SMTP.fold_binary(*SMTP.header_store_parse(name, value))
 
 
@@ -248,7 +254,7 @@ def _references_line(references: Sequence[str]) -> bytes:
         out += " " + reference
         width += 1 + len(reference)
     if not out.isascii():
-        return SMTP.fold_binary(*SMTP.header_store_parse("References", " ".join(references)))
+        return _folded("References", " ".join(references))
     return (out + "\r\n").encode()
 
 

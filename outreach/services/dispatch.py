@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from outreach.config import Settings
 from outreach.domain.fields import full_name
-from outreach.domain.pacing import next_slot, schedule
+from outreach.domain.pacing import DueSend, SendLog, next_slot, schedule
 from outreach.domain.pipeline import BOUNCED, EXIT_STAGES, NEW
 from outreach.domain.sequencing import (
     ACTIVE_STAGES,
@@ -286,15 +286,10 @@ class Dispatcher:
             found.candidates = self._not_held(session, found.candidates, report)
             found.candidates = self._not_lacking(session, found.candidates, now, dry_run)
             by_key = {c.key: c for c in found.candidates}
-            plan = schedule(
-                self.due.due_sends(found.candidates),
-                self.due.policy,
-                self.due.send_log(session, now),
-                start=now,
-                until=now,
-            )
-            if not plan and found.candidates and mark is not None:
-                self._quiet = self._wait_for_slot(session, found.candidates, now, mark)
+            dues, sends = self.due.due_sends(found.candidates), self.due.send_log(session, now)
+            plan = schedule(dues, self.due.policy, sends, start=now, until=now)
+            if not plan and dues and mark is not None:  # nothing placed: ``sends`` unchanged
+                self._quiet = self._wait_for_slot(dues, sends, now, mark)
         ready = [by_key[due.key] for due, _at in plan]  # type: ignore[index]
         if not ready:
             return
@@ -361,18 +356,14 @@ class Dispatcher:
         return False
 
     def _wait_for_slot(
-        self,
-        session: Session,
-        candidates: Sequence[Candidate],
-        now: datetime,
-        mark: tuple[object, ...],
+        self, dues: Sequence[DueSend], sends: SendLog, now: datetime, mark: tuple[object, ...]
     ) -> Quiet | None:
         """When no due step fits now: the earliest slot any can take (jitter left out, so
         never later than the schedule's), with the store's mark from before the scan."""
         until = next_slot(
-            self.due.due_sends(candidates),
+            dues,
             replace(self.due.policy, jitter=timedelta(0)),
-            self.due.send_log(session, now),
+            sends,
             start=now,
             until=now + QUIET_RECHECK,
         )
