@@ -425,6 +425,14 @@ class Daemon:
     # --- health -----------------------------------------------------------------------------
 
     def status_line(self, *, quiet: bool = False) -> str:
+        """``_status_line``, or a line saying the database can't be read right now: a status
+        is never worth the daemon (PostgreSQL restarting as it becomes ready)."""
+        try:
+            return self._status_line(quiet=quiet)
+        except DBAPIError:
+            return "the database is unreachable; retrying"
+
+    def _status_line(self, *, quiet: bool = False) -> str:
         """One line for systemd's STATUS=: what is watched, what is due, the last reply, and
         whether sending is paused ("watching INBOX; 3 due today; last reply 10:42").
 
